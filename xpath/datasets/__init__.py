@@ -1,0 +1,35 @@
+"""Sample images, synthetic tissue with exact ground truth, and loaders for real annotated sets.
+
+Nothing is downloaded at run time: samples come from files installed with registry
+packages, real annotated sets from ``../shared/data`` (or ``$XPATH_DATA``).
+"""
+
+from ._samples import sample_he, sample_he_path, sample_slide, sample_slide_path
+from ._shared import (
+    DATASETS,
+    AnnotatedImage,
+    DatasetSpec,
+    ImageMaskLabel,
+    iter_dataset,
+    load_dataset,
+    shared_data_dir,
+)
+from ._synthetic import NUCLEUS_TYPES, REGION_TYPES, SyntheticTissue, synthetic_tissue
+
+__all__ = [
+    "DATASETS",
+    "NUCLEUS_TYPES",
+    "REGION_TYPES",
+    "AnnotatedImage",
+    "DatasetSpec",
+    "ImageMaskLabel",
+    "SyntheticTissue",
+    "iter_dataset",
+    "load_dataset",
+    "sample_he",
+    "sample_he_path",
+    "sample_slide",
+    "sample_slide_path",
+    "shared_data_dir",
+    "synthetic_tissue",
+]
