@@ -1,0 +1,19 @@
+"""End-to-end workflows: one image, one whole slide, a cohort on a cluster.
+
+``analyze`` joins segmentation → cell table → graph → spatial statistics → one feature
+row and keeps every intermediate in an :class:`Analysis`; ``analyze_slide`` runs the
+same over a whole slide in tiles with bounded memory; ``analyze_cohort`` runs a per-slide
+function over many slides, resumably, serially or on joblib / Dask.
+"""
+
+from ._cohort import BACKENDS, CohortResult, analyze_cohort, read_slide_table
+from ._tissue import image_summary, tissue_mask
+
+__all__ = [
+    "BACKENDS",
+    "CohortResult",
+    "analyze_cohort",
+    "image_summary",
+    "read_slide_table",
+    "tissue_mask",
+]
