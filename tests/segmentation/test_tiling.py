@@ -1,0 +1,178 @@
+"""Tiling: grid, blending weights, streamed blending equals whole-image maps, strip-wise instances."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from xpath.datasets import synthetic_tissue
+from xpath.segmentation.metrics import contingency
+from xpath.segmentation.postprocess import instances_from_maps
+from xpath.segmentation.tiling import (
+    InstanceStitcher,
+    RowBlender,
+    axis_weights,
+    extract_tile,
+    predict_tiled,
+    tile_starts,
+)
+
+
+
+def gt_distance(instances: np.ndarray) -> np.ndarray:
+    """Ground-truth-like distance map: per-instance EDT to the border (shared borders included), max 1."""
+    edge = np.zeros(instances.shape, bool)
+    dy = instances[1:] != instances[:-1]
+    dx = instances[:, 1:] != instances[:, :-1]
+    edge[1:] |= dy
+    edge[:-1] |= dy
+    edge[:, 1:] |= dx
+    edge[:, :-1] |= dx
+    dist = ndimage.distance_transform_edt((instances > 0) & ~edge)
+    peak = np.maximum(np.asarray(ndimage.maximum(dist, instances, np.arange(instances.max() + 1))), 1.0)
+    return np.where(instances > 0, dist / peak[instances], 0.0).astype(np.float32)
+
+
+@pytest.mark.parametrize("length", [1, 50, 64, 65, 200, 1000, 1031])
+def test_tile_starts_cover_with_overlap(length):
+    tile, overlap = 64, 16
+    s = tile_starts(length, tile, overlap)
+    assert s[0] == 0 and (s[-1] + tile >= length)
+    if length > tile:
+        assert s[-1] + tile == length
+        assert (np.diff(s) <= tile - overlap).all() and (np.diff(s) > 0).all()
+
+
+def test_axis_weights_partition_of_unity():
+    length, tile = 300, 64
+    s = tile_starts(length, tile, 20)
+    total = np.zeros(length)
+    for start, w in zip(s, axis_weights(s, tile, length)):
+        assert (w > 0).all()
+        total[start: start + len(w)] += w
+    np.testing.assert_allclose(total, 1.0, atol=1e-6)
+
+
+def test_extract_tile_pads_small_images():
+    img = np.arange(30, dtype=np.uint8).reshape(5, 6, 1).repeat(3, 2)
+    t = extract_tile(img, 0, 0, 8)
+    assert t.shape == (8, 8, 3)
+    np.testing.assert_array_equal(t[:5, :6], img)
+
+
+def _pointwise(tiles, origins):
+    return tiles[..., :1].transpose(0, 3, 1, 2).astype(np.float32) / 255.0, tiles[:, 0, 0, :2].astype(np.float32)
+
+
+def _local(tiles, origins):
+    """A 5×5 mean filter of the red channel computed on each tile alone (edge effects at tile borders)."""
+    x = tiles[..., 0].astype(np.float32) / 255.0
+    out = ndimage.uniform_filter(x, size=(1, 5, 5), mode="reflect")
+    return out[:, None], None
+
+
+def test_pointwise_tiled_equals_whole_image_and_streams(rng):
+    img = rng.integers(0, 256, (331, 207, 3), dtype=np.uint8)
+    out = np.full((1, 331, 207), np.nan, np.float32)
+    bands = []
+
+    def on_band(y, band):
+        assert np.isnan(out[:, y: y + band.shape[1]]).all(), "each row is delivered once"
+        out[:, y: y + band.shape[1]] = band
+        bands.append(band.shape[1])
+
+    scal = predict_tiled(img, _pointwise, tile=64, overlap=16, n_maps=1, on_band=on_band, batch_size=3)
+    np.testing.assert_allclose(out[0], img[..., 0] / 255.0, atol=1e-5)
+    assert len(bands) > 3 and max(bands) <= 64, "rows are streamed as tiles finish, not all at the end"
+    assert scal.shape == (2,) and scal[0] == img[ys := tile_starts(331, 64, 16)][:, tile_starts(207, 64, 16), 0].max()
+
+
+def test_local_model_tiled_equals_whole_away_from_borders(rng):
+    img = ndimage.gaussian_filter(rng.random((260, 300)), 3)
+    img = np.rint(255 * (img - img.min()) / np.ptp(img)).astype(np.uint8)[..., None].repeat(3, 2)
+    whole = _local(img[None], [(0, 0)])[0][0, 0]
+    out = np.zeros((260, 300), np.float32)
+
+    def on_band(y, band):
+        out[y: y + band.shape[1]] = band[0]
+
+    predict_tiled(img, _local, tile=96, overlap=24, n_maps=1, on_band=on_band, batch_size=2)
+    inner = (slice(3, -3), slice(3, -3))
+    np.testing.assert_allclose(out[inner], whole[inner], atol=0.01)
+    assert np.abs(out[inner] - whole[inner]).max() > 0, "the local model must differ at tile borders"
+
+
+def test_row_blender_bounds_rows_held():
+    b = RowBlender(2, 64)
+    w = np.ones((32, 32), np.float32)
+    b.add(0, 0, np.ones((2, 32, 32), np.float32), w)
+    b.add(0, 32, np.ones((2, 32, 32), np.float32), w)
+    b.add(16, 32, 3 * np.ones((2, 32, 32), np.float32), w)
+    assert b.rows_held == 48
+    y, band = b.pop(16)
+    assert y == 0 and band.shape == (2, 16, 64) and b.rows_held == 32
+    y, band = b.pop(32)
+    assert y == 16 and band[0, 0, 0] == 1.0 and band[0, 0, 40] == 2.0  # (1 + 3) / 2
+    with pytest.raises(RuntimeError, match="no tile"):
+        b.pop(48)  # rows 32..47, columns 0..31 were never covered
+    with pytest.raises(ValueError, match="already returned"):
+        b.add(0, 0, np.ones((2, 32, 32), np.float32), w)
+
+
+def _stitch(prob, dist, *, strip, margin, band, **kw):
+    out = np.zeros(prob.shape, np.int32)
+    st = InstanceStitcher(out, strip=strip, margin=margin, **kw)
+    for y in range(0, prob.shape[0], band):
+        st.push(y, prob[y: y + band], dist[y: y + band])
+    st.finish()
+    return out
+
+
+def test_strip_instances_equal_whole_image_instances():
+    tile = synthetic_tissue(7, size=(300, 180), mpp=0.5, touching=0.5)
+    gt = tile.instances
+    prob = (gt > 0).astype(np.float32)
+    # A model's maps are continuous: jitter breaks the exact ties of the Euclidean distance transform,
+    # on which the watershed's flooding order (and so the result) depends on the window's offset.
+    dist = gt_distance(gt) + np.random.default_rng(0).uniform(0, 1e-3, gt.shape).astype(np.float32)
+    whole = instances_from_maps(prob, dist, mpp=0.5, min_area_um2=5.0)
+    stitched = _stitch(prob, dist, strip=48, margin=40, band=37, mpp=0.5, min_area_um2=5.0)
+    t = contingency(whole, stitched)
+    assert len(t.gt_ids) == len(t.pred_ids) == len(t.intersection), "one-to-one objects"
+    assert (t.iou == 1.0).all()
+
+
+def test_object_straddling_strip_and_tile_borders_is_one_instance():
+    h, w = 200, 160
+    yy, xx = np.mgrid[:h, :w]
+    disc = (yy - 96) ** 2 + (xx - 80) ** 2 <= 20 ** 2  # crosses the tile border at 64/96 and strips of 48
+    lab = disc.astype(np.int32)
+    # a touching pair straddling another border
+    lab[(yy - 160) ** 2 + (xx - 40) ** 2 <= 12 ** 2] = 2
+    lab[((yy - 160) ** 2 + (xx - 63) ** 2 <= 12 ** 2) & (lab == 0)] = 3
+    img = np.zeros((h, w, 3), np.uint8)
+    img[..., 0] = 255 * (lab > 0)
+    img[..., 1] = np.rint(255 * gt_distance(lab))
+
+    def fn(tiles, origins):
+        return tiles[..., :2].transpose(0, 3, 1, 2).astype(np.float32) / 255.0, None
+
+    out = np.zeros((h, w), np.int32)
+    st = InstanceStitcher(out, strip=48, margin=30)
+    predict_tiled(img, fn, tile=64, overlap=16, n_maps=2, on_band=lambda y, b: st.push(y, b[0], b[1]))
+    st.finish()
+    assert len(np.unique(out[disc])) == 1 and out[96, 80] > 0
+    assert (out[disc] == out[96, 80]).all() and ((out == out[96, 80]) == disc).all()
+    assert out[160, 40] != out[160, 63] and out[160, 40] > 0 and out[160, 63] > 0
+    assert out.max() == 3
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="overlap"):
+        tile_starts(100, 64, 64)
+    with pytest.raises(ValueError, match="in order"):
+        st = InstanceStitcher(np.zeros((10, 10), np.int32), strip=4, margin=2)
+        st.push(3, np.zeros((2, 10)), np.zeros((2, 10)))
+    with pytest.raises(ValueError, match="all 10 rows"):
+        InstanceStitcher(np.zeros((10, 10), np.int32), strip=4, margin=2).finish()
