@@ -7,13 +7,18 @@ function over many slides, resumably, serially or on joblib / Dask.
 """
 
 from ._cohort import BACKENDS, CohortResult, analyze_cohort, read_slide_table
+from ._slide import ArraySlide, SlideResult, segment_slide, tile_grid
 from ._tissue import image_summary, tissue_mask
 
 __all__ = [
+    "ArraySlide",
     "BACKENDS",
     "CohortResult",
     "analyze_cohort",
     "image_summary",
     "read_slide_table",
+    "segment_slide",
+    "SlideResult",
+    "tile_grid",
     "tissue_mask",
 ]

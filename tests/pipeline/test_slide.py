@@ -1,0 +1,140 @@
+"""Whole slides: tissue-only windows, instances merged across windows, streamed outputs."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from xpath.datasets import sample_slide, synthetic_tissue
+from xpath.io import geojson_to_labels, read_geojson
+from xpath.pipeline import ArraySlide, segment_slide, tile_grid
+
+
+def _pairs(a, b):
+    """(id in a, id in b) pairs over pixels where a > 0."""
+    p = np.unique(np.stack([a.ravel(), b.ravel()], 1), axis=0)
+    return p[p[:, 0] > 0]
+
+
+@pytest.fixture(scope="module")
+def planted():
+    tile = synthetic_tissue(5, size=(700, 1100), lumen=0.0)
+    image = tile.image.copy()
+    image[:, 850:] = 245  # blank glass: no windows there
+    inst = tile.instances.copy()
+    inst[:, 850:] = 0
+    return image, inst
+
+
+def _oracle(inst, downsample=1):
+    """A 'segmenter' that returns the exact planted nuclei of the window it is given."""
+    def run(window):
+        x0, y0 = (v // downsample for v in window.origin)  # origin is in level-0 pixels
+        h, w = window.array.shape[:2]
+        lab = np.zeros((h, w), np.int32)
+        part = inst[y0:y0 + h, x0:x0 + w]
+        lab[: part.shape[0], : part.shape[1]] = part
+        return SimpleNamespace(semantic={"nuclei": lab > 0, "stroma": window.array[..., 0] > 200},
+                               instances={"nuclei": lab}, presence={"nuclei": 0.9, "stroma": 0.4})
+    return run
+
+
+def test_tile_grid_cores_partition_the_axis():
+    for length, tile, overlap in [(1000, 512, 64), (300, 256, 32), (2049, 256, 100)]:
+        starts, a, b = tile_grid(length, tile, overlap)
+        assert a[0] == 0 and b[-1] == length and (a[1:] == b[:-1]).all()
+        assert ((a >= starts) & (b <= starts + tile)).all()
+
+
+def test_instances_crossing_windows_are_kept_once_and_whole(tmp_path, planted):
+    image, inst = planted
+    res = segment_slide(ArraySlide(image, mpp=0.5, path="planted.png"), ["nuclei", "stroma"],
+                        segmenter=_oracle(inst), out_dir=tmp_path, tile=192, overlap=64, progress=False)
+    masks = res.masks()
+    lab = masks["nuclei"]
+    pairs = _pairs(inst, lab)
+    n_true = len(np.unique(inst)) - 1
+    # a bijection between planted and stitched objects, with identical pixels
+    assert len(pairs) == n_true == res.n_objects["nuclei"] == len(np.unique(pairs[:, 1]))
+    assert np.array_equal(lab > 0, inst > 0)
+    assert res.presence == {"nuclei": 0.9, "stroma": 0.4}
+    assert masks["stroma"].dtype == np.int32 or masks["stroma"].max() == 1
+    # windows over blank glass were skipped
+    blank = res.tiles["x"] >= 850
+    assert not res.tiles.loc[blank, "processed"].any() and res.tiles.loc[~blank, "processed"].any()
+    # the GeoJSON (level-0 coordinates) fills back into the same objects, plus a tissue annotation
+    table = read_geojson(res.files["geojson"])
+    assert (table["object_type"] == "annotation").sum() == 1
+    assert np.array_equal(geojson_to_labels(table, lab.shape, object_types=["detection"]), lab)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["planted.geojson", "planted.masks.ome.tif"]
+
+
+def test_working_resolution_coarser_than_the_slide(tmp_path, planted):
+    image, inst = planted
+    coarse = inst[::2, ::2]
+    res = segment_slide(ArraySlide(image, mpp=0.5, path="p.png"), ["nuclei"], segmenter=_oracle(coarse, 2),
+                        out_dir=tmp_path, mpp=1.0, tile=128, overlap=48, progress=False)
+    assert res.downsample == 2.0 and res.shape == (350, 550)
+    lab = res.masks()["nuclei"]
+    assert len(_pairs(coarse, lab)) == len(np.unique(coarse)) - 1
+    table = read_geojson(res.files["geojson"])
+    # GeoJSON is in level-0 (0.5 µm) pixels: scale back by the downsample
+    assert np.array_equal(geojson_to_labels(table, lab.shape, downsample=2.0, object_types=["detection"]), lab)
+
+
+def test_measure_rows_are_streamed_in_slide_coordinates(tmp_path, planted):
+    import pandas as pd
+
+    image, inst = planted
+
+    def measure(labels, window, *, mpp, ids):
+        from scipy import ndimage
+
+        cy, cx = np.array(ndimage.center_of_mass(labels > 0, labels, ids)).reshape(-1, 2).T
+        return pd.DataFrame({"id": ids, "x_px": cx, "y_px": cy, "x_um": cx * mpp, "y_um": cy * mpp})
+
+    res = segment_slide(ArraySlide(image, mpp=0.5), ["nuclei"], segmenter=_oracle(inst), measure=measure,
+                        out_dir=tmp_path, tile=192, overlap=64, progress=False)
+    cells = res.cells()
+    assert len(cells) == res.n_objects["nuclei"] and cells["id"].is_unique
+    lab = res.masks()["nuclei"]
+    from scipy import ndimage
+
+    expected = np.array(ndimage.center_of_mass(lab > 0, lab, cells["id"].to_numpy())).reshape(-1, 2)
+    np.testing.assert_allclose(cells[["y_px", "x_px"]].to_numpy(), expected, atol=1e-6)
+    np.testing.assert_allclose(cells["x_um"], cells["x_px"] * 0.5)
+
+
+def test_failure_leaves_no_partial_outputs(tmp_path, planted):
+    image, inst = planted
+    calls = []
+
+    def failing(window):
+        calls.append(window.origin)
+        if len(calls) == 3:
+            raise RuntimeError("GPU fell off the bus")
+        return _oracle(inst)(window)
+
+    with pytest.raises(RuntimeError, match="bus"):
+        segment_slide(ArraySlide(image, mpp=0.5), ["nuclei"], segmenter=failing, out_dir=tmp_path,
+                      tile=192, overlap=64, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_real_sample_slide_with_classical_nuclei(tmp_path):
+    from xpath.segmentation.classical import classical_nuclei
+
+    def classical(window):
+        lab = classical_nuclei(window.array, mpp=window.mpp)
+        return SimpleNamespace(semantic={"nuclei": lab > 0}, instances={"nuclei": lab}, presence={"nuclei": 1.0})
+
+    with sample_slide() as slide:
+        res = segment_slide(slide, ["nuclei"], segmenter=classical, out_dir=tmp_path, mpp=1.0, tile=512,
+                            overlap=64, progress=False)
+    lab = res.masks()["nuclei"]
+    assert res.n_objects["nuclei"] > 1000 and len(np.unique(lab)) - 1 == res.n_objects["nuclei"]
+    assert 0.3 < res.tiles["tissue_fraction"].mean() <= 1.0
+    table = read_geojson(res.files["geojson"])
+    det = table[table.object_type == "detection"]
+    assert len(det) == res.n_objects["nuclei"] and set(det["class"]) == {"nuclei"}
+    assert np.array_equal(geojson_to_labels(det, lab.shape, downsample=res.downsample), lab)

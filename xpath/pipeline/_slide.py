@@ -1,0 +1,480 @@
+"""Whole slides in tiles with bounded memory: tissue only, instances merged across tiles, streamed outputs.
+
+The slide is covered at the working resolution by overlapping ``tile × tile`` windows whose
+*cores* (the window minus half the overlap on every side shared with a neighbour) partition
+the slide. Windows whose core holds no tissue in a low-resolution tissue mask are skipped.
+Each window is segmented on its own; an instance is kept by the one window whose core
+contains its centroid, so an object crossing a border is neither cut nor duplicated as long
+as the overlap exceeds the largest object. Kept objects get slide-wide ids and go straight
+to disk: label maps into memory-mapped arrays (then a tiled OME-TIFF), polygons into a
+streamed GeoJSON, per-object rows into a streamed Parquet file. Memory is bounded by the
+window size and the batch, not by the slide.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage
+
+from .._types import Image, check_image, check_mpp
+from ..io._geojson import GeoJSONWriter
+from ..io._ometiff import write_ome_tiff
+from ..io._tables import atomic_path
+from ._tissue import tissue_mask
+
+__all__ = ["ArraySlide", "SlideResult", "segment_slide", "tile_grid"]
+
+log = logging.getLogger(__name__)
+
+
+class ArraySlide:
+    """An in-memory image behind the slide interface (``dimensions``, ``mpp``, ``read_at_mpp``, ``thumbnail``).
+
+    Lets :func:`segment_slide` run on large plain images and on synthetic tissue.
+    """
+
+    def __init__(self, image, *, mpp: float | None = None, path: str | None = None):
+        if mpp is None and isinstance(image, Image):
+            mpp = image.mpp
+        self.array = check_image(image)
+        self.mpp = check_mpp(mpp, name="mpp")
+        self.dimensions = (self.array.shape[1], self.array.shape[0])
+        self.path = Path(path) if path is not None else Path(getattr(image, "path", None) or "image")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+    def close(self) -> None:
+        return None
+
+    def read_at_mpp(self, location, size, *, mpp: float) -> Image:
+        scale = mpp / self.mpp
+        x0, y0 = (int(v) for v in location)
+        w, h = (int(v) for v in size)
+        src_w, src_h = max(1, round(w * scale)), max(1, round(h * scale))
+        crop = np.full((src_h, src_w, 3), 255, np.uint8)
+        H, W = self.array.shape[:2]
+        ys, xs = slice(max(0, y0), min(H, y0 + src_h)), slice(max(0, x0), min(W, x0 + src_w))
+        if ys.start < ys.stop and xs.start < xs.stop:
+            crop[ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0] = self.array[ys, xs]
+        if (src_h, src_w) != (h, w):
+            from PIL import Image as PILImage
+
+            crop = np.asarray(PILImage.fromarray(crop).resize((w, h), PILImage.BILINEAR))
+        return Image(crop, mpp=mpp, origin=(x0, y0), path=str(self.path))
+
+    def thumbnail(self, max_size: int = 1024) -> Image:
+        H, W = self.array.shape[:2]
+        scale = max(H, W) / max_size
+        if scale <= 1:
+            return Image(self.array, mpp=self.mpp, metadata={"downsample": 1.0})
+        from PIL import Image as PILImage
+
+        size = (max(1, round(W / scale)), max(1, round(H / scale)))
+        small = np.asarray(PILImage.fromarray(self.array).resize(size, PILImage.BILINEAR))
+        return Image(small, mpp=self.mpp * W / size[0], metadata={"downsample": W / size[0]})
+
+
+def tile_grid(length: int, tile: int, overlap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Window starts and core intervals covering ``[0, length)``.
+
+    Returns ``(starts, core_start, core_stop)``: window ``i`` is ``[starts[i], starts[i] + tile)``
+    and owns ``[core_start[i], core_stop[i])``; the cores partition ``[0, length)``.
+
+    Examples
+    --------
+    >>> s, a, b = tile_grid(1000, 512, 64)
+    >>> s.tolist(), a.tolist(), b.tolist()
+    ([0, 448, 896], [0, 480, 928], [480, 928, 1000])
+    """
+    if tile <= 0 or not 0 <= overlap < tile:
+        raise ValueError(f"need tile > 0 and 0 <= overlap < tile, got tile={tile}, overlap={overlap}")
+    stride = tile - overlap
+    n = max(1, math.ceil(max(length - overlap, 1) / stride))
+    starts = np.arange(n, dtype=np.int64) * stride
+    core_start = np.where(np.arange(n) == 0, 0, starts + overlap // 2)
+    core_stop = np.append(core_start[1:], length)
+    return starts, core_start, core_stop
+
+
+@dataclass
+class SlideResult:
+    """Outputs of :func:`segment_slide` (files on disk plus small summaries in memory).
+
+    Attributes
+    ----------
+    name : str
+        Slide name (file stem).
+    prompts : tuple of str
+    mpp : float
+        Working resolution (µm/px) of the label maps.
+    shape : (int, int)
+        ``(H, W)`` of the label maps at ``mpp``.
+    downsample : float
+        Level-0 pixels per working pixel.
+    n_objects : dict of str to int
+        Instances kept per instance-level prompt.
+    presence : dict of str to float
+        Highest per-tile presence of each prompt.
+    tiles : pandas.DataFrame
+        One row per window: ``x``, ``y`` (working px), ``tissue_fraction``, ``processed``, ``seconds``.
+    tissue : numpy.ndarray
+        Low-resolution tissue mask; ``tissue_downsample`` level-0 pixels per mask pixel.
+    files : dict of str to pathlib.Path
+        ``masks`` (OME-TIFF, one channel per prompt), ``geojson``, ``cells`` (Parquet).
+    """
+
+    name: str
+    prompts: tuple[str, ...]
+    mpp: float
+    shape: tuple[int, int]
+    downsample: float
+    n_objects: dict[str, int]
+    presence: dict[str, float]
+    tiles: pd.DataFrame
+    tissue: np.ndarray = field(repr=False)
+    tissue_downsample: float = 1.0
+    files: dict[str, Path] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def masks(self) -> dict[str, np.ndarray]:
+        """Read the label maps back from the OME-TIFF (prompt → ``(H, W)`` array)."""
+        from ..io import read_ome_tiff
+
+        array, meta = read_ome_tiff(self.files["masks"])
+        return dict(zip(meta["channels"], array))
+
+    def cells(self) -> pd.DataFrame:
+        """Read the per-object table back (empty if no measurement function was given)."""
+        path = self.files.get("cells")
+        return pd.read_parquet(path) if path is not None and path.exists() else pd.DataFrame()
+
+
+def _model_segmenter(prompts, *, model, device, batch_size, threshold, min_area_um2):
+    """Default per-window segmenter: a text-prompted model loaded once, decoding all prompts."""
+    from ..segmentation.predictor import TextPromptPredictor, _load_model
+
+    net = _load_model(model, device)
+    predictor = TextPromptPredictor(net, batch_size=batch_size, cache_tiles=0, progress=False)
+
+    def run(tile: Image):
+        predictor.set_image(tile.array, mpp=tile.mpp)
+        return predictor.predict(list(prompts), threshold=threshold, min_area_um2=min_area_um2)
+
+    run.mpp = float(net.config.mpp)
+    run.tile = int(net.config.image_size)
+    return run
+
+
+def _centroids(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ids present and their centroids (row, col), vectorised with bincount."""
+    flat = labels.ravel()
+    n = int(flat.max()) + 1 if flat.size else 1
+    counts = np.bincount(flat, minlength=n)
+    rows, cols = np.indices(labels.shape)
+    cy = np.bincount(flat, weights=rows.ravel(), minlength=n)
+    cx = np.bincount(flat, weights=cols.ravel(), minlength=n)
+    ids = np.flatnonzero(counts)
+    ids = ids[ids > 0]
+    return ids, cy[ids] / counts[ids], cx[ids] / counts[ids]
+
+
+class _ParquetStream:
+    """Append DataFrames to one Parquet file; atomic on close."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._ctx = atomic_path(path, suffix=".parquet.part")
+        self._tmp = self._ctx.__enter__()
+        self._writer = None
+        self.rows = 0
+
+    def append(self, frame: pd.DataFrame) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if frame is None or not len(frame):
+            return
+        table = pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False)
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self._tmp, table.schema, compression="zstd")
+            self._schema = table.schema
+        else:
+            table = table.cast(self._schema)
+        self._writer.write_table(table)
+        self.rows += len(frame)
+
+    def close(self, error: BaseException | None = None) -> bool:
+        """Finish the file; returns False (and leaves no file) on error or when nothing was written."""
+        if self._writer is not None:
+            self._writer.close()
+        if error is None and self._writer is not None:
+            self._ctx.__exit__(None, None, None)
+            return True
+        exc = error if error is not None else RuntimeError("no rows were written")
+        self._ctx.__exit__(type(exc), exc, exc.__traceback__)  # removes the temporary file
+        return False
+
+
+def _check_prompts(prompts) -> list[str]:
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    prompts = list(prompts) if prompts is not None else []
+    if not prompts:
+        raise ValueError("prompts must hold at least one prompt, e.g. ['nuclei', 'stroma']")
+    for p in prompts:
+        if not isinstance(p, str) or not p.strip():
+            raise ValueError(f"every prompt must be a non-empty string, got {p!r}")
+    return prompts
+
+
+def segment_slide(
+    slide,
+    prompts: Sequence[str],
+    *,
+    out_dir: str | os.PathLike,
+    model="xpath_small",
+    segmenter: Callable | None = None,
+    measure: Callable | None = None,
+    mpp: float | None = None,
+    tile: int | None = None,
+    overlap: int | None = None,
+    min_tissue: float = 0.01,
+    thumbnail_size: int = 2048,
+    threshold: float = 0.5,
+    min_area_um2: float = 10.0,
+    batch_size: int = 4,
+    device=None,
+    geojson: bool = True,
+    progress: bool = True,
+) -> SlideResult:
+    """Segment a whole slide tile by tile over tissue, merging instances across tiles, streaming outputs.
+
+    Parameters
+    ----------
+    slide : str, os.PathLike, xpath.io.Slide, ArraySlide, numpy.ndarray or xpath.Image
+        A slide file (SVS, NDPI, TIFF, ...), an opened slide, or a large in-memory image.
+    prompts : sequence of str
+        What to segment (e.g. ``["nuclei", "stroma"]``).
+    out_dir : str or os.PathLike
+        Output folder: ``{name}.masks.ome.tif``, ``{name}.geojson``, ``{name}.cells.parquet``.
+    model : str, path or model
+        Segmentation model (see :func:`xpath.segmentation.segment`); loaded once.
+    segmenter : callable, optional
+        Replaces the model: ``segmenter(tile: xpath.Image) -> result`` with dicts ``semantic``,
+        ``instances``, ``presence`` keyed by prompt (a :class:`~xpath.segmentation.Segmentation`).
+        Optional attributes ``mpp`` and ``tile`` give its working resolution and window size.
+    measure : callable, optional
+        ``measure(labels, image, *, mpp, ids) -> DataFrame`` per window and instance prompt,
+        with an ``id`` column (e.g. :func:`xpath.biomarkers.cell_table`); rows of kept objects
+        are streamed to ``{name}.cells.parquet`` with slide coordinates.
+    mpp : float, optional
+        Working resolution; default the model's (or the slide's).
+    tile, overlap : int, optional
+        Window side and overlap in working pixels (default: 4× the model tile, 1/8 of it).
+        The overlap must exceed twice the largest object.
+    min_tissue : float
+        Windows whose core has less tissue than this fraction are skipped.
+    thumbnail_size : int
+        Long side of the thumbnail used for tissue detection.
+    threshold, min_area_um2, batch_size, device
+        Passed to the model's predictor.
+    geojson : bool
+        Write the QuPath GeoJSON (tissue annotation + one detection per instance).
+    progress : bool
+        tqdm bar over windows (rate in tiles/s, with ETA).
+
+    Returns
+    -------
+    SlideResult
+    """
+    from tqdm.auto import tqdm
+
+    prompts = _check_prompts(prompts)
+    if not 0.0 <= min_tissue <= 1.0:
+        raise ValueError(f"min_tissue must be in [0, 1], got {min_tissue}")
+    start_time = time.perf_counter()
+    src, owned = _open(slide)
+    try:
+        if segmenter is None:
+            segmenter = _model_segmenter(prompts, model=model, device=device, batch_size=batch_size,
+                                         threshold=threshold, min_area_um2=min_area_um2)
+        if src.mpp is None:
+            raise ValueError(f"the slide {src.path} records no mpp; open it with open_slide(path, mpp=...)")
+        work_mpp = check_mpp(mpp if mpp is not None else getattr(segmenter, "mpp", None) or src.mpp)
+        tile = int(tile if tile is not None else 4 * int(getattr(segmenter, "tile", 256)))
+        overlap = int(overlap if overlap is not None else max(32, tile // 8))
+        downsample = work_mpp / src.mpp
+        W0, H0 = src.dimensions
+        H, W = int(math.ceil(H0 / downsample)), int(math.ceil(W0 / downsample))
+        name = Path(str(src.path)).name.split(".")[0]
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+
+        thumb = src.thumbnail(thumbnail_size)
+        tissue = tissue_mask(thumb.array)
+        t_down = W0 / tissue.shape[1]  # level-0 px per thumbnail px
+        ys, y_core0, y_core1 = tile_grid(H, tile, overlap)
+        xs, x_core0, x_core1 = tile_grid(W, tile, overlap)
+
+        prompt_kind: dict[str, str] = {}
+        stores: dict[str, np.memmap] = {}
+        store_paths: dict[str, Path] = {}
+        next_id = 1
+        n_objects: dict[str, int] = {}
+        presence = {p: 0.0 for p in prompts}
+        rows = []
+        writer = GeoJSONWriter(out_dir / f"{name}.geojson", image_name=name) if geojson else None
+        cells = _ParquetStream(out_dir / f"{name}.cells.parquet") if measure is not None else None
+        error = None
+        try:
+            if writer is not None and tissue.any():
+                writer.add_mask(tissue, "tissue", downsample=t_down)
+            n_tiles = len(ys) * len(xs)
+            bar = tqdm(total=n_tiles, desc=f"{name}", unit="tile", disable=not progress)
+            for iy, y in enumerate(ys):
+                for ix, x in enumerate(xs):
+                    cy0, cy1, cx0, cx1 = y_core0[iy], y_core1[iy], x_core0[ix], x_core1[ix]
+                    t0 = time.perf_counter()
+                    # tissue in the core, from the thumbnail
+                    ty0, ty1 = int(cy0 * downsample / t_down), int(math.ceil(cy1 * downsample / t_down))
+                    tx0, tx1 = int(cx0 * downsample / t_down), int(math.ceil(cx1 * downsample / t_down))
+                    frac = float(tissue[ty0:max(ty1, ty0 + 1), tx0:max(tx1, tx0 + 1)].mean())
+                    row = {"x": int(x), "y": int(y), "tissue_fraction": frac, "processed": False, "seconds": 0.0}
+                    if frac < min_tissue or frac == 0.0:
+                        rows.append(row)
+                        bar.update(1)
+                        continue
+                    origin = (int(round(x * downsample)), int(round(y * downsample)))
+                    window = src.read_at_mpp(origin, (tile, tile), mpp=work_mpp)
+                    result = segmenter(window)
+                    for prompt in prompts:
+                        presence[prompt] = max(presence[prompt], float(result.presence.get(prompt, 0.0)))
+                        kind = "instances" if prompt in result.instances else "semantic"
+                        if prompt_kind.setdefault(prompt, kind) != kind:
+                            raise ValueError(f"prompt {prompt!r} gave instances in some tiles and not in others")
+                        if prompt not in stores:
+                            store_paths[prompt] = out_dir / f".{name}.{len(stores)}.labels.part"
+                            stores[prompt] = np.memmap(store_paths[prompt], mode="w+", shape=(H, W),
+                                                       dtype=np.int32 if kind == "instances" else np.uint8)
+                        store = stores[prompt]
+                        # the part of the core that lies inside the slide, in window coordinates
+                        ry0, ry1 = cy0 - y, min(cy1, H) - y
+                        rx0, rx1 = cx0 - x, min(cx1, W) - x
+                        if kind == "semantic":
+                            store[cy0:cy0 + (ry1 - ry0), cx0:cx0 + (rx1 - rx0)] = \
+                                np.asarray(result.semantic[prompt][ry0:ry1, rx0:rx1], np.uint8)
+                            continue
+                        labels = np.asarray(result.instances[prompt], np.int32)
+                        pasted, kept = _paste_owned(store, labels, next_id, y, x, ry0, ry1, rx0, rx1)
+                        next_id += int(labels.max()) + 1
+                        n_objects[prompt] = n_objects.get(prompt, 0) + len(kept)
+                        if writer is not None and len(kept):
+                            writer.add_labels(pasted, ids=kept, classes=prompt, origin=origin, downsample=downsample)
+                        if cells is not None and len(kept):
+                            table = measure(pasted, window.array[: pasted.shape[0], : pasted.shape[1]],
+                                            mpp=work_mpp, ids=kept)
+                            cells.append(_to_slide_frame(table, prompt, x, y, work_mpp, downsample))
+                    row.update(processed=True, seconds=time.perf_counter() - t0)
+                    rows.append(row)
+                    bar.update(1)
+            bar.close()
+        except BaseException as err:
+            error = err
+            raise
+        finally:
+            if writer is not None:
+                writer.close(_error=error)
+            files = {}
+            if cells is not None and cells.close(error) and error is None:
+                files["cells"] = cells.path
+            if error is None and stores:
+                for store in stores.values():
+                    store.flush()
+                files["masks"] = write_ome_tiff(out_dir / f"{name}.masks.ome.tif", dict(stores), mpp=work_mpp)
+            for prompt, path in store_paths.items():
+                del stores[prompt]
+                path.unlink(missing_ok=True)
+            if writer is not None and error is None:
+                files["geojson"] = writer.path
+    finally:
+        if owned:
+            src.close()
+    tiles_table = pd.DataFrame(rows, columns=["x", "y", "tissue_fraction", "processed", "seconds"])
+    processed = int(tiles_table["processed"].sum())
+    seconds = time.perf_counter() - start_time
+    log.info("%s: %d of %d tiles over tissue, %s objects, %.1f s", name, processed, len(tiles_table),
+             dict(n_objects), seconds)
+    return SlideResult(name=name, prompts=tuple(prompts), mpp=work_mpp, shape=(H, W), downsample=downsample,
+                       n_objects=n_objects, presence=presence, tiles=tiles_table, tissue=tissue,
+                       tissue_downsample=t_down, files=files, seconds=seconds)
+
+
+def _paste_owned(store, labels, first_id, y, x, ry0, ry1, rx0, rx1, min_free=0.5):
+    """Paste the objects a window owns into the slide-wide label map.
+
+    Owned = centroid inside the window's core ``[ry0, ry1) × [rx0, rx1)``. Owned objects
+    get ids ``first_id + local id``. They fill only pixels no earlier window claimed; an
+    owned object with less than ``min_free`` of its pixels free duplicates an object already
+    kept (neighbouring windows disagreed near their border) and is dropped. Returns the
+    window's pasted labels (clipped to the slide) and the kept ids.
+    """
+    ids, cy, cx = _centroids(labels)
+    owned = ids[(cy >= ry0) & (cy < ry1) & (cx >= rx0) & (cx < rx1)]
+    H, W = store.shape
+    part = labels[: min(labels.shape[0], H - y), : min(labels.shape[1], W - x)]
+    is_owned = np.zeros(int(labels.max()) + 1, bool)
+    is_owned[owned] = True
+    view = store[y : y + part.shape[0], x : x + part.shape[1]]
+    free = is_owned[part] & (view == 0)
+    total = np.bincount(part[is_owned[part]], minlength=len(is_owned))
+    n_free = np.bincount(part[free], minlength=len(is_owned))
+    keep = is_owned & (n_free >= min_free * np.maximum(total, 1)) & (n_free > 0)
+    free &= keep[part]
+    pasted = np.where(free, part + np.int32(first_id), 0).astype(np.int32)
+    view[free] = pasted[free]
+    return pasted, np.flatnonzero(keep).astype(np.int64) + first_id
+
+
+def _to_slide_frame(table: pd.DataFrame, prompt: str, x: int, y: int, mpp: float, downsample: float) -> pd.DataFrame:
+    """Per-window object rows → slide coordinates (x/y_px in level-0 pixels, x/y_um in µm)."""
+    table = table.copy()
+    if "x_px" in table.columns:
+        table["x_px"] = (table["x_px"] + x) * downsample
+        table["y_px"] = (table["y_px"] + y) * downsample
+    if "x_um" in table.columns:
+        table["x_um"] = table["x_um"] + x * mpp
+        table["y_um"] = table["y_um"] + y * mpp
+    table.insert(0, "prompt", prompt)
+    return table
+
+
+def _open(slide):
+    """Return ``(slide-like, opened_here)``."""
+    from ..io import SLIDE_SUFFIXES, open_slide, read_image
+
+    if isinstance(slide, (str, os.PathLike)):
+        path = Path(slide)
+        if path.suffix.lower() in SLIDE_SUFFIXES:
+            return open_slide(path), True
+        img = read_image(path)
+        if img.mpp is None:
+            raise ValueError(f"{path} records no mpp; pass an xpath.Image with mpp or use open_slide(path, mpp=...)")
+        return ArraySlide(img, path=str(path)), True
+    if isinstance(slide, (np.ndarray, Image)):
+        return ArraySlide(slide), True
+    if hasattr(slide, "read_at_mpp") and hasattr(slide, "dimensions"):
+        return slide, False
+    raise TypeError(f"slide must be a path, an opened slide, an xpath.Image or an array, got {type(slide).__name__}")
