@@ -1,0 +1,249 @@
+"""Predictor and segment(): a local stand-in model for exact tiling checks, the real xpath_tiny end to end."""
+
+from __future__ import annotations
+
+import logging
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+from torch.nn import functional as F
+
+from xpath.datasets import synthetic_tissue
+from xpath.segmentation import Segmentation, TextPromptPredictor, create_model, segment
+from xpath.segmentation.predictor import prompt_structure
+from xpath.segmentation.tiling import tile_starts
+
+
+class LocalStandIn(torch.nn.Module):
+    """Follows the model contract; its outputs are local functions of the pixels.
+
+    A prompt's probability is the 3×3 mean of the blue (prompts naming "blue") or red channel, the
+    distance map is the green channel, presence is the tile's mean red; a box makes the mask
+    +10 inside / -10 outside it. Tiled and whole-image runs are therefore comparable.
+    """
+
+    def __init__(self, image_size: int = 64, mpp: float = 0.5) -> None:
+        super().__init__()
+        self.config = SimpleNamespace(name="standin", image_size=image_size, mpp=mpp, vocabulary=[])
+        self.anchor = torch.nn.Parameter(torch.zeros(()))
+        self.n_encoded = 0
+
+    def preprocess(self, images: np.ndarray) -> torch.Tensor:
+        images = images[None] if images.ndim == 3 else images
+        return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0
+
+    def encode_image(self, x: torch.Tensor):
+        self.n_encoded += x.shape[0]
+        return SimpleNamespace(x=x)
+
+    def decode(self, feats, prompts, boxes=None, points=None):
+        x = feats.x
+        b, _, h, w = x.shape
+        smooth = F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, stride=1)  # (B, 3, H, W)
+        chan = [2 if "blue" in prompt else 0 for prompt in prompts]
+        prob = smooth[:, chan]  # (B, P, H, W)
+        logits = torch.logit(prob.clamp(1e-4, 1 - 1e-4))
+        if boxes is not None:
+            yy, xx = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")
+            x0, y0, x1, y1 = (boxes[..., i, None, None] for i in range(4))  # (B, P, 1, 1)
+            inside = (xx >= x0) & (xx < x1) & (yy >= y0) & (yy < y1)
+            has = ~torch.isnan(boxes).any(-1)[..., None, None]
+            logits = torch.where(has, torch.where(inside, 10.0, -10.0), logits)
+        dist = torch.logit(x[:, 1:2].clamp(1e-4, 1 - 1e-4)).expand(b, len(prompts), h, w)
+        presence = torch.logit(x[:, :1].mean((2, 3)).clamp(1e-4, 1 - 1e-4)).expand(b, len(prompts))
+        return SimpleNamespace(mask_logits=logits, distance_logits=dist, presence_logits=presence)
+
+
+def _smooth_image(rng, shape) -> np.ndarray:
+    img = ndimage.gaussian_filter(rng.random((*shape, 3)), (4, 4, 0))
+    img = (img - img.min((0, 1))) / np.ptp(img, (0, 1))
+    return np.rint(255 * img).astype(np.uint8)
+
+
+def _gt_distance(instances: np.ndarray) -> np.ndarray:
+    edge = np.zeros(instances.shape, bool)
+    dy, dx = instances[1:] != instances[:-1], instances[:, 1:] != instances[:, :-1]
+    edge[1:] |= dy
+    edge[:-1] |= dy
+    edge[:, 1:] |= dx
+    edge[:, :-1] |= dx
+    dist = ndimage.distance_transform_edt((instances > 0) & ~edge)
+    peak = np.maximum(np.asarray(ndimage.maximum(dist, instances, np.arange(instances.max() + 1))), 1.0)
+    return np.where(instances > 0, dist / peak[instances], 0.0)
+
+
+# ---------------------------------------------------------------- stand-in: exact checks
+def test_tiled_equals_whole_image_away_from_borders(rng):
+    img = _smooth_image(rng, (150, 170))
+    tiled = TextPromptPredictor(LocalStandIn(64), overlap=16).set_image(img)
+    whole = TextPromptPredictor(LocalStandIn(256)).set_image(img)
+    assert tiled.work_shape == (150, 170)
+    a = tiled.predict(["red", "blue"], return_probabilities=True, instances=False)
+    b = whole.predict(["red", "blue"], return_probabilities=True, instances=False)
+    inner = (slice(2, -2), slice(2, -2))
+    for p in ("red", "blue"):
+        pa, pb = a.probabilities[p].astype(np.float32), b.probabilities[p].astype(np.float32)
+        np.testing.assert_allclose(pa[inner], pb[inner], atol=0.01)
+        clear = np.abs(pa - 0.5) > 2e-3  # float16 rounding aside
+        np.testing.assert_array_equal(a.semantic[p][clear], pa[clear] > 0.5)
+
+
+def test_object_straddling_a_tile_border_is_one_instance():
+    h, w = 160, 140
+    yy, xx = np.mgrid[:h, :w]
+    lab = ((yy - 56) ** 2 + (xx - 60) ** 2 <= 18 ** 2).astype(np.int32)  # tiles start at 0, 48, 96
+    lab[(yy - 120) ** 2 + (xx - 34) ** 2 <= 11 ** 2] = 2  # a touching pair across x = 48
+    lab[((yy - 120) ** 2 + (xx - 55) ** 2 <= 11 ** 2) & (lab == 0)] = 3
+    img = np.zeros((h, w, 3), np.uint8)
+    img[..., 0] = 255 * (lab > 0)
+    img[..., 1] = np.rint(255 * _gt_distance(lab))
+    seg = TextPromptPredictor(LocalStandIn(64), overlap=16).set_image(img, mpp=0.5).predict(
+        ["nuclei"], min_area_um2=5.0)
+    inst = seg.instances["nuclei"]
+    assert inst.dtype == np.int32 and inst.max() == 3
+    disc = lab == 1
+    assert (inst[disc] == inst[56, 60]).mean() > 0.97 and ((inst == inst[56, 60]) & ~disc).sum() < 10
+    assert inst[120, 34] != inst[120, 55] and min(inst[120, 34], inst[120, 55]) > 0
+    assert seg.classes.set_index("prompt").loc["nuclei", "n_instances"] == 3
+
+
+def test_box_prompt_and_mpp_resize_map_back_to_input_pixels(rng):
+    img = _smooth_image(rng, (200, 160))
+    pred = TextPromptPredictor(LocalStandIn(64), overlap=8).set_image(img, mpp=0.25)  # model works at 0.5
+    assert pred.work_shape == (100, 80)
+    box = [30, 40, 110, 150]  # xyxy in input pixels, spans several tiles
+    seg = pred.predict(["red", "blue"], boxes=[box, [np.nan] * 4], instances=False)
+    assert seg.semantic["red"].shape == (200, 160) and seg.image_shape == (200, 160) and seg.mpp == 0.25
+    expected = np.zeros((200, 160), bool)
+    expected[40:150, 30:110] = True
+    got = seg.semantic["red"]
+    assert (got & expected).sum() / (got | expected).sum() > 0.97
+
+
+def test_features_cached_once_and_reused(rng):
+    img = _smooth_image(rng, (100, 120))
+    model = LocalStandIn(64)
+    pred = TextPromptPredictor(model, overlap=16, batch_size=2).set_image(img)
+    n_tiles = model.n_encoded
+    assert n_tiles == len(tile_starts(100, 64, 16)) * len(tile_starts(120, 64, 16)) == 6
+    first = pred.predict(["red"], instances=False)
+    second = pred.predict(["blue", "red"], instances=False)
+    assert model.n_encoded == n_tiles, "predict() must not re-encode a cached image"
+    np.testing.assert_array_equal(first.semantic["red"], second.semantic["red"])
+    model.n_encoded = 0
+    segment(img, ["red", "blue", "x nuclei"], model=model, progress=False)
+    default_grid = len(tile_starts(100, 64, 64 // 8)) * len(tile_starts(120, 64, 64 // 8))
+    assert model.n_encoded == default_grid, "segment() encodes each tile once for all prompts"
+
+
+# ---------------------------------------------------------------- real model end to end
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return create_model("xpath_tiny", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def tissue():
+    return synthetic_tissue(1, size=(300, 280), mpp=0.5)
+
+
+def test_segment_real_tiny_model(tiny, tissue):
+    prompts = ["nuclei", "stroma", "nuclei-level epithelial in colon pathology"]
+    seg = segment(tissue.image, prompts, model=tiny, mpp=0.5, progress=False, return_probabilities=True)
+    assert isinstance(seg, Segmentation) and seg.prompts == tuple(prompts)
+    assert set(seg.semantic) == set(prompts) and set(seg.presence) == set(prompts)
+    assert set(seg.instances) == {"nuclei", "nuclei-level epithelial in colon pathology"}
+    for p in prompts:
+        assert seg.semantic[p].shape == (300, 280) and seg.semantic[p].dtype == bool
+        assert isinstance(seg.presence[p], float) and 0.0 <= seg.presence[p] <= 1.0
+        assert seg.probabilities[p].dtype == np.float16
+        prob = seg.probabilities[p].astype(np.float32)
+        clear = np.abs(prob - 0.5) > 2e-3  # float16 rounding aside
+        np.testing.assert_array_equal(seg.semantic[p][clear], prob[clear] > 0.5)
+    inst = seg.instances["nuclei"]
+    assert inst.dtype == np.int32 and inst.shape == (300, 280)
+    assert not ((inst > 0) & ~seg.semantic["nuclei"]).any(), "instances lie inside the semantic mask"
+    table = seg.classes.set_index("prompt")
+    assert list(seg.classes.columns) == ["prompt", "label", "structure", "presence", "n_instances", "area_fraction"]
+    assert table.loc["stroma", "structure"] == "tissue" and table.loc["stroma", "n_instances"] is pd_na()
+    assert table.loc["nuclei", "n_instances"] == len(np.unique(inst)) - 1
+    assert table.loc["nuclei", "area_fraction"] == pytest.approx(seg.semantic["nuclei"].mean())
+    lab = seg.to_label_image("stroma")
+    assert lab.dtype == np.int32 and ((lab > 0) == seg.semantic["stroma"]).all()
+    ax = seg.plot()
+    assert ax.__class__.__name__ == "Axes"
+
+
+def pd_na():
+    import pandas as pd
+
+    return pd.NA
+
+
+def test_predictor_cache_matches_streaming_on_real_model(tiny, tissue):
+    pred = TextPromptPredictor(tiny).set_image(tissue.image, mpp=0.5)
+    cached = pred.predict(["nuclei", "stroma"], return_probabilities=True)
+    streamed = segment(tissue.image, ["nuclei", "stroma"], model=tiny, mpp=0.5, progress=False,
+                       return_probabilities=True)
+    for p in ("nuclei", "stroma"):
+        np.testing.assert_allclose(cached.probabilities[p].astype(np.float32),
+                                   streamed.probabilities[p].astype(np.float32), atol=2e-3)
+    np.testing.assert_array_equal(cached.instances["nuclei"] > 0, streamed.instances["nuclei"] > 0)
+
+
+def test_named_model_warns_that_decoder_is_untrained(caplog, tissue):
+    with caplog.at_level(logging.WARNING, logger="xpath.segmentation.predictor"):
+        seg = segment(tissue.image[:64, :64], ["stroma"], model="xpath_tiny", device="cpu", progress=False)
+    assert "untrained" in caplog.text
+    assert seg.model == "xpath_tiny"
+
+
+# ---------------------------------------------------------------- bad input
+@pytest.mark.parametrize(
+    "image, prompts, kwargs, error, match",
+    [
+        (np.zeros((8, 8, 3), np.uint8), [], {}, ValueError, "non-empty"),
+        (np.zeros((8, 8, 3), np.uint8), ["nuclei", " "], {}, ValueError, r"prompts\[1\] is an empty string"),
+        (np.zeros((8, 8, 3), np.uint8), ["a", "a"], {}, ValueError, "unique"),
+        (np.zeros((8, 8, 3), np.uint8), [3], {}, TypeError, r"prompts\[0\] must be a str"),
+        (np.zeros((8, 8), np.uint8), ["nuclei"], {}, ValueError, "allow_grayscale"),
+        (np.zeros((0, 8, 3), np.uint8), ["nuclei"], {}, ValueError, "non-empty"),
+        (np.full((8, 8, 3), np.nan), ["nuclei"], {}, ValueError, "NaN"),
+        (np.zeros((8, 8, 3), np.uint8), ["nuclei"], {"mpp": 0.0}, ValueError, "mpp must be a positive"),
+        (np.zeros((8, 8, 3), np.uint8), ["nuclei"], {"mpp": -0.5}, ValueError, "mpp must be a positive"),
+        (np.zeros((8, 8, 3), np.uint8), ["nuclei"], {"threshold": 1.0}, ValueError, "threshold"),
+        (np.zeros((8, 8, 3), np.uint8), ["nuclei"], {"instances": "yes"}, ValueError, "instances"),
+        (np.zeros((8, 8, 3), np.uint8), ["nuclei"], {"model": 3}, TypeError, "model must be"),
+        (np.zeros((8, 8, 3), np.uint8), ["nuclei"], {"model": "/no/such.pt"}, FileNotFoundError, "does not exist"),
+    ],
+)
+def test_bad_input_raises_documented_error(image, prompts, kwargs, error, match):
+    kwargs = {"model": LocalStandIn(), "progress": False, **kwargs}
+    with pytest.raises(error, match=match):
+        segment(image, prompts, **kwargs)
+
+
+def test_grayscale_with_opt_in_and_bad_boxes(rng):
+    gray = _smooth_image(rng, (40, 40))[..., 0]
+    seg = segment(gray, ["red"], model=LocalStandIn(), allow_grayscale=True, progress=False)
+    assert seg.semantic["red"].shape == (40, 40)
+    pred = TextPromptPredictor(LocalStandIn()).set_image(_smooth_image(rng, (40, 40)))
+    with pytest.raises(ValueError, match="boxes must have shape"):
+        pred.predict(["red", "blue"], boxes=[[0, 0, 5, 5]])
+    with pytest.raises(ValueError, match="inside the image"):
+        pred.predict(["red"], boxes=[[0, 0, 50, 5]])
+    with pytest.raises(RuntimeError, match="set_image"):
+        TextPromptPredictor(LocalStandIn()).predict(["red"])
+
+
+def test_prompt_structure():
+    assert prompt_structure("cell-level lymphocyte in breast pathology") == (
+        "cell-level lymphocyte in breast pathology", "cell")
+    assert prompt_structure("tissue-level gland in colon pathology")[1] == "tissue"
+    assert prompt_structure("inflammatory nuclei")[1] == "nuclei"
+    assert prompt_structure("lymphocytes")[1] in ("cell", "nuclei")
+    assert prompt_structure("glands")[1] == "tissue"

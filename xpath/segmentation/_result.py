@@ -1,0 +1,142 @@
+"""The result of text-prompted segmentation: :class:`Segmentation`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["Segmentation"]
+
+_CLASS_COLUMNS = ("prompt", "label", "structure", "presence", "n_instances", "area_fraction")
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """Masks, instances and presence scores of one image for a list of prompts.
+
+    Every mapping is keyed by the prompt text exactly as it was given.
+
+    Attributes
+    ----------
+    prompts : tuple of str
+        The prompts, in the order given.
+    semantic : dict of str to numpy.ndarray
+        ``(H, W)`` bool mask per prompt (``probability > threshold``), at the input resolution.
+    instances : dict of str to numpy.ndarray
+        ``(H, W)`` ``int32`` label map (0 = background, ids ``1..N``) for each prompt whose
+        structure is nuclei/cell (or all prompts with ``instances=True``); tissue-level
+        prompts are absent.
+    presence : dict of str to float
+        Probability in ``[0, 1]`` that the prompted object is in the image at all.
+    probabilities : dict of str to numpy.ndarray
+        ``(H, W)`` ``float16`` probability maps, when requested (else empty).
+    classes : pandas.DataFrame
+        One row per prompt: ``prompt``, ``label`` (the canonical label the prompt resolved
+        to, or ``None``), ``structure`` (tissue / cell / nuclei, or ``None`` when unknown),
+        ``presence``, ``n_instances`` (``<NA>`` for prompts without instances),
+        ``area_fraction`` (fraction of the image in the semantic mask).
+    image_shape : tuple of int
+        ``(H, W)`` of the input image.
+    mpp : float or None
+        µm per pixel of the input image (as given, or the model's when not given).
+    threshold : float
+        Probability threshold of the semantic masks.
+    model : str
+        Name of the model configuration that produced the result.
+    image : numpy.ndarray or None
+        The input image (a reference, not a copy), used by :meth:`plot`.
+    """
+
+    prompts: tuple[str, ...]
+    semantic: dict[str, np.ndarray]
+    instances: dict[str, np.ndarray]
+    presence: dict[str, float]
+    classes: pd.DataFrame
+    image_shape: tuple[int, int]
+    probabilities: dict[str, np.ndarray] = field(default_factory=dict)
+    mpp: float | None = None
+    threshold: float = 0.5
+    model: str = ""
+    image: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    def __repr__(self) -> str:
+        return (
+            f"Segmentation(image_shape={self.image_shape}, mpp={self.mpp}, model={self.model!r}, "
+            f"prompts={list(self.prompts)}, instances={sorted(self.instances)})"
+        )
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    def _check_prompt(self, prompt: str) -> str:
+        if prompt not in self.semantic:
+            raise KeyError(f"prompt {prompt!r} is not in this result; prompts: {list(self.prompts)}")
+        return prompt
+
+    def to_label_image(self, prompt: str) -> np.ndarray:
+        """``(H, W)`` ``int32`` label image of one prompt.
+
+        The instance map where the prompt has one; otherwise the connected components of
+        the semantic mask (8-connectivity), numbered ``1..N``.
+        """
+        self._check_prompt(prompt)
+        if prompt in self.instances:
+            return self.instances[prompt]
+        from scipy import ndimage
+
+        labels, _ = ndimage.label(self.semantic[prompt], structure=np.ones((3, 3), bool))
+        return labels.astype(np.int32, copy=False)
+
+    def plot(self, ax=None, prompts: list[str] | None = None, *, alpha: float = 0.45, legend: bool = True):
+        """Overlay the masks on the image, one colour per prompt; returns the Axes.
+
+        Instance boundaries are drawn darker. Nothing is shown (no ``plt.show()``).
+
+        Parameters
+        ----------
+        ax : matplotlib.axes.Axes, optional
+            Axes to draw on (a new figure when ``None``).
+        prompts : list of str, optional
+            Prompts to draw (default: all).
+        alpha : float
+            Opacity of the mask colours.
+        legend : bool
+            Add a legend naming the prompts.
+        """
+        import matplotlib.pyplot as plt
+        from matplotlib.patches import Patch
+
+        chosen = list(self.prompts) if prompts is None else [self._check_prompt(p) for p in prompts]
+        if ax is None:
+            _, ax = plt.subplots(figsize=(6, 6 * self.image_shape[0] / max(self.image_shape[1], 1)))
+        h, w = self.image_shape
+        base = (self.image.astype(np.float32) / 255.0) if self.image is not None else np.ones((h, w, 3), np.float32)
+        rgb = base.copy()
+        cmap = plt.get_cmap("tab10" if len(chosen) <= 10 else "tab20")
+        handles = []
+        for k, prompt in enumerate(chosen):
+            colour = np.asarray(cmap(k % cmap.N)[:3], np.float32)
+            mask = self.semantic[prompt]
+            rgb[mask] = (1 - alpha) * rgb[mask] + alpha * colour
+            if prompt in self.instances:
+                from skimage.segmentation import find_boundaries
+
+                edge = find_boundaries(self.instances[prompt], mode="inner")
+                rgb[edge] = 0.6 * colour
+            handles.append(Patch(color=colour, label=f"{prompt} ({self.presence[prompt]:.2f})"))
+        ax.imshow(np.clip(rgb, 0, 1))
+        ax.set_axis_off()
+        if legend and handles:
+            ax.legend(handles=handles, loc="upper right", fontsize="small", framealpha=0.8)
+        return ax
+
+    @staticmethod
+    def _classes_table(rows: list[dict]) -> pd.DataFrame:
+        """Typed class table from per-prompt rows (an empty list gives typed empty columns)."""
+        frame = pd.DataFrame(rows, columns=list(_CLASS_COLUMNS))
+        return frame.astype(
+            {"prompt": object, "label": object, "structure": object, "presence": float,
+             "n_instances": "Int64", "area_fraction": float}
+        )

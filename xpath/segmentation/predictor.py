@@ -1,0 +1,600 @@
+"""Inference: a SAM-style predictor that encodes an image once, and the one-call :func:`segment`.
+
+:class:`TextPromptPredictor` cuts the image into the model's tiles (resized to the model's
+µm/px first when ``mpp`` is given), encodes them once in :meth:`~TextPromptPredictor.set_image`
+and decodes any number of prompts against the cached features in
+:meth:`~TextPromptPredictor.predict`. Images with more tiles than ``cache_tiles`` are not
+cached: their tiles are encoded while streaming through ``predict`` (one encoding per tile
+per call, memory bounded by the tile size). Blending, instances across tile borders and
+the memory bound are described in :mod:`xpath.segmentation.tiling`.
+
+``instances="auto"`` builds instance maps for nuclei- and cell-level prompts. The structure
+of a prompt is decided, in order, by the paper's canonical template
+``"{structure}-level {object} in {region} pathology"``, by
+:func:`xpath.segmentation.prompts.resolve_prompt` when it is available and confident, and by
+a keyword fallback (``nuclei``, ``cells``, ``lymphocytes`` → instance-level; ``gland``,
+``stroma``, ``tissue`` → tissue-level).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .._types import check_boxes, check_image, check_mpp
+from ..ontology import STRUCTURES
+from ._result import Segmentation
+from .tiling import InstanceStitcher, extract_tile, predict_tiled, tile_starts
+
+__all__ = ["TextPromptPredictor", "check_prompts", "prompt_structure", "resolve_device", "segment"]
+
+logger = logging.getLogger(__name__)
+
+_MPP_TOLERANCE = 0.02  # relative mpp difference below which the image is not resized
+_PROMPT_CHUNK = 16  # prompts decoded per call (bounds the (B, P, t, t) output tensors)
+
+
+def check_prompts(prompts: object) -> list[str]:
+    """Validate a prompt list: non-empty, strings, non-blank, no duplicates.
+
+    A single string is accepted as a one-prompt list.
+
+    Raises
+    ------
+    TypeError
+        ``prompts`` is not a string or a sequence of strings.
+    ValueError
+        Empty list, a blank prompt, or a repeated prompt (results are keyed by prompt).
+
+    Examples
+    --------
+    >>> check_prompts("nuclei")
+    ['nuclei']
+    """
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    if not isinstance(prompts, Sequence):
+        raise TypeError(f"prompts must be a list of str, got {type(prompts).__name__}")
+    prompts = list(prompts)
+    if not prompts:
+        raise ValueError("prompts must be a non-empty list of str, got an empty list")
+    for i, p in enumerate(prompts):
+        if not isinstance(p, str):
+            raise TypeError(f"prompts[{i}] must be a str, got {type(p).__name__} {p!r}")
+        if not p.strip():
+            raise ValueError(f"prompts[{i}] is an empty string; a prompt names what to segment, e.g. 'nuclei'")
+    seen: set[str] = set()
+    dup = sorted({p for p in prompts if p in seen or seen.add(p)})
+    if dup:
+        raise ValueError(f"prompts must be unique (results are keyed by prompt), got repeated {dup}")
+    return prompts
+
+
+_TEMPLATE = re.compile(r"^\s*(tissue|cell|nuclei)-level\s+(.+?)\s+in\s+(.+?)\s+pathology\s*$", re.IGNORECASE)
+_NUCLEI_WORDS = ("nucle", "karyo", "mitos", "mitotic")
+_CELL_WORDS = (
+    "cell", "cyte", "phil", "macrophage", "fibroblast", "plasma", "neutro", "eosino",
+    "lympho", "leukocyte", "immune",
+)
+_TISSUE_WORDS = (
+    "tissue", "stroma", "gland", "region", "necros", "lumen", "fat", "adipose", "muscle",
+    "mucus", "mucin", "epithelium", "vessel", "background", "tumor area", "tumour area",
+)
+
+
+def _from_resolver(prompt: str) -> tuple[str | None, str | None] | None:
+    """(label prompt, structure) from MODEL's ``resolve_prompt`` when it is importable and confident."""
+    try:
+        from .prompts import resolve_prompt
+    except ImportError:
+        return None
+    try:
+        res = resolve_prompt(prompt)
+    except Exception as err:  # a free text it cannot place: fall back to keywords
+        logger.debug("resolve_prompt(%r) failed: %s", prompt, err)
+        return None
+    label = getattr(res, "label", None)
+    if label is None:
+        matches = getattr(res, "matches", None) or (res if isinstance(res, (list, tuple)) else None)
+        if matches:
+            first = matches[0]
+            label = getattr(first, "label", first[0] if isinstance(first, tuple) else first)
+    structure = getattr(label, "structure", None)
+    if structure not in STRUCTURES:
+        return None
+    confident = getattr(res, "confident", getattr(res, "is_confident", True))
+    if not confident:
+        return None
+    return getattr(label, "prompt", str(label)), structure
+
+
+def prompt_structure(prompt: str) -> tuple[str | None, str | None]:
+    """The canonical label text and structure a prompt asks for.
+
+    Returns
+    -------
+    (label, structure)
+        ``label``: canonical prompt text of the matched label, or ``None`` when only
+        keywords decided; ``structure``: ``"tissue"``, ``"cell"``, ``"nuclei"`` or ``None``.
+
+    Examples
+    --------
+    >>> prompt_structure("nuclei-level epithelial in colon pathology")
+    ('nuclei-level epithelial in colon pathology', 'nuclei')
+    >>> prompt_structure("stroma")[1]
+    'tissue'
+    """
+    m = _TEMPLATE.match(prompt)
+    if m:
+        return prompt.strip(), m.group(1).lower()
+    resolved = _from_resolver(prompt)
+    if resolved is not None:
+        return resolved
+    text = prompt.lower()
+    if any(w in text for w in _NUCLEI_WORDS):
+        return None, "nuclei"
+    if any(w in text for w in _TISSUE_WORDS):
+        return None, "tissue"
+    if any(w in text for w in _CELL_WORDS):
+        return None, "cell"
+    return None, None
+
+
+def resolve_device(device: Any = None):
+    """``torch.device``: the one given, else CUDA, then MPS, then CPU."""
+    import torch
+
+    if device is not None:
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def _resize_uint8(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize an RGB uint8 image to ``size`` ``(H, W)`` (area filter when shrinking, bilinear else)."""
+    from PIL import Image as PILImage
+
+    h, w = size
+    down = h < image.shape[0]
+    resample = PILImage.Resampling.BOX if down else PILImage.Resampling.BILINEAR
+    return np.asarray(PILImage.fromarray(image).resize((w, h), resample=resample))
+
+
+def _nearest_index(n_out: int, n_in: int) -> np.ndarray:
+    """Row (or column) indices that map an output grid of ``n_out`` onto an input of ``n_in`` (nearest)."""
+    return np.minimum(((np.arange(n_out) + 0.5) * (n_in / n_out)).astype(np.int64), n_in - 1)
+
+
+class TextPromptPredictor:
+    """Encode an image once, decode any number of text (and box/point) prompts against it.
+
+    Parameters
+    ----------
+    model : TextPromptSegmenter
+        A model from :func:`~xpath.segmentation.create_model` (anything with ``config``
+        (``image_size``, ``mpp``, ``name``), ``preprocess``, ``encode_image``, ``decode``).
+        It is put in eval mode.
+    overlap : int, optional
+        Minimum overlap between tiles in model pixels (default: 1/8 of the tile).
+    batch_size : int
+        Tiles encoded per forward pass.
+    cache_tiles : int
+        Cache the encoded features in :meth:`set_image` when the image has at most this
+        many tiles; larger images are encoded tile by tile in every :meth:`predict`.
+    max_object_um : float
+        Largest object height expected (µm); sets the context of the strip-wise watershed.
+    progress : bool
+        Show tqdm progress bars.
+
+    Examples
+    --------
+    >>> from xpath.segmentation import create_model  # doctest: +SKIP
+    >>> predictor = TextPromptPredictor(create_model("xpath_tiny")).set_image(image, mpp=0.5)  # doctest: +SKIP
+    >>> result = predictor.predict(["nuclei", "stroma"])  # doctest: +SKIP
+    >>> result.semantic["stroma"].shape == image.shape[:2]  # doctest: +SKIP
+    True
+    """
+
+    def __init__(self, model: Any, *, overlap: int | None = None, batch_size: int = 4, cache_tiles: int = 16,
+                 max_object_um: float = 32.0, progress: bool = False) -> None:
+        for attr in ("config", "preprocess", "encode_image", "decode"):
+            if not hasattr(model, attr):
+                raise TypeError(f"model must be a text-prompted segmenter (missing .{attr}), got {type(model).__name__}")
+        self.model = model.eval() if hasattr(model, "eval") else model  # inference: no dropout
+        self.tile = int(model.config.image_size)
+        self.overlap = self.tile // 8 if overlap is None else int(overlap)
+        if not 0 <= self.overlap < self.tile // 2:
+            raise ValueError(f"overlap must be in [0, {self.tile // 2}) pixels, got {self.overlap}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if max_object_um <= 0:
+            raise ValueError(f"max_object_um must be > 0, got {max_object_um}")
+        self.batch_size, self.cache_tiles = int(batch_size), int(cache_tiles)
+        self.max_object_um, self.progress = float(max_object_um), bool(progress)
+        self.model_mpp = float(model.config.mpp)
+        self.reset_image()
+
+    # ------------------------------------------------------------------ image
+    def reset_image(self) -> None:
+        """Forget the current image and its features."""
+        self._image: np.ndarray | None = None
+        self._work: np.ndarray | None = None
+        self._mpp: float | None = None
+        self._cache: dict[tuple, Any] | None = None
+
+    @property
+    def is_image_set(self) -> bool:
+        return self._image is not None
+
+    @property
+    def work_shape(self) -> tuple[int, int]:
+        """``(H, W)`` of the image at the model's resolution."""
+        self._require_image()
+        return tuple(self._work.shape[:2])
+
+    def _require_image(self) -> None:
+        if self._image is None:
+            raise RuntimeError("no image is set: call set_image(image, mpp=...) before predict()")
+
+    def set_image(self, image: Any, mpp: float | None = None, *, allow_grayscale: bool = False) -> TextPromptPredictor:
+        """Set the image and encode it (features cached when it has ≤ ``cache_tiles`` tiles).
+
+        Parameters
+        ----------
+        image : numpy.ndarray or xpath.Image
+            ``(H, W, 3)`` uint8 RGB (other forms as :func:`xpath.check_image` accepts).
+        mpp : float, optional
+            µm per pixel of ``image``. When it differs from the model's ``config.mpp`` the
+            image is resized to the model's resolution and results are mapped back. ``None``:
+            the image is taken to be at the model's resolution (or the ``mpp`` of an
+            :class:`xpath.Image`).
+        allow_grayscale : bool
+            Accept single-channel images (replicated to RGB).
+
+        Returns
+        -------
+        TextPromptPredictor
+            ``self``.
+        """
+        if mpp is None and getattr(image, "mpp", None) is not None and hasattr(image, "array"):
+            mpp = image.mpp
+        img = check_image(image, allow_grayscale=allow_grayscale)
+        mpp = check_mpp(mpp, required=False)
+        self.reset_image()
+        work = img
+        if mpp is not None and abs(mpp / self.model_mpp - 1.0) > _MPP_TOLERANCE:
+            scale = mpp / self.model_mpp
+            size = (max(1, int(round(img.shape[0] * scale))), max(1, int(round(img.shape[1] * scale))))
+            logger.info("resizing image %s at %.3g µm/px to %s at the model's %.3g µm/px",
+                        img.shape[:2], mpp, size, self.model_mpp)
+            work = _resize_uint8(img, size)
+        self._image, self._work, self._mpp = img, work, mpp
+        n_tiles = len(tile_starts(work.shape[0], self.tile, self.overlap)) * len(
+            tile_starts(work.shape[1], self.tile, self.overlap))
+        if n_tiles <= self.cache_tiles:
+            self._cache = {}
+            predict_tiled(work, self._encode_into_cache, tile=self.tile, overlap=self.overlap, n_maps=1,
+                          on_band=lambda y, band: None, batch_size=self.batch_size, progress=self.progress,
+                          desc="encode")
+        else:
+            logger.info("image has %d tiles (> cache_tiles=%d): features are computed while predicting",
+                        n_tiles, self.cache_tiles)
+        return self
+
+    def _encode(self, tiles: np.ndarray):
+        import torch
+
+        with torch.inference_mode():
+            return self.model.encode_image(self.model.preprocess(tiles))
+
+    def _encode_into_cache(self, tiles: np.ndarray, origins: Sequence[tuple[int, int]]):
+        self._cache[tuple(origins)] = self._encode(tiles)
+        return np.zeros((len(tiles), 1, 1, 1), np.float32), None
+
+    # ---------------------------------------------------------------- prompts
+    def _spatial(self, boxes: Any, points: Any, n_prompts: int):
+        """Validate boxes (P, 4) / points (P, K, 3) in input pixels → work-pixel float arrays."""
+        h, w = self._image.shape[:2]
+        hw, ww = self._work.shape[:2]
+        fx, fy = ww / w, hw / h
+        out_boxes = out_points = None
+        if boxes is not None:
+            b = np.asarray(boxes, dtype=np.float64)
+            if b.ndim == 1 and n_prompts == 1:
+                b = b[None]
+            if b.shape != (n_prompts, 4):
+                raise ValueError(f"boxes must have shape (P, 4) = ({n_prompts}, 4) (xyxy, NaN rows for none), "
+                                 f"got {b.shape}")
+            given = ~np.isnan(b).all(1)
+            if given.any():
+                check_boxes(b[given], name="boxes", shape=(h, w))
+            out_boxes = b * np.array([fx, fy, fx, fy])
+        if points is not None:
+            p = np.asarray(points, dtype=np.float64)
+            if p.ndim == 2 and n_prompts == 1:
+                p = p[None]
+            if p.ndim != 3 or p.shape[0] != n_prompts or p.shape[2] != 3:
+                raise ValueError(f"points must have shape (P, K, 3) = ({n_prompts}, K, 3) as (x, y, label), "
+                                 f"NaN where none; got {p.shape}")
+            given = ~np.isnan(p).any(2)
+            q = p[given]
+            if q.size and (~np.isin(q[:, 2], (0.0, 1.0))).any():
+                raise ValueError("points labels (third value) must be 1 (positive) or 0 (negative)")
+            if q.size and ((q[:, 0] < 0) | (q[:, 0] >= w) | (q[:, 1] < 0) | (q[:, 1] >= h)).any():
+                raise ValueError(f"points must lie inside the image (width {w}, height {h})")
+            out_points = p * np.array([fx, fy, 1.0])
+        return out_boxes, out_points
+
+    def predict(
+        self,
+        prompts: Sequence[str] | str,
+        *,
+        boxes: Any = None,
+        points: Any = None,
+        threshold: float = 0.5,
+        instances: bool | str = "auto",
+        return_probabilities: bool = False,
+        marker_threshold: float = 0.4,
+        min_area_um2: float = 10.0,
+    ) -> Segmentation:
+        """Decode prompts against the current image.
+
+        Parameters
+        ----------
+        prompts : list of str
+            What to segment, free text or canonical (``"nuclei-level epithelial in colon pathology"``).
+        boxes : array-like, optional
+            ``(P, 4)`` xyxy boxes in input pixels, one per prompt, NaN rows where none.
+        points : array-like, optional
+            ``(P, K, 3)`` ``(x, y, label)`` points in input pixels (label 1 positive, 0
+            negative), NaN where none.
+        threshold : float
+            Probability threshold of the semantic masks, in ``(0, 1)``.
+        instances : {"auto", True, False}
+            Instance maps for nuclei/cell-level prompts (``"auto"``), for all, or for none.
+        return_probabilities : bool
+            Also return ``float16`` probability maps.
+        marker_threshold : float
+            Watershed markers: ``distance > marker_threshold`` (see
+            :func:`~xpath.segmentation.postprocess.instances_from_maps`).
+        min_area_um2 : float
+            Instances smaller than this (µm²) are removed.
+
+        Returns
+        -------
+        Segmentation
+        """
+        self._require_image()
+        prompts = check_prompts(prompts)
+        if not 0.0 < threshold < 1.0:
+            raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+        if instances not in ("auto", True, False):
+            raise ValueError(f"instances must be 'auto', True or False, got {instances!r}")
+        boxes, points = self._spatial(boxes, points, len(prompts))
+        resolved = [prompt_structure(p) for p in prompts]
+        if instances == "auto":
+            inst_idx = [i for i, (_, s) in enumerate(resolved) if s in ("nuclei", "cell")]
+        else:
+            inst_idx = list(range(len(prompts))) if instances else []
+        n_p, n_i = len(prompts), len(inst_idx)
+        hw, ww = self._work.shape[:2]
+        work_mpp = self.model_mpp
+
+        semantic = {p: np.zeros((hw, ww), bool) for p in prompts}
+        probs = {p: np.zeros((hw, ww), np.float16) for p in prompts} if return_probabilities else {}
+        inst_out = {prompts[i]: np.zeros((hw, ww), np.int32) for i in inst_idx}
+        margin = int(math.ceil(self.max_object_um / work_mpp))
+        stitchers = [
+            InstanceStitcher(inst_out[prompts[i]], strip=max(self.tile, 2 * margin), margin=margin,
+                             threshold=threshold, marker_threshold=marker_threshold,
+                             min_area_um2=min_area_um2, mpp=work_mpp)
+            for i in inst_idx
+        ]
+
+        def on_band(y: int, band: np.ndarray) -> None:
+            rows = slice(y, y + band.shape[1])
+            for k, p in enumerate(prompts):
+                semantic[p][rows] = band[k] > threshold
+                if return_probabilities:
+                    probs[p][rows] = band[k]
+            for j, st in enumerate(stitchers):
+                st.push(y, band[inst_idx[j]], band[n_p + j])
+
+        fn = functools.partial(self._decode_tiles, prompts=prompts, inst_idx=inst_idx, boxes=boxes, points=points)
+        presence = predict_tiled(self._work, fn, tile=self.tile, overlap=self.overlap, n_maps=n_p + n_i,
+                                 on_band=on_band, batch_size=self.batch_size, progress=self.progress,
+                                 desc="segment")
+        for st in stitchers:
+            st.finish()
+        return self._result(prompts, resolved, semantic, inst_out, probs, presence, threshold)
+
+    def _decode_tiles(self, tiles: np.ndarray, origins: Sequence[tuple[int, int]], *, prompts: list[str],
+                      inst_idx: list[int], boxes: np.ndarray | None, points: np.ndarray | None):
+        """(B, t, t, 3) tiles → ((B, P + P_inst, t, t) probabilities/distances, (B, P) presence)."""
+        import torch
+
+        key = tuple(origins)
+        feats = self._cache.get(key) if self._cache is not None else None
+        if feats is None:
+            feats = self._encode(tiles)
+        b = len(origins)
+        offs = np.asarray(origins, np.float64)[:, ::-1]  # (B, 2) as (x, y)
+        mask_p, dist_p, pres_p = [], [], []
+        with torch.inference_mode():
+            for c0 in range(0, len(prompts), _PROMPT_CHUNK):
+                chunk = prompts[c0: c0 + _PROMPT_CHUNK]
+                tb = tp = None
+                if boxes is not None:
+                    bx = boxes[c0: c0 + len(chunk)][None] - np.tile(offs, 2)[:, None, :]  # (B, P, 4)
+                    tb = torch.as_tensor(bx, dtype=torch.float32)
+                if points is not None:
+                    pt = points[c0: c0 + len(chunk)][None].repeat(b, 0)  # (B, P, K, 3)
+                    pt[..., :2] -= offs[:, None, None, :]
+                    tp = torch.as_tensor(pt, dtype=torch.float32)
+                out = self.model.decode(feats, chunk, boxes=tb, points=tp)
+                mask_p.append(torch.sigmoid(out.mask_logits.float()).cpu().numpy())
+                dist_p.append(torch.sigmoid(out.distance_logits.float()).cpu().numpy())
+                pres_p.append(torch.sigmoid(out.presence_logits.float()).cpu().numpy())
+        masks = np.concatenate(mask_p, 1)  # (B, P, t, t)
+        dist = np.concatenate(dist_p, 1)[:, inst_idx]  # (B, P_inst, t, t)
+        return np.concatenate([masks, dist], 1), np.concatenate(pres_p, 1)
+
+    def _result(self, prompts, resolved, semantic, inst_out, probs, presence, threshold) -> Segmentation:
+        h, w = self._image.shape[:2]
+        if self._work.shape[:2] != (h, w):  # back to the input resolution (nearest neighbour)
+            ri = _nearest_index(h, self._work.shape[0])[:, None]
+            ci = _nearest_index(w, self._work.shape[1])[None, :]
+            semantic = {p: m[ri, ci] for p, m in semantic.items()}
+            inst_out = {p: m[ri, ci] for p, m in inst_out.items()}
+            probs = {p: m[ri, ci] for p, m in probs.items()}
+        rows = []
+        pres = {}
+        for k, p in enumerate(prompts):
+            pres[p] = float(presence[k])
+            label, structure = resolved[k]
+            n_inst = int(np.count_nonzero(np.bincount(inst_out[p].ravel())[1:])) if p in inst_out else None
+            rows.append(dict(prompt=p, label=label, structure=structure, presence=pres[p],
+                             n_instances=pd.NA if n_inst is None else n_inst,
+                             area_fraction=float(semantic[p].mean())))
+        return Segmentation(
+            prompts=tuple(prompts), semantic=semantic, instances=inst_out, presence=pres,
+            classes=Segmentation._classes_table(rows), image_shape=(h, w), probabilities=probs,
+            mpp=self._mpp if self._mpp is not None else self.model_mpp, threshold=threshold,
+            model=str(getattr(self.model.config, "name", type(self.model).__name__)), image=self._image,
+        )
+
+
+# ------------------------------------------------------------------ segment()
+@functools.lru_cache(maxsize=2)
+def _named_model(name: str, device: str):
+    from . import _registry
+
+    checkpoint = None
+    default_checkpoint = getattr(_registry, "default_checkpoint", None)
+    if default_checkpoint is not None:
+        checkpoint = default_checkpoint(name)
+    if checkpoint is None:
+        logger.warning(
+            "model %r has no trained checkpoint in this installation: its encoders are pretrained but its "
+            "decoder is untrained, so masks and presence scores are not meaningful yet. Pass model= a "
+            "checkpoint path or a trained model object.", name)
+    return _registry.create_model(name, checkpoint=checkpoint, device=device)
+
+
+def _load_model(model: Any, device: Any):
+    dev = resolve_device(device)
+    if isinstance(model, (str, Path)):
+        path = Path(model)
+        if path.suffix in (".pt", ".pth", ".ckpt") or path.is_file():
+            if not path.is_file():
+                raise FileNotFoundError(f"model checkpoint {str(path)!r} does not exist")
+            from ._checkpoint import load_checkpoint
+
+            return load_checkpoint(path, device=dev)
+        return _named_model(str(model), str(dev))
+    if hasattr(model, "encode_image") and hasattr(model, "decode"):
+        if device is not None and hasattr(model, "to"):
+            model = model.to(dev)
+        return model
+    raise TypeError(f"model must be a model name, a checkpoint path or a model object, got {type(model).__name__}")
+
+
+def segment(
+    image: Any,
+    prompts: Sequence[str] | str,
+    *,
+    model: Any = "xpath_small",
+    mpp: float | None = None,
+    threshold: float = 0.5,
+    instances: bool | str = "auto",
+    device: Any = None,
+    batch_size: int = 4,
+    progress: bool = True,
+    boxes: Any = None,
+    points: Any = None,
+    return_probabilities: bool = False,
+    allow_grayscale: bool = False,
+    min_area_um2: float = 10.0,
+) -> Segmentation:
+    """Segment what the prompts name in an image, in one call.
+
+    Parameters
+    ----------
+    image : numpy.ndarray or xpath.Image
+        ``(H, W, 3)`` uint8 RGB, any size: large images are tiled with overlap and blended,
+        with memory bounded by the tile size.
+    prompts : list of str
+        E.g. ``["nuclei", "lymphocytes", "stroma"]`` or canonical
+        ``"nuclei-level epithelial in colon pathology"``.
+    model : str, path or model
+        A registered name (``"xpath_small"``, ``"xpath_tiny"``, ...), a checkpoint file, or a
+        model object.
+    mpp : float, optional
+        µm per pixel of ``image``; the image is resized to the model's resolution when they
+        differ and the results mapped back. ``None``: taken to be at the model's resolution.
+    threshold : float
+        Probability threshold of the semantic masks.
+    instances : {"auto", True, False}
+        Instance label maps for nuclei/cell-level prompts (``"auto"``), all, or none.
+    device : str or torch.device, optional
+        ``None`` picks CUDA, then MPS, then CPU.
+    batch_size : int
+        Tiles per forward pass.
+    progress : bool
+        Show a progress bar over tiles.
+    boxes, points : array-like, optional
+        Spatial prompts per prompt, see :meth:`TextPromptPredictor.predict`.
+    return_probabilities : bool
+        Also return ``float16`` probability maps.
+    allow_grayscale : bool
+        Accept single-channel images (replicated to RGB).
+    min_area_um2 : float
+        Instances smaller than this (µm²) are removed.
+
+    Returns
+    -------
+    Segmentation
+        ``semantic[prompt]`` (bool H×W), ``instances[prompt]`` (int32 H×W, nuclei/cell
+        prompts), ``presence[prompt]`` (float in [0, 1]), ``classes`` table, ``plot()``.
+
+    Raises
+    ------
+    ValueError
+        Empty prompt list or prompt, grayscale image without ``allow_grayscale``, empty
+        image, NaN or out-of-range floats, ``mpp <= 0``, ``threshold`` outside (0, 1).
+    TypeError
+        Prompts that are not strings, images of an unsupported dtype.
+
+    Examples
+    --------
+    >>> from xpath.datasets import sample_he  # doctest: +SKIP
+    >>> seg = segment(sample_he(), ["nuclei", "stroma"], mpp=0.5)  # doctest: +SKIP
+    >>> seg.classes[["prompt", "presence", "n_instances"]]  # doctest: +SKIP
+    """
+    # Validate everything cheap before a model is built.
+    prompts = check_prompts(prompts)
+    img = check_image(image, allow_grayscale=allow_grayscale)
+    if mpp is None and getattr(image, "mpp", None) is not None and hasattr(image, "array"):
+        mpp = image.mpp
+    mpp = check_mpp(mpp, required=False)
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+    if instances not in ("auto", True, False):
+        raise ValueError(f"instances must be 'auto', True or False, got {instances!r}")
+    net = _load_model(model, device)
+    predictor = TextPromptPredictor(net, batch_size=batch_size, cache_tiles=0, progress=progress)
+    predictor.set_image(img, mpp=mpp)
+    return predictor.predict(prompts, boxes=boxes, points=points, threshold=threshold, instances=instances,
+                             return_probabilities=return_probabilities, min_area_um2=min_area_um2)
