@@ -6,15 +6,20 @@ same over a whole slide in tiles with bounded memory; ``analyze_cohort`` runs a 
 function over many slides, resumably, serially or on joblib / Dask.
 """
 
+from ._analysis import Analysis, analyze, analyze_features, combine_instances
 from ._cohort import BACKENDS, CohortResult, analyze_cohort, read_slide_table
 from ._slide import ArraySlide, SlideResult, segment_slide, tile_grid
 from ._tissue import image_summary, tissue_mask
 
 __all__ = [
+    "Analysis",
     "ArraySlide",
     "BACKENDS",
     "CohortResult",
+    "analyze",
     "analyze_cohort",
+    "analyze_features",
+    "combine_instances",
     "image_summary",
     "read_slide_table",
     "segment_slide",
