@@ -58,7 +58,7 @@ _GLCM_DEF = {
     "contrast": "Σ P(i,j) (i − j)²", "dissimilarity": "Σ P(i,j) |i − j|",
     "homogeneity": "Σ P(i,j) / (1 + (i − j)²) (inverse difference moment)", "asm": "Σ P(i,j)² (angular second moment)",
     "energy": "sqrt(ASM)", "correlation": "Σ P(i,j)(i − μ)(j − μ) / σ² (1 if σ = 0)",
-    "entropy": "−Σ P(i,j) log2 P(i,j)",
+    "entropy": "−Σ P(i,j) ln P(i,j) (nats, as scikit-image)",
 }
 _SPATIAL = {
     "cell.spatial.degree": ("number of graph neighbours", "count", "squidpy spatial_neighbors"),

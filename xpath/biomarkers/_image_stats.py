@@ -275,7 +275,8 @@ def graph_statistics(cells: Any) -> dict[str, float]:
     For each: mean, standard deviation, min/max ratio and disorder ``1 − 1/(1 + std/mean)``
     (Doyle et al. 2012). Voronoi areas are computed exactly from the triangulation (each
     triangle gives each of its vertices the part of it closest to that vertex); cells on
-    the convex hull have unbounded Voronoi cells and are left out.
+    the convex hull (unbounded) and cells with a vertex outside the hull (cut by the
+    image edge) are left out.
     """
     xy, _ = cell_coordinates(cells)
     e, tri = delaunay_edges(xy)
@@ -324,9 +325,12 @@ def _voronoi_areas(xy: np.ndarray, tri) -> np.ndarray:
         p, q, r = pts[k], pts[(k + 1) % 3], pts[(k + 2) % 3]
         quad = 0.5 * (cross((p + q) / 2 - p, cc - p) + cross(cc - p, (p + r) / 2 - p))
         area += np.bincount(s[:, k], orient * quad, len(xy))
-    hull = np.unique(tri.convex_hull)
+    # Bounded cells whose every vertex (circumcentre) lies inside the convex hull of the points;
+    # the others are unbounded or cut by the image edge, where the cell shape is an artefact.
+    outside = tri.find_simplex(np.nan_to_num(cc, nan=np.inf, posinf=np.inf)) < 0
     keep = np.ones(len(xy), bool)
-    keep[hull] = False
+    keep[np.unique(tri.convex_hull)] = False
+    keep[np.unique(s[outside])] = False
     return area[keep]
 
 

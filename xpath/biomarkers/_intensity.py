@@ -110,7 +110,7 @@ def glcm_kernel(levels, labels, ids, offsets, rows, cols, deltas, n_levels):
 
     Only pixel pairs with both pixels in the object count. Features follow
     ``skimage.feature.graycoprops``: contrast, dissimilarity, homogeneity, ASM, energy,
-    correlation (1 when a marginal has zero variance), entropy (log2). NaN for objects
+    correlation (1 when a marginal has zero variance), entropy (natural log). NaN for objects
     without any pair at an offset.
     """
     n = ids.size
@@ -157,7 +157,7 @@ def glcm_kernel(levels, labels, ids, offsets, rows, cols, deltas, n_levels):
                     dis += p * abs(d)
                     hom += p / (1.0 + d * d)
                     asm += p * p
-                    ent -= p * math.log2(p)
+                    ent -= p * math.log(p)
                     mi += p * x
             var = 0.0
             cov = 0.0
