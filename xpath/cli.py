@@ -1,8 +1,14 @@
-"""The ``xpath`` command line.
+"""The ``xpath`` command line: segment, analyze, cohort, train, report, demo.
 
-``xpath demo --out DIR`` runs the main job on the built-in sample data.
-Errors are printed without a traceback (exit code 2 for bad input, 1 otherwise)
-unless ``--debug`` is given.
+Exit codes (stable, for scripts):
+
+- 0: success.
+- 1: an unexpected internal error (run with ``--debug`` for the traceback).
+- 2: bad usage or bad input (unknown option, missing file, unreadable image, invalid value).
+- 3: finished, but some slides of a cohort failed (see ``failures.parquet`` in ``--out``).
+- 130: interrupted (Ctrl-C).
+
+Errors are printed on one line without a traceback unless ``--debug`` is given.
 """
 
 from __future__ import annotations
@@ -12,47 +18,280 @@ import logging
 import sys
 from pathlib import Path
 
-__all__ = ["main"]
+__all__ = ["EXIT_FAILURES", "EXIT_INTERNAL", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
 
 log = logging.getLogger(__name__)
 
+EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_FAILURES, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
+
+def _is_slide(path: str) -> bool:
+    from .io import SLIDE_SUFFIXES
+
+    return Path(path).suffix.lower() in SLIDE_SUFFIXES
+
+
+def _save_figure(ax, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    from .io import atomic_path
+
+    with atomic_path(path, suffix=".png") as tmp:
+        ax.figure.savefig(tmp, dpi=150, bbox_inches="tight", format="png")
+    plt.close(ax.figure)
+    return path
+
+
+def _print_outputs(title: str, paths) -> None:
+    print(title)
+    for path in paths:
+        print(f"  {path}")
+
+
+# ---------------------------------------------------------------------------- commands
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    outputs = run_demo(Path(args.out))
-    print("xpath demo wrote:")
-    for path in outputs:
-        print(f"  {path}")
-    return 0
+    _print_outputs("xpath demo wrote:", run_demo(Path(args.out)))
+    return EXIT_OK
+
+
+def _segment(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if _is_slide(args.image):
+        from .pipeline import segment_slide
+
+        res = segment_slide(args.image, args.prompt, out_dir=out, model=args.model, mpp=args.mpp,
+                            threshold=args.threshold, device=args.device, progress=not args.no_progress)
+        _print_outputs(f"segmented {res.name}: {res.n_objects} objects; wrote:", res.files.values())
+        return EXIT_OK
+    from .io import GeoJSONWriter, read_image, write_ome_tiff
+    from .plotting._overlay import plot_overlay
+    from .segmentation import segment
+
+    image = read_image(args.image, mpp=args.mpp)
+    seg = segment(image, args.prompt, model=args.model, mpp=image.mpp, threshold=args.threshold,
+                  device=args.device, progress=not args.no_progress)
+    name = Path(args.image).name.split(".")[0]
+    channels = {p: (seg.instances[p] if p in seg.instances else seg.semantic[p]) for p in seg.prompts}
+    written = [write_ome_tiff(out / f"{name}.masks.ome.tif", channels, mpp=image.mpp)]
+    classes = seg.classes
+    written.append(out / f"{name}.classes.csv")
+    classes.to_csv(written[-1], index=False)
+    with GeoJSONWriter(out / f"{name}.geojson", image_name=name) as writer:
+        for p in seg.prompts:
+            if p in seg.instances:
+                writer.add_labels(seg.instances[p], classes=p)
+            else:
+                writer.add_mask(seg.semantic[p], p)
+    written.append(writer.path)
+    masks = {p: seg.semantic[p] for p in seg.prompts if p not in seg.instances}
+    inst = {p: seg.instances[p] for p in seg.prompts if p in seg.instances}
+    written.append(_save_figure(plot_overlay(image.array, masks, instances=inst), out / f"{name}.overlay.png"))
+    print(classes.to_string(index=False))
+    _print_outputs("wrote:", written)
+    return EXIT_OK
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if _is_slide(args.image):
+        from .pipeline import analyze_slide
+
+        res = analyze_slide(args.image, args.prompt, out_dir=out, model=args.model, mpp=args.mpp,
+                            graph=args.graph, device=args.device, progress=not args.no_progress)
+        _print_outputs(f"analysed {res.name}: {len(res.cells)} cells; wrote:", res.files.values())
+        return EXIT_OK
+    from .io import read_image
+    from .pipeline import analyze
+
+    image = read_image(args.image, mpp=args.mpp)
+    result = analyze(image, args.prompt, model=args.model, mpp=image.mpp, graph=args.graph,
+                     threshold=args.threshold, device=args.device, progress=not args.no_progress)
+    files = result.to_parquet(out)
+    written = [files["cells"], files["features"], result.to_geojson(out / f"{result.name}.geojson")]
+    written.append(_save_figure(result.plot(), out / f"{result.name}.overlay.png"))
+    print(repr(result))
+    _print_outputs("wrote:", written)
+    return EXIT_OK
+
+
+def _cohort(args: argparse.Namespace) -> int:
+    from .pipeline import analyze_cohort, analyze_features, image_summary
+
+    if not args.qc and not args.prompt:
+        raise ValueError("give at least one --prompt (or --qc for a quick quality-control pass)")
+    func = image_summary if args.qc else analyze_features
+    kwargs = {} if args.qc else {"model": args.model, "graph": args.graph, "device": args.device}
+    res = analyze_cohort(args.slides, args.prompt, out_dir=args.out, backend=args.backend,
+                         scheduler=args.scheduler, n_workers=args.workers, func=func,
+                         progress=not args.no_progress, retry_failed=not args.no_retry, **kwargs)
+    print(f"cohort: {len(res.done)} analysed, {len(res.skipped)} already done, {len(res.failed)} failed "
+          f"({res.seconds:.1f} s)")
+    _print_outputs("wrote:", [res.out_dir / "cohort.parquet", res.out_dir / "failures.parquet"])
+    if res.failed:
+        for row in res.failures.itertuples():
+            print(f"  failed: {row.slide_id}: {row.error}: {row.message}", file=sys.stderr)
+        return EXIT_FAILURES
+    return EXIT_OK
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .segmentation.train import main as train_main
+
+    argv = ["--config", args.config]
+    if args.resume:
+        argv.append("--resume")
+    if args.out:
+        argv += ["--out", args.out]
+    if args.max_steps is not None:
+        argv += ["--max-steps", str(args.max_steps)]
+    if args.no_progress:
+        argv.append("--no-progress")
+    return int(train_main(argv) or 0)
+
+
+def _report(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from .io import read_parquet
+
+    path = Path(args.features)
+    table = read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path)
+    needed = [c for c in (args.duration, args.event, args.label, args.group) if c]
+    missing = [c for c in needed if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path} has no column(s) {missing}; columns are e.g. {list(table.columns)[:8]}")
+    if not args.duration and not args.label:
+        raise ValueError("give --duration and --event (survival) or --label (diagnosis)")
+    if args.duration and not args.event:
+        raise ValueError("--duration needs --event (1 = event observed, 0 = censored)")
+    from . import explain
+
+    drop = [c for c in (*needed, "slide_id", "image", "path", "patient") if c in table.columns]
+    X = table.drop(columns=drop).select_dtypes("number")
+    report = explain.BiomarkerReport(title=args.title)
+    if args.duration:
+        report.fit(X, durations=table[args.duration], events=table[args.event],
+                   groups=table[args.group] if args.group else None)
+    else:
+        report.fit(X, y=table[args.label], groups=table[args.group] if args.group else None)
+    written = report.render(args.out)
+    _print_outputs("report written:", written if isinstance(written, (list, tuple)) else [written])
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------- parser
+def _add_common(p: argparse.ArgumentParser, *, prompts_required: bool = True) -> None:
+    p.add_argument("--prompt", "-p", action="append", required=prompts_required, default=None, metavar="TEXT",
+                   help="what to segment, e.g. 'tumour nuclei', 'lymphocytes', 'stroma' (repeat for several)")
+    p.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder (created if missing)")
+    p.add_argument("--model", default="xpath_small",
+                   help="segmentation model: a registered name (xpath_small, xpath_tiny, ...) or a checkpoint file "
+                        "(default: xpath_small)")
+    p.add_argument("--device", default=None, help="torch device (default: CUDA, then MPS, then CPU)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="xpath", description=__doc__.splitlines()[0])
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
-    sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="run the main job on the built-in sample data")
-    demo.add_argument("--out", default="outputs", help="output folder (default: outputs)")
-    demo.set_defaults(func=_demo)
+    parser = argparse.ArgumentParser(
+        prog="xpath", description="Explainable AI for pathology images: text-prompted segmentation, biomarkers, "
+                                  "SHAP and Cox analysis.",
+        epilog="Exit codes: 0 success, 1 internal error, 2 bad usage or input, 3 some cohort slides failed, "
+               "130 interrupted.")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks and debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("segment", help="segment an image or whole slide with text prompts",
+                       description="Segment what the prompts name. Writes the masks (OME-TIFF, one channel per "
+                                   "prompt), QuPath GeoJSON, the per-prompt class table and an overlay PNG; whole "
+                                   "slides (SVS, NDPI, ...) are tiled over tissue.")
+    p.add_argument("image", help="image (PNG/JPEG/TIFF) or whole slide (SVS, NDPI, MRXS, ...)")
+    _add_common(p)
+    p.add_argument("--mpp", type=float, default=None, help="µm per pixel, if the file does not record it")
+    p.add_argument("--threshold", type=float, default=0.5, help="probability threshold of the masks (default 0.5)")
+    p.set_defaults(func=_segment)
+
+    p = sub.add_parser("analyze", help="segment, measure biomarkers and write tables, GeoJSON and an overlay",
+                       description="Segmentation → cell table → cell graph → spatial statistics → one feature row. "
+                                   "Writes cells.parquet, features.parquet, a QuPath GeoJSON and an overlay PNG.")
+    p.add_argument("image", help="image or whole slide")
+    _add_common(p)
+    p.add_argument("--mpp", type=float, default=None, help="µm per pixel, if the file does not record it")
+    p.add_argument("--threshold", type=float, default=0.5, help="probability threshold of the masks (default 0.5)")
+    p.add_argument("--graph", choices=["delaunay", "knn", "radius"], default="delaunay",
+                   help="cell graph for the spatial statistics (default delaunay)")
+    p.set_defaults(func=_analyze)
+
+    p = sub.add_parser("cohort", help="analyse many slides, resumably, serially or on a cluster",
+                       description="Run the analysis over every slide of a table (CSV or Parquet with a 'path' "
+                                   "column, optional 'slide_id' and metadata). One Parquet file per slide in "
+                                   "OUT/slides; re-running skips finished slides; failures go to "
+                                   "OUT/failures.parquet and give exit code 3.")
+    p.add_argument("slides", help="CSV/Parquet table of slides (column 'path'; relative paths are relative to it)")
+    _add_common(p, prompts_required=False)
+    p.add_argument("--backend", choices=["serial", "joblib", "dask"], default="serial",
+                   help="serial (default), joblib (local processes) or dask (dask.distributed)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="Dask scheduler address, e.g. tcp://10.0.0.5:8786 (default: a local cluster)")
+    p.add_argument("--workers", type=int, default=2, help="worker processes for joblib / the local cluster")
+    p.add_argument("--graph", choices=["delaunay", "knn", "radius"], default="delaunay", help="cell graph")
+    p.add_argument("--qc", action="store_true",
+                   help="only a quick quality-control summary per slide (tissue fraction, stain), no model")
+    p.add_argument("--no-retry", action="store_true", help="do not retry slides that failed in an earlier run")
+    p.set_defaults(func=_cohort)
+
+    p = sub.add_parser("train", help="train a segmentation model from a YAML config",
+                       description="Train (or fine-tune) a text-prompted segmentation model; for several GPUs run "
+                                   "torchrun --nproc_per_node=N -m xpath.segmentation.train --config CONFIG.")
+    p.add_argument("config", help="YAML training config (see configs/)")
+    p.add_argument("--out", default=None, help="output folder (overrides the config's out_dir)")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p.add_argument("--max-steps", type=int, default=None, help="stop after this step")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("report", help="biomarker-discovery report from a feature table",
+                       description="Screen every feature (HR or odds ratio, 95%% CI, BH q-value), fit a "
+                                   "cross-validated model, explain it with SHAP and render tables and figures.")
+    p.add_argument("features", help="feature table (Parquet or CSV), one row per patient or slide")
+    p.add_argument("--duration", default=None, help="column of follow-up times (survival report)")
+    p.add_argument("--event", default=None, help="column of event indicators, 1 = event, 0 = censored")
+    p.add_argument("--label", default=None, help="column of diagnoses (diagnostic report) instead of survival")
+    p.add_argument("--group", default=None, help="column of patient ids for grouped cross-validation")
+    p.add_argument("--title", default="xpath biomarker report", help="report title")
+    p.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder")
+    p.set_defaults(func=_report)
+
+    p = sub.add_parser("demo", help="run the main job on the built-in sample data")
+    p.add_argument("--out", default="outputs", help="output folder (default: outputs)")
+    p.set_defaults(func=_demo)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit code (see the module docstring)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: 0 for --help, 2 for usage errors
+        return int(exc.code or 0)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format="%(message)s")
     try:
         return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError) as err:
+    except KeyboardInterrupt:
+        print("xpath: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (ValueError, TypeError, FileNotFoundError, IsADirectoryError, KeyError) as err:
         if args.debug:
             raise
         print(f"xpath: error: {err}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except Exception as err:  # noqa: BLE001 - the CLI's last line of defence
         if args.debug:
             raise
         print(f"xpath: {type(err).__name__}: {err} (run with --debug for the traceback)", file=sys.stderr)
-        return 1
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

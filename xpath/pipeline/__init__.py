@@ -9,6 +9,7 @@ function over many slides, resumably, serially or on joblib / Dask.
 from ._analysis import Analysis, analyze, analyze_features, combine_instances
 from ._cohort import BACKENDS, CohortResult, analyze_cohort, read_slide_table
 from ._slide import ArraySlide, SlideResult, segment_slide, tile_grid
+from ._slide_analysis import SlideAnalysis, analyze_slide
 from ._tissue import image_summary, tissue_mask
 
 __all__ = [
@@ -19,10 +20,12 @@ __all__ = [
     "analyze",
     "analyze_cohort",
     "analyze_features",
+    "analyze_slide",
     "combine_instances",
     "image_summary",
     "read_slide_table",
     "segment_slide",
+    "SlideAnalysis",
     "SlideResult",
     "tile_grid",
     "tissue_mask",

@@ -345,10 +345,19 @@ def analyze_features(path: str | os.PathLike, prompts: Sequence[str], *, mpp: fl
                      **kwargs) -> pd.DataFrame:
     """The per-slide function of :func:`~xpath.pipeline.analyze_cohort`: :func:`analyze` → its feature row.
 
-    Plain images are analysed whole (``mpp`` from the file or the argument).
+    Plain images are analysed whole (``mpp`` from the file or the argument); whole slides
+    (SVS, NDPI, ...) with :func:`~xpath.pipeline.analyze_slide`.
     """
-    from ..io import read_image
+    import tempfile
 
+    from ..io import SLIDE_SUFFIXES, read_image
+
+    if Path(path).suffix.lower() in SLIDE_SUFFIXES:
+        from ._slide_analysis import analyze_slide
+
+        with tempfile.TemporaryDirectory(prefix="xpath-slide-") as tmp:
+            result = analyze_slide(path, prompts, out_dir=tmp, mpp=mpp, progress=False, **kwargs)
+        return result.features.reset_index(drop=True)
     image = read_image(path, mpp=mpp)
     result = analyze(image, prompts, mpp=image.mpp, **kwargs)
     return result.features.reset_index(drop=True)

@@ -1,0 +1,88 @@
+"""The xpath command line: subcommands, outputs, exit codes, errors without tracebacks."""
+
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from PIL import Image as PILImage
+
+from xpath.cli import EXIT_FAILURES, EXIT_OK, EXIT_USAGE, main
+from xpath.datasets import synthetic_tissue
+
+
+def _png(path, seed=0, size=128):
+    PILImage.fromarray(synthetic_tissue(seed, size=size).image).save(path, dpi=(50800, 50800))  # 0.5 µm/px
+    return path
+
+
+def test_help_lists_commands_and_exit_codes(capsys):
+    assert main(["--help"]) == EXIT_OK
+    out = capsys.readouterr().out
+    for word in ("segment", "analyze", "cohort", "train", "report", "demo", "Exit codes"):
+        assert word in out
+    for command in ("segment", "analyze", "cohort", "train", "report", "demo"):
+        assert main([command, "--help"]) == EXIT_OK
+
+
+def test_usage_errors_exit_2(capsys):
+    assert main(["segment", "x.png", "--prompt", "nuclei"]) == EXIT_USAGE  # --out missing
+    assert main(["frobnicate"]) == EXIT_USAGE
+    capsys.readouterr()
+
+
+def test_missing_file_is_one_line_without_traceback(tmp_path, capsys):
+    code = main(["segment", str(tmp_path / "nope.png"), "--prompt", "nuclei", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE and "nope.png" in err and "Traceback" not in err
+    assert err.count("\n") == 1
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        main(["--debug", "segment", str(tmp_path / "nope.png"), "--prompt", "n", "--out", str(tmp_path)])
+
+
+def test_cohort_qc_and_failures_exit_code(tmp_path, capsys):
+    paths = [_png(tmp_path / f"s{i}.png", i) for i in range(3)]
+    table = tmp_path / "slides.csv"
+    pd.DataFrame({"path": [p.name for p in paths], "patient": ["a", "b", "c"]}).to_csv(table, index=False)
+    out = tmp_path / "out"
+    assert main(["cohort", str(table), "--qc", "--out", str(out), "--no-progress"]) == EXIT_OK
+    cohort = pd.read_parquet(out / "cohort.parquet")
+    assert sorted(cohort["slide_id"]) == ["s0", "s1", "s2"] and "patient" in cohort.columns
+    (tmp_path / "bad.png").write_bytes(b"garbage")
+    pd.DataFrame({"path": [*[p.name for p in paths], "bad.png"]}).to_csv(table, index=False)
+    assert main(["cohort", str(table), "--qc", "--out", str(out), "--no-progress"]) == EXIT_FAILURES
+    captured = capsys.readouterr()
+    assert "1 failed" in captured.out and "bad" in captured.err
+    assert main(["cohort", str(table), "--out", str(out)]) == EXIT_USAGE  # neither --prompt nor --qc
+
+
+def test_report_checks_columns(tmp_path, capsys):
+    path = tmp_path / "f.csv"
+    pd.DataFrame({"a": [1.0, 2.0], "time": [3.0, 4.0]}).to_csv(path, index=False)
+    assert main(["report", str(path), "--duration", "time", "--event", "death", "--out", str(tmp_path)]) == EXIT_USAGE
+    assert "death" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_segment_and_analyze_write_their_outputs(tmp_path):
+    """Plumbing with the small untrained model: the files appear and read back (not accuracy)."""
+    image = _png(tmp_path / "tile.png", 1, size=160)
+    out = tmp_path / "seg"
+    assert main(["segment", str(image), "-p", "nuclei", "-p", "stroma", "--model", "xpath_tiny", "--out", str(out),
+                 "--no-progress"]) == EXIT_OK
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["tile.classes.csv", "tile.geojson", "tile.masks.ome.tif", "tile.overlay.png"]
+    out = tmp_path / "ana"
+    assert main(["analyze", str(image), "-p", "nuclei", "-p", "stroma", "--model", "xpath_tiny", "--out", str(out),
+                 "--no-progress"]) == EXIT_OK
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["cells.parquet", "features.parquet", "tile.geojson", "tile.overlay.png"]
+    assert len(pd.read_parquet(out / "features.parquet")) == 1
+
+
+def test_entry_point_module_runs():
+    proc = subprocess.run([sys.executable, "-m", "xpath.cli", "--help"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "cohort" in proc.stdout
