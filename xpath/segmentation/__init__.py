@@ -1,0 +1,62 @@
+"""Text-prompted segmentation of pathology images (a rebuild of PathSegmentor, arXiv 2506.20988).
+
+Public names load on first use (``_EXPORTS`` maps each to its module), so importing this
+package stays cheap until a model is needed.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+# name → module (relative to this package). Each engineer adds only their own lines.
+_EXPORTS = {
+    # model (registry, checkpoints, losses, prompts)
+    "SegmenterConfig": "._registry",
+    "build_model": "._registry",
+    "create_model": "._registry",
+    "get_config": "._registry",
+    "list_models": "._registry",
+    "register_model": "._registry",
+    "CheckpointError": "._checkpoint",
+    "load_checkpoint": "._checkpoint",
+    "save_checkpoint": "._checkpoint",
+    "sha256sum": "._checkpoint",
+    "verify_checksum": "._checkpoint",
+    "segmentation_loss": ".losses",
+    "TextPromptSegmenter": ".modeling",
+    "SegmenterOutput": ".modeling",
+    "ImageFeatures": ".modeling",
+    # inference (predictor, tiling, instances, metrics, result)
+    "Segmentation": "._result",
+    "TextPromptPredictor": ".predictor",
+    "segment": ".predictor",
+    "prompt_structure": ".predictor",
+    "instances_from_maps": ".postprocess",
+    "remove_small_instances": ".postprocess",
+    "predict_tiled": ".tiling",
+    "tile_starts": ".tiling",
+    "dice": ".metrics",
+    "iou": ".metrics",
+    "aji": ".metrics",
+    "panoptic_quality": ".metrics",
+    "instance_scores": ".metrics",
+    "pair_scores": ".metrics",
+    "summarize_scores": ".metrics",
+    "scores_overall": ".metrics",
+    "scores_by_dataset": ".metrics",
+    "scores_by_category": ".metrics",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

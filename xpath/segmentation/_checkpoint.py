@@ -1,0 +1,202 @@
+"""Checkpoints that carry their metadata and load strictly.
+
+A checkpoint is one ``torch.save`` file holding a dict::
+
+    {"format": "xpath.segmentation", "format_version": 1,
+     "config": {...SegmenterConfig...}, "vocabulary": [...],
+     "preprocessing": {"mean", "std", "mpp", "image_size"},
+     "state_dict": {...}, "excluded_prefixes": [...], "extra": {...}}
+
+A frozen pretrained text encoder is left out (``excluded_prefixes``) and reloaded from its
+package or directory when the model is rebuilt. Files are written atomically and read
+with ``torch.load(map_location="cpu", weights_only=True)``; loading fails on missing or
+unexpected keys and on shape mismatches. :func:`sha256sum` / :func:`verify_checksum` check
+shipped files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "CheckpointError", "load_checkpoint", "read_checkpoint",
+           "save_checkpoint", "sha256sum", "verify_checksum"]
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "xpath.segmentation"
+CHECKPOINT_VERSION = 1
+_TEXT_PREFIX = "text_encoder.model."
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is unreadable, of another format or version, or does not match its model."""
+
+
+def sha256sum(path: str | os.PathLike, *, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 digest of a file (read in chunks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_checksum(path: str | os.PathLike, expected: str) -> Path:
+    """Check ``path`` against its expected SHA-256 hex digest.
+
+    Raises
+    ------
+    FileNotFoundError
+        The file does not exist.
+    CheckpointError
+        The digest differs (the file is corrupt, truncated or another version).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"file not found: {path}")
+    actual = sha256sum(path)
+    if actual.lower() != expected.strip().lower():
+        raise CheckpointError(f"checksum mismatch for {path}: expected sha256 {expected}, got {actual} "
+                              "(the file is corrupt, truncated or a different version)")
+    return path
+
+
+def _excluded_prefixes(model) -> list[str]:
+    return [_TEXT_PREFIX] if getattr(model.text_encoder, "reloadable", False) else []
+
+
+def save_checkpoint(model, path: str | os.PathLike, *, extra: dict | None = None) -> Path:
+    """Write ``model`` (config, vocabulary, preprocessing, weights) to ``path`` atomically.
+
+    Parameters
+    ----------
+    model : TextPromptSegmenter
+    path : str or PathLike
+        Destination; its folder must exist.
+    extra : dict, optional
+        Anything else ``torch.load(weights_only=True)`` can read back (tensors, numbers,
+        strings, lists, dicts), e.g. the training step.
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"folder of checkpoint path does not exist: {path.parent}")
+    cfg = model.config
+    excluded = _excluded_prefixes(model)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()
+             if not any(k.startswith(p) for p in excluded)}
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "format_version": CHECKPOINT_VERSION,
+        "config": cfg.to_dict(),
+        "vocabulary": list(cfg.vocabulary),
+        "preprocessing": {"mean": list(cfg.mean), "std": list(cfg.std), "mpp": float(cfg.mpp),
+                          "image_size": int(cfg.image_size)},
+        "state_dict": state,
+        "excluded_prefixes": excluded,
+        "extra": dict(extra or {}),
+    }
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(payload, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    logger.info("saved checkpoint of %s to %s (%d tensors)", cfg.name, path, len(state))
+    return path
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """Read and validate the raw checkpoint dict (no model is built).
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` does not exist.
+    CheckpointError
+        Truncated/corrupt file, not an xpath segmentation checkpoint, or a newer format version.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises RuntimeError/UnpicklingError/EOFError/... on bad files
+        raise CheckpointError(f"cannot read checkpoint {path} ({path.stat().st_size} bytes): the file is truncated, "
+                              f"corrupt or not a torch checkpoint ({type(err).__name__}: {err})") from err
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not an xpath segmentation checkpoint (format "
+                              f"{payload.get('format') if isinstance(payload, dict) else type(payload).__name__!r}, "
+                              f"expected {CHECKPOINT_FORMAT!r})")
+    version = payload.get("format_version")
+    if not isinstance(version, int) or version > CHECKPOINT_VERSION:
+        raise CheckpointError(f"{path} has checkpoint format version {version!r}; this xpath reads versions "
+                              f"≤ {CHECKPOINT_VERSION}")
+    for key in ("config", "state_dict", "preprocessing", "vocabulary"):
+        if key not in payload:
+            raise CheckpointError(f"{path} lacks the entry {key!r}")
+    return payload
+
+
+def load_checkpoint(path: str | os.PathLike, *, device=None, expected_sha256: str | None = None):
+    """Rebuild the model stored in ``path`` and load its weights strictly.
+
+    Parameters
+    ----------
+    path : str or PathLike
+    device : str or torch.device, optional
+        ``None`` picks CUDA, then MPS, then CPU.
+    expected_sha256 : str, optional
+        Verify the file's SHA-256 first (for shipped weights).
+
+    Returns
+    -------
+    TextPromptSegmenter
+        In eval mode.
+
+    Raises
+    ------
+    FileNotFoundError, CheckpointError
+        See :func:`read_checkpoint`; also missing/unexpected keys or shape mismatches.
+    """
+    from ._registry import SegmenterConfig, build_model, resolve_device
+
+    if expected_sha256 is not None:
+        verify_checksum(path, expected_sha256)
+    payload = read_checkpoint(path)
+    try:
+        config = SegmenterConfig.from_dict(payload["config"])
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{path}: invalid config: {err}") from err
+    config.vocabulary = list(payload["vocabulary"])
+    model = build_model(config)
+    excluded = list(payload.get("excluded_prefixes", []))
+    expected = {k for k in model.state_dict() if not any(k.startswith(p) for p in excluded)}
+    state = payload["state_dict"]
+    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    if missing or unexpected:
+        raise CheckpointError(f"{path} does not match model {config.name!r}: {len(missing)} missing keys "
+                              f"{missing[:5]}, {len(unexpected)} unexpected keys {unexpected[:5]}")
+    own = model.state_dict()
+    wrong = [f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}" for k, v in state.items()
+             if tuple(v.shape) != tuple(own[k].shape)]
+    if wrong:
+        raise CheckpointError(f"{path} does not match model {config.name!r}: shape mismatch {wrong[:5]}")
+    result = model.load_state_dict(state, strict=False)
+    leftover = [k for k in result.missing_keys if not any(k.startswith(p) for p in excluded)]
+    if leftover or result.unexpected_keys:  # pragma: no cover - guarded above
+        raise CheckpointError(f"{path}: strict load failed: missing {leftover}, unexpected {result.unexpected_keys}")
+    return model.to(resolve_device(device)).eval()

@@ -1,0 +1,139 @@
+"""Training loss of the text-prompted segmenter.
+
+``segmentation_loss(out, targets)`` combines, for a batch of ``B`` images × ``P`` prompts:
+
+- **mask**: BCE + Dice (1:1, PathSegmentor) on the candidate *matched* to each present
+  prompt's target (the candidate with the lowest BCE + Dice cost, found without
+  gradient at stride 4 — Mask2Former's matching restricted to one target per prompt);
+- **selection**: cross-entropy over the ``Q`` cosine similarities (÷ temperature) with the
+  matched candidate as the class, so that selection by similarity picks it at inference;
+- **presence**: BCE of ``presence_logits`` against ``present`` on every valid prompt;
+- **distance**: BCE of ``distance_logits`` against the soft ``distance`` targets where the
+  prompt is present and has instances.
+
+Each term is averaged over the prompts it applies to (0 when there are none).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+from .modeling.segmenter import SegmenterOutput, upsample_stride4
+
+__all__ = ["LOSS_WEIGHTS", "dice_loss", "match_candidates", "segmentation_loss"]
+
+#: Default weights of the loss terms.
+LOSS_WEIGHTS = {"mask_bce": 1.0, "mask_dice": 1.0, "selection": 1.0, "presence": 1.0, "distance": 1.0}
+
+_TARGET_KEYS = ("masks", "distance", "present", "prompt_valid", "has_instances")
+
+
+def dice_loss(logits: torch.Tensor, target: torch.Tensor, *, eps: float = 1.0) -> torch.Tensor:
+    """Soft Dice loss per mask: ``(N, H, W)`` logits and 0/1 targets → ``(N,)``."""
+    prob = logits.sigmoid().flatten(1)
+    target = target.flatten(1)
+    inter = (prob * target).sum(1)
+    return 1 - (2 * inter + eps) / (prob.sum(1) + target.sum(1) + eps)
+
+
+@torch.no_grad()
+def match_candidates(candidates_s4: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Index of the candidate closest to each target mask (BCE + Dice cost at stride 4).
+
+    Parameters
+    ----------
+    candidates_s4 : torch.Tensor
+        ``(B, Q, h, w)`` candidate logits.
+    masks : torch.Tensor
+        ``(B, P, H, W)`` 0/1 targets at the input resolution.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(B, P)`` long.
+    """
+    h, w = candidates_s4.shape[-2:]
+    hh, ww = masks.shape[-2:]
+    pad = (0, w * 4 - ww, 0, h * 4 - hh)
+    t = F.avg_pool2d(F.pad(masks.float(), pad), 4).flatten(2)  # (B, P, h*w) fraction of the 4×4 cell
+    x = candidates_s4.float().flatten(2)  # (B, Q, h*w)
+    n = x.shape[-1]
+    # BCE(x, t) summed over pixels = Σ softplus(x) − Σ x·t, without a (B, P, Q, h*w) tensor
+    bce = (F.softplus(x).sum(-1)[:, None, :] - torch.einsum("bpn,bqn->bpq", t, x)) / n  # (B, P, Q)
+    prob = x.sigmoid()
+    inter = torch.einsum("bpn,bqn->bpq", t, prob)
+    dice = 1 - (2 * inter + 1) / (t.sum(-1)[..., None] + prob.sum(-1)[:, None, :] + 1)
+    return (bce + dice).argmin(-1)
+
+
+def _check_targets(out: SegmenterOutput, targets: dict) -> None:
+    missing = [k for k in _TARGET_KEYS if k not in targets]
+    if missing:
+        raise ValueError(f"targets is missing {missing}; expected keys {list(_TARGET_KEYS)}")
+    b, p, h, w = out.mask_logits.shape
+    shapes = {"masks": (b, p, h, w), "distance": (b, p, h, w), "present": (b, p), "prompt_valid": (b, p),
+              "has_instances": (b, p)}
+    for k, shape in shapes.items():
+        if tuple(targets[k].shape) != shape:
+            raise ValueError(f"targets[{k!r}] must have shape {shape}, got {tuple(targets[k].shape)}")
+
+
+def segmentation_loss(out: SegmenterOutput, targets: dict, *, weights: dict | None = None,
+                      temperature: float = 0.1) -> tuple[torch.Tensor, dict[str, float]]:
+    """Total loss and its parts.
+
+    Parameters
+    ----------
+    out : SegmenterOutput
+        Model output for ``B`` images × ``P`` prompts at ``(H, W)``.
+    targets : dict of torch.Tensor
+        ``masks`` (B, P, H, W) float 0/1; ``distance`` (B, P, H, W) float in [0, 1];
+        ``present`` (B, P) float 0/1; ``prompt_valid`` (B, P) bool; ``has_instances`` (B, P) bool.
+    weights : dict, optional
+        Overrides of :data:`LOSS_WEIGHTS`.
+    temperature : float
+        Divides the cosine similarities in the selection cross-entropy.
+
+    Returns
+    -------
+    loss : torch.Tensor
+        Scalar.
+    parts : dict of str to float
+        ``mask_bce``, ``mask_dice``, ``selection``, ``presence``, ``distance`` (unweighted) and ``total``.
+    """
+    _check_targets(out, targets)
+    w = {**LOSS_WEIGHTS, **(weights or {})}
+    bad = sorted(set(w) - set(LOSS_WEIGHTS))
+    if bad:
+        raise ValueError(f"unknown loss weights {bad}; known: {sorted(LOSS_WEIGHTS)}")
+    valid = targets["prompt_valid"].bool()
+    present = targets["present"].float()
+    pos = valid & (present > 0.5)  # (B, P)
+    inst = pos & targets["has_instances"].bool()
+    zero = out.presence_logits.sum() * 0.0
+    parts = {}
+
+    if pos.any():
+        matched = match_candidates(out.candidate_logits_s4, targets["masks"])  # (B, P)
+        bi, pi = pos.nonzero(as_tuple=True)
+        qi = matched[bi, pi]
+        logits = upsample_stride4(out.candidate_logits_s4[bi, qi][:, None], out.input_size)[:, 0]  # (N, H, W)
+        tgt = targets["masks"][bi, pi].float()
+        mask_bce = F.binary_cross_entropy_with_logits(logits, tgt)
+        mask_dice = dice_loss(logits, tgt).mean()
+        selection = F.cross_entropy(out.similarity[bi, pi] / temperature, qi)
+    else:
+        mask_bce = mask_dice = selection = zero
+    presence = (F.binary_cross_entropy_with_logits(out.presence_logits[valid], present[valid])
+                if valid.any() else zero)
+    if inst.any():
+        distance = F.binary_cross_entropy_with_logits(out.distance_logits[inst], targets["distance"][inst].float())
+    else:
+        distance = zero
+    terms = {"mask_bce": mask_bce, "mask_dice": mask_dice, "selection": selection, "presence": presence,
+             "distance": distance}
+    loss = sum(w[k] * v for k, v in terms.items())
+    parts = {k: float(v.detach()) for k, v in terms.items()}
+    parts["total"] = float(loss.detach())
+    return loss, parts

@@ -1,0 +1,16 @@
+"""Network modules of the text-prompted segmenter (image/text encoders, pixel decoder, joint module, heads)."""
+
+from .efficientnet import EfficientNetLiteEncoder, efficientnet_lite0_weights_path
+from .focalnet import FOCALNET_SIZES, FocalModulation, FocalNetBlock, FocalNetEncoder
+from .fusion import JointLayer, JointModule, SpatialPromptEncoder
+from .heads import MLP, SegmentationHeads
+from .pixel_decoder import PixelDecoder, sine_position_2d
+from .segmenter import ImageFeatures, SegmenterOutput, TextPromptSegmenter, upsample_stride4
+from .text_encoder import HFTextEncoder, TextEmbeddings, default_text_encoder_path, resolve_text_encoder_path
+
+__all__ = [
+    "FOCALNET_SIZES", "MLP", "EfficientNetLiteEncoder", "FocalModulation", "FocalNetBlock", "FocalNetEncoder",
+    "HFTextEncoder", "ImageFeatures", "JointLayer", "JointModule", "PixelDecoder", "SegmentationHeads",
+    "SegmenterOutput", "SpatialPromptEncoder", "TextEmbeddings", "TextPromptSegmenter", "default_text_encoder_path",
+    "efficientnet_lite0_weights_path", "resolve_text_encoder_path", "sine_position_2d", "upsample_stride4",
+]

@@ -1,0 +1,163 @@
+"""The joint multimodal module of PathSegmentor, plus spatial-prompt tokens.
+
+Learnable queries (and one *prompt token* per prompt, which carries the presence and
+distance heads) cross-attend to the image features of one pixel-decoder level, then
+self-attend together with the projected text tokens (and spatial-prompt tokens) —
+``self-attention over [queries ‖ text tokens (‖ spatial tokens)]`` — then pass an FFN.
+``L`` such layers cycle over the levels at strides 32, 16, 8 (coarse to fine).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .pixel_decoder import sine_position_2d
+
+__all__ = ["JointLayer", "JointModule", "SpatialPromptEncoder"]
+
+
+class JointLayer(nn.Module):
+    """Cross-attention (latents → image) → self-attention (latents ‖ context) → FFN, pre-norm."""
+
+    def __init__(self, dim: int, num_heads: int, ffn_dim: int) -> None:
+        super().__init__()
+        self.norm_cross = nn.LayerNorm(dim)
+        self.cross = nn.MultiheadAttention(dim, num_heads, batch_first=True)
+        self.norm_self = nn.LayerNorm(dim)
+        self.self_attn = nn.MultiheadAttention(dim, num_heads, batch_first=True)
+        self.norm_ffn = nn.LayerNorm(dim)
+        self.ffn = nn.Sequential(nn.Linear(dim, ffn_dim), nn.GELU(), nn.Linear(ffn_dim, dim))
+
+    def forward(self, latents: torch.Tensor, latent_pos: torch.Tensor, memory: torch.Tensor,
+                memory_pos: torch.Tensor, context: torch.Tensor, context_pad: torch.Tensor) -> tuple[torch.Tensor,
+                                                                                                    torch.Tensor]:
+        """One layer.
+
+        ``latents`` (B, N, D) with positions ``latent_pos`` (B or 1, N, D); ``memory`` (B, M, D)
+        image tokens with ``memory_pos`` (1, M, D); ``context`` (B, T, D) text/spatial tokens with
+        ``context_pad`` (B, T) True at padding. Returns the updated ``(latents, context)``.
+        """
+        q = self.norm_cross(latents)
+        latents = latents + self.cross(q + latent_pos, memory + memory_pos, memory, need_weights=False)[0]
+        n = latents.shape[1]
+        seq = torch.cat([latents, context], 1)  # (B, N+T, D)
+        pad = torch.cat([context_pad.new_zeros(latents.shape[:2]), context_pad], 1)  # (B, N+T)
+        pos = torch.cat([latent_pos.expand(latents.shape[0], -1, -1), torch.zeros_like(context)], 1)
+        s = self.norm_self(seq)
+        seq = seq + self.self_attn(s + pos, s + pos, s, key_padding_mask=pad, need_weights=False)[0]
+        seq = seq + self.ffn(self.norm_ffn(seq))
+        return seq[:, :n], seq[:, n:]
+
+
+class JointModule(nn.Module):
+    """``L`` joint layers over the multi-scale levels.
+
+    Parameters
+    ----------
+    dim : int
+        Width.
+    num_queries : int
+        Learnable object queries ``Q`` (the candidate masks).
+    num_layers : int
+        ``L``.
+    num_levels : int
+        Pixel-decoder levels cycled through (1–3, coarse first).
+    num_heads, ffn_dim : int
+        Attention heads and FFN width.
+    """
+
+    def __init__(self, dim: int, *, num_queries: int = 100, num_layers: int = 9, num_levels: int = 3,
+                 num_heads: int = 8, ffn_dim: int = 2048) -> None:
+        super().__init__()
+        self.dim = dim
+        self.num_levels = num_levels
+        self.query_feat = nn.Parameter(torch.randn(num_queries, dim) * 0.02)
+        self.query_pos = nn.Parameter(torch.randn(num_queries, dim) * 0.02)
+        self.prompt_pos = nn.Parameter(torch.randn(1, dim) * 0.02)  # marks prompt tokens among latents
+        self.level_embed = nn.Parameter(torch.randn(num_levels, dim) * 0.02)
+        self.layers = nn.ModuleList([JointLayer(dim, num_heads, ffn_dim) for _ in range(num_layers)])
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, levels: list[torch.Tensor], prompt_tokens: torch.Tensor, context: torch.Tensor,
+                context_pad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run the layers.
+
+        Parameters
+        ----------
+        levels : list of torch.Tensor
+            ``(B, D, h, w)`` image levels, coarse first (at least ``num_levels``).
+        prompt_tokens : torch.Tensor
+            ``(B, P, D)`` one token per prompt.
+        context : torch.Tensor
+            ``(B, T, D)`` projected text tokens ‖ spatial tokens; ``context_pad`` ``(B, T)`` True at padding.
+
+        Returns
+        -------
+        queries : torch.Tensor
+            ``(B, Q, D)``.
+        prompts : torch.Tensor
+            ``(B, P, D)`` the prompt tokens after the layers.
+        """
+        b = prompt_tokens.shape[0]
+        q = self.query_feat.shape[0]
+        memories = []
+        for i, level in enumerate(levels[: self.num_levels]):
+            h, w = level.shape[-2:]
+            tokens = level.flatten(2).transpose(1, 2)  # (B, h*w, D)
+            pos = sine_position_2d(h, w, self.dim, device=level.device, dtype=level.dtype) + self.level_embed[i]
+            memories.append((tokens, pos[None]))  # pos (1, h*w, D)
+        latents = torch.cat([self.query_feat[None].expand(b, -1, -1), prompt_tokens], 1)  # (B, Q+P, D)
+        latent_pos = torch.cat([self.query_pos, self.prompt_pos.expand(prompt_tokens.shape[1], -1)], 0)[None]
+        for i, layer in enumerate(self.layers):
+            memory, memory_pos = memories[i % len(memories)]
+            latents, context = layer(latents, latent_pos, memory, memory_pos, context, context_pad)
+        latents = self.norm(latents)
+        return latents[:, :q], latents[:, q:]
+
+
+class SpatialPromptEncoder(nn.Module):
+    """Boxes and points → tokens (random Fourier features of the normalised position).
+
+    A box gives two tokens (its corners), a point one; each adds a learned type embedding
+    (box corner 1/2, positive point, negative point) and its prompt's token, so the joint
+    module knows which prompt a location belongs to. NaN entries give no token.
+    """
+
+    def __init__(self, dim: int, *, num_frequencies: int | None = None, seed: int = 0) -> None:
+        super().__init__()
+        n = num_frequencies or dim // 2
+        gen = torch.Generator().manual_seed(seed)
+        self.register_buffer("frequencies", torch.randn(2, n, generator=gen) * 2 * math.pi)
+        self.proj = nn.Linear(2 * n, dim)
+        self.type_embed = nn.Embedding(4, dim)  # 0/1 box corners, 2 negative point, 3 positive point
+
+    def _encode(self, xy: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        h, w = size
+        scale = xy.new_tensor([w, h])
+        coords = torch.nan_to_num(xy / scale, nan=0.0) * 2 - 1  # (..., 2) in [-1, 1]
+        proj = coords @ self.frequencies  # (..., n)
+        return self.proj(torch.cat([proj.sin(), proj.cos()], -1))
+
+    def forward(self, boxes: torch.Tensor | None, points: torch.Tensor | None, prompt_tokens: torch.Tensor,
+                size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Tokens ``(B, S, D)`` and padding ``(B, S)`` (True = no token) for ``boxes`` ``(B, P, 4)``
+        xyxy and ``points`` ``(B, P, K, 3)`` (x, y, label) in input pixels of ``size`` ``(H, W)``."""
+        b, p, d = prompt_tokens.shape
+        tokens, pads = [], []
+        if boxes is not None:
+            corners = boxes.reshape(b, p, 2, 2)  # (B, P, 2 corners, xy)
+            t = self._encode(corners, size) + self.type_embed.weight[:2] + prompt_tokens[:, :, None]
+            tokens.append(t.reshape(b, p * 2, d))
+            pads.append(torch.isnan(corners).any(-1).reshape(b, p * 2))
+        if points is not None:
+            k = points.shape[2]
+            label = torch.nan_to_num(points[..., 2], nan=0.0).clamp(0, 1).long() + 2  # (B, P, K)
+            t = self._encode(points[..., :2], size) + self.type_embed(label) + prompt_tokens[:, :, None]
+            tokens.append(t.reshape(b, p * k, d))
+            pads.append(torch.isnan(points).any(-1).reshape(b, p * k))
+        if not tokens:
+            return prompt_tokens.new_zeros(b, 0, d), torch.zeros(b, 0, dtype=torch.bool, device=prompt_tokens.device)
+        return torch.cat(tokens, 1), torch.cat(pads, 1)

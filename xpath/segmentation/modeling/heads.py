@@ -1,0 +1,86 @@
+"""Output heads: candidate masks, class embeddings, selection, presence and distance.
+
+- mask head: 3-layer MLP on each query → dot product with the per-pixel embeddings
+  → ``Q`` candidate masks;
+- class head: one linear layer projecting each query into the text space; the mask of a
+  prompt is the candidate whose class embedding is most cosine-similar to the prompt's
+  global text embedding (PathSegmentor);
+- presence head (beyond the paper): MLP on the prompt token → "is it in the image?";
+- distance head (beyond the paper): MLP on the prompt token → dot product with the
+  distance pixel embeddings → per-instance normalised distance to the boundary.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+__all__ = ["MLP", "SegmentationHeads"]
+
+
+class MLP(nn.Sequential):
+    """``num_layers`` linear layers with GELU between them."""
+
+    def __init__(self, din: int, hidden: int, dout: int, num_layers: int = 3) -> None:
+        dims = [din] + [hidden] * (num_layers - 1) + [dout]
+        layers: list[nn.Module] = []
+        for i in range(num_layers):
+            layers.append(nn.Linear(dims[i], dims[i + 1]))
+            if i < num_layers - 1:
+                layers.append(nn.GELU())
+        super().__init__(*layers)
+
+
+class SegmentationHeads(nn.Module):
+    """All heads of the composite model.
+
+    Parameters
+    ----------
+    dim : int
+        Joint-module width.
+    mask_dim : int
+        Per-pixel embedding channels.
+    text_dim : int
+        Width of the text encoder's global embedding (the class space).
+    """
+
+    def __init__(self, dim: int, mask_dim: int, text_dim: int) -> None:
+        super().__init__()
+        self.mask_embed = MLP(dim, dim, mask_dim, 3)
+        self.class_embed = nn.Linear(dim, text_dim)
+        self.presence = MLP(dim, dim, 1, 2)
+        self.distance_embed = MLP(dim, dim, mask_dim, 3)
+
+    def forward(self, queries: torch.Tensor, prompt_tokens: torch.Tensor, text_global: torch.Tensor,
+                pixel: torch.Tensor, pixel_distance: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Apply the heads at stride 4.
+
+        Parameters
+        ----------
+        queries : torch.Tensor
+            ``(B, Q, D)``.
+        prompt_tokens : torch.Tensor
+            ``(B, P, D)``.
+        text_global : torch.Tensor
+            ``(B, P, text_dim)`` global embedding of each prompt.
+        pixel, pixel_distance : torch.Tensor
+            ``(B, mask_dim, h, w)``.
+
+        Returns
+        -------
+        dict
+            ``candidates`` (B, Q, h, w), ``similarity`` (B, P, Q), ``selected`` (B, P) long,
+            ``masks`` (B, P, h, w), ``distance`` (B, P, h, w), ``presence`` (B, P).
+        """
+        candidates = torch.einsum("bqc,bchw->bqhw", self.mask_embed(queries), pixel)  # (B, Q, h, w)
+        cls = F.normalize(self.class_embed(queries), dim=-1)  # (B, Q, text_dim)
+        txt = F.normalize(text_global, dim=-1)  # (B, P, text_dim)
+        similarity = torch.einsum("bpc,bqc->bpq", txt, cls)  # (B, P, Q) cosine
+        selected = similarity.argmax(-1)  # (B, P)
+        h, w = candidates.shape[-2:]
+        masks = torch.gather(candidates, 1, selected[..., None, None].expand(-1, -1, h, w))  # (B, P, h, w)
+        distance = torch.einsum("bpc,bchw->bphw", self.distance_embed(prompt_tokens), pixel_distance)
+        presence = self.presence(prompt_tokens).squeeze(-1)  # (B, P)
+        return {"candidates": candidates, "similarity": similarity, "selected": selected, "masks": masks,
+                "distance": distance, "presence": presence}

@@ -1,0 +1,254 @@
+"""The composite text-prompted segmenter, assembled from the modules passed in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .fusion import JointModule, SpatialPromptEncoder
+from .heads import SegmentationHeads
+from .pixel_decoder import PixelDecoder
+from .text_encoder import HFTextEncoder
+
+__all__ = ["ImageFeatures", "SegmenterOutput", "TextPromptSegmenter"]
+
+_PAD_MULTIPLE = 32
+
+
+@dataclass
+class ImageFeatures:
+    """Encoded images (opaque to callers; reused for any number of prompts).
+
+    Attributes
+    ----------
+    levels : list of torch.Tensor
+        ``(B, D, H/s, W/s)`` pixel-decoder levels at strides 32, 16, 8.
+    pixel, pixel_distance : torch.Tensor
+        ``(B, mask_dim, Hp/4, Wp/4)`` per-pixel embeddings (``Hp, Wp`` = padded size).
+    input_size : tuple of int
+        ``(H, W)`` of the input before padding to a multiple of 32.
+    """
+
+    levels: list[torch.Tensor]
+    pixel: torch.Tensor
+    pixel_distance: torch.Tensor
+    input_size: tuple[int, int]
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.pixel.shape[0])
+
+
+@dataclass
+class SegmenterOutput:
+    """Model outputs, at the input resolution ``(H, W)``.
+
+    Attributes
+    ----------
+    mask_logits : torch.Tensor
+        ``(B, P, H, W)`` the selected candidate per prompt.
+    distance_logits : torch.Tensor
+        ``(B, P, H, W)``; sigmoid → per-instance normalised distance to the boundary.
+    presence_logits : torch.Tensor
+        ``(B, P)``; sigmoid → probability that the prompted object is in the image.
+    similarity : torch.Tensor
+        ``(B, P, Q)`` cosine similarity of each prompt to each candidate's class embedding.
+    selected : torch.Tensor
+        ``(B, P)`` long, index of the selected candidate.
+    candidate_logits_s4 : torch.Tensor
+        ``(B, Q, H/4, W/4)`` candidates at stride 4 (cheap; the loss matches on these).
+    input_size : tuple of int
+        ``(H, W)``.
+
+    ``candidate_logits`` (``(B, Q, H, W)``) upsamples the candidates on access.
+    """
+
+    mask_logits: torch.Tensor
+    distance_logits: torch.Tensor
+    presence_logits: torch.Tensor
+    similarity: torch.Tensor
+    selected: torch.Tensor
+    candidate_logits_s4: torch.Tensor
+    input_size: tuple[int, int] = field(default=(0, 0))
+
+    @property
+    def candidate_logits(self) -> torch.Tensor:
+        """``(B, Q, H, W)`` candidate masks upsampled to the input resolution."""
+        return upsample_stride4(self.candidate_logits_s4, self.input_size)
+
+
+def upsample_stride4(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear ×4 upsampling of ``(B, C, h, w)`` stride-4 logits, cropped to ``size`` ``(H, W)``."""
+    h, w = x.shape[-2:]
+    up = F.interpolate(x, size=(h * 4, w * 4), mode="bilinear", align_corners=False)
+    return up[..., : size[0], : size[1]]
+
+
+class TextPromptSegmenter(nn.Module):
+    """Text- (and box/point-) prompted segmenter.
+
+    Parameters
+    ----------
+    image_encoder : torch.nn.Module
+        Multi-scale encoder: ``forward(x)`` → 4 maps at strides 4–32; attribute ``channels``.
+    pixel_decoder : PixelDecoder
+    text_encoder : HFTextEncoder
+    joint : JointModule
+    spatial : SpatialPromptEncoder
+    heads : SegmentationHeads
+    config : SegmenterConfig
+        Travels with the model (``model.config``) and its checkpoints.
+
+    Examples
+    --------
+    >>> from xpath.segmentation import create_model  # doctest: +SKIP
+    >>> model = create_model("xpath_tiny")  # doctest: +SKIP
+    >>> out = model(model.preprocess(np.zeros((256, 256, 3), np.uint8)), ["nuclei"])  # doctest: +SKIP
+    >>> out.mask_logits.shape  # doctest: +SKIP
+    torch.Size([1, 1, 256, 256])
+    """
+
+    def __init__(self, image_encoder: nn.Module, pixel_decoder: PixelDecoder, text_encoder: HFTextEncoder,
+                 joint: JointModule, spatial: SpatialPromptEncoder, heads: SegmentationHeads, config: Any) -> None:
+        super().__init__()
+        self.image_encoder = image_encoder
+        self.pixel_decoder = pixel_decoder
+        self.text_encoder = text_encoder
+        self.joint = joint
+        self.spatial = spatial
+        self.heads = heads
+        self.config = config
+        dim, text_dim = joint.dim, text_encoder.dim
+        self.text_proj = nn.Linear(text_dim, dim)  # text tokens → joint width
+        self.prompt_proj = nn.Linear(text_dim, dim)  # global embedding → prompt token
+        self.class_text_proj = nn.Linear(text_dim, text_dim)  # global embedding → class space
+        nn.init.eye_(self.class_text_proj.weight)
+        nn.init.zeros_(self.class_text_proj.bias)
+        self.register_buffer("pixel_mean", torch.tensor(config.mean).view(1, 3, 1, 1) * 255, persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(config.std).view(1, 3, 1, 1) * 255, persistent=False)
+
+    @property
+    def device(self) -> torch.device:
+        return self.pixel_mean.device
+
+    # ------------------------------------------------------------------ images
+    def preprocess(self, images: np.ndarray) -> torch.Tensor:
+        """``(B, H, W, 3)`` or ``(H, W, 3)`` uint8 RGB → normalised ``(B, 3, H, W)`` float on the model's device.
+
+        Raises
+        ------
+        TypeError
+            ``images`` is not a uint8 numpy array.
+        ValueError
+            Wrong shape or an empty image.
+        """
+        if not isinstance(images, np.ndarray):
+            raise TypeError(f"images must be a numpy uint8 array, got {type(images).__name__}")
+        if images.dtype != np.uint8:
+            raise TypeError(f"images must have dtype uint8, got {images.dtype}")
+        if images.ndim == 3:
+            images = images[None]
+        if images.ndim != 4 or images.shape[-1] != 3 or 0 in images.shape:
+            raise ValueError(f"images must have shape (B, H, W, 3) or (H, W, 3) with H, W > 0, got {images.shape}")
+        x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
+        x = x.permute(0, 3, 1, 2).float()  # (B, 3, H, W)
+        return (x - self.pixel_mean) / self.pixel_std
+
+    def encode_image(self, x: torch.Tensor) -> ImageFeatures:
+        """Normalised ``(B, 3, H, W)`` → :class:`ImageFeatures` (padded internally to a multiple of 32)."""
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f"x must have shape (B, 3, H, W), got {tuple(x.shape)}")
+        h, w = x.shape[-2:]
+        ph, pw = (-h) % _PAD_MULTIPLE, (-w) % _PAD_MULTIPLE
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph))  # zeros = the mean colour after normalisation
+        feats = self.image_encoder(x)  # 4 × (B, C_i, Hp/s, Wp/s)
+        levels, pixel, pixel_distance = self.pixel_decoder(feats)
+        return ImageFeatures(levels, pixel, pixel_distance, (int(h), int(w)))
+
+    # ----------------------------------------------------------------- prompts
+    @staticmethod
+    def _prompt_lists(prompts: Any, batch: int) -> list[list[str]]:
+        if isinstance(prompts, str) or not isinstance(prompts, (list, tuple)):
+            raise TypeError(f"prompts must be a list of str or a list of B lists of str, got {type(prompts).__name__}")
+        if len(prompts) == 0:
+            raise ValueError("prompts must not be empty")
+        if all(isinstance(p, str) for p in prompts):
+            return [list(prompts)] * batch
+        if not all(isinstance(p, (list, tuple)) and all(isinstance(s, str) for s in p) for p in prompts):
+            raise TypeError("prompts must be a list of str or a list of B lists of str")
+        if len(prompts) != batch:
+            raise ValueError(f"prompts has {len(prompts)} lists but the batch has {batch} images")
+        lengths = {len(p) for p in prompts}
+        if len(lengths) != 1 or 0 in lengths:
+            raise ValueError(f"every image needs the same number P > 0 of prompts, got lengths {sorted(lengths)}")
+        return [list(p) for p in prompts]
+
+    def _check_spatial(self, t: torch.Tensor | None, name: str, shape: tuple) -> torch.Tensor | None:
+        if t is None:
+            return None
+        t = torch.as_tensor(t, dtype=torch.float32, device=self.device)
+        if t.ndim != len(shape) or any(s is not None and s != d for s, d in zip(shape, t.shape)):
+            expected = "(" + ", ".join("K" if s is None else str(s) for s in shape) + ")"
+            raise ValueError(f"{name} must have shape {expected}, got {tuple(t.shape)}")
+        return t
+
+    def decode(self, features: ImageFeatures, prompts: list[str] | list[list[str]], boxes: torch.Tensor | None = None,
+               points: torch.Tensor | None = None) -> SegmenterOutput:
+        """Decode prompts against encoded images.
+
+        Parameters
+        ----------
+        features : ImageFeatures
+        prompts : list of str or list of list of str
+            ``P`` prompts for every image, or ``B`` lists of ``P`` prompts (``""`` = padding).
+        boxes : torch.Tensor, optional
+            ``(B, P, 4)`` xyxy in input pixels, NaN where none.
+        points : torch.Tensor, optional
+            ``(B, P, K, 3)`` ``(x, y, label)``, label 1 positive / 0 negative, NaN where none.
+
+        Returns
+        -------
+        SegmenterOutput
+        """
+        b = features.batch_size
+        lists = self._prompt_lists(prompts, b)
+        p = len(lists[0])
+        boxes = self._check_spatial(boxes, "boxes", (b, p, 4))
+        points = self._check_spatial(points, "points", (b, p, None, 3))
+        flat = [s for lst in lists for s in lst]
+        text = self.text_encoder(flat)  # tokens (B*P, T, Dt)
+        t = text.tokens.shape[1]
+        tokens = self.text_proj(text.tokens).reshape(b, p * t, -1)  # (B, P*T, D)
+        pad = ~text.mask.reshape(b, p * t)  # (B, P*T) True = padding
+        pooled = text.pooled.reshape(b, p, -1)  # (B, P, Dt)
+        prompt_tokens = self.prompt_proj(pooled)  # (B, P, D)
+        size = features.input_size
+        sp_tokens, sp_pad = self.spatial(boxes, points, prompt_tokens, size)
+        context = torch.cat([tokens, sp_tokens], 1)
+        context_pad = torch.cat([pad, sp_pad], 1)
+        queries, prompt_out = self.joint(features.levels, prompt_tokens, context, context_pad)
+        out = self.heads(queries, prompt_out, self.class_text_proj(pooled), features.pixel, features.pixel_distance)
+        return SegmenterOutput(
+            mask_logits=upsample_stride4(out["masks"], size),
+            distance_logits=upsample_stride4(out["distance"], size),
+            presence_logits=out["presence"],
+            similarity=out["similarity"],
+            selected=out["selected"],
+            candidate_logits_s4=out["candidates"],
+            input_size=size,
+        )
+
+    def forward(self, x: torch.Tensor, prompts: list[str] | list[list[str]], boxes: torch.Tensor | None = None,
+                points: torch.Tensor | None = None) -> SegmenterOutput:
+        """``decode(encode_image(x), prompts, boxes, points)``."""
+        return self.decode(self.encode_image(x), prompts, boxes, points)
+
+    def num_parameters(self, *, trainable_only: bool = False) -> int:
+        """Number of parameters (optionally only those with ``requires_grad``)."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
