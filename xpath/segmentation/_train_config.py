@@ -1,0 +1,231 @@
+"""Training configuration (YAML ↔ dataclasses) and the train/validation split of each source.
+
+A config file has five sections; every key is optional except ``model`` and
+``data.sources`` (see ``configs/xpath_tiny_cpu.yaml`` for a complete example)::
+
+    model: xpath_tiny            # a registered name, or "package.module:factory"
+    init_checkpoint: null        # start from these weights (a checkpoint of the model)
+    seed: 0
+    out_dir: runs/xpath_tiny
+    data:   {sources: [...], prompts_per_image: 4, max_negatives: 1, balance: label, augment: {...}, ...}
+    optim:  {lr: 8.0e-4, weight_decay: 0.05, warmup_steps: 50, batch_size: 4, accumulate: 1, grad_clip: 1.0}
+    train:  {steps: 1000, val_every: 200, ckpt_every: 200, log_every: 10, amp: auto, compile: false}
+
+A source is ``{dataset: NAME, split: S, limit: N, include: REGEX, exclude: REGEX, val: RULE}``
+(``NAME`` one of :data:`xpath.datasets.DATASETS`) or ``{synthetic: {count: N, size: PX, mpp: M}, val: RULE}``.
+``RULE`` decides which images go to validation (never trained on):
+
+- ``{split: test}``: the images of that split of the source;
+- ``{group: REGEX, fraction: F}``: images are grouped by the first capture group of
+  ``REGEX`` on the image id (e.g. CoNSeP's source image ``"^train_(\\d+)_"``); a fraction
+  ``F`` of the groups, evenly spaced in sorted order, go to validation — a group never
+  straddles the split;
+- ``all``: the whole source; ``none`` (default): none of it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .data import AugmentConfig
+
+__all__ = ["DataConfig", "OptimConfig", "RunConfig", "TrainConfig", "load_config", "split_validation"]
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """The ``data`` section: sources, prompts, sampling, augmentation."""
+
+    sources: tuple = ()
+    tile_size: int | None = None  # default: the model's image_size
+    prompts_per_image: int = 4
+    max_negatives: int = 1
+    val_prompts_per_image: int | None = None  # default: enough for every label + negatives
+    min_overlap: int | None = None
+    min_area: int = 10
+    balance: str = "label"
+    balance_power: float = 1.0
+    assume_mpp: dict = field(default_factory=dict)
+    vocabulary: tuple = ()
+    augment: AugmentConfig | None = field(default_factory=AugmentConfig)
+    num_workers: int = 0
+    val_max_tiles: int | None = None
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """The ``optim`` section: AdamW with linear warmup then cosine decay to ``min_lr_ratio * lr``."""
+
+    lr: float = 8e-4
+    weight_decay: float = 0.05
+    betas: tuple = (0.9, 0.999)
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.01
+    grad_clip: float | None = 1.0
+    batch_size: int = 4  # images per rank per micro-step
+    accumulate: int = 1  # micro-steps per optimizer step
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """The ``train`` section: length, cadence, precision, compilation, device."""
+
+    steps: int = 100  # the schedule's length (``--max-steps`` may stop earlier)
+    val_every: int = 0  # 0: only at the end
+    ckpt_every: int = 0  # 0: only at the end
+    log_every: int = 10
+    keep_checkpoints: int = 2
+    amp: str = "auto"  # auto = bf16 autocast on CUDA, off elsewhere; "bf16" | "off"
+    compile: bool = False
+    device: str | None = None
+    find_unused_parameters: bool = False
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A whole training run (see the module docstring for the YAML layout)."""
+
+    model: str
+    data: DataConfig
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: RunConfig = field(default_factory=RunConfig)
+    seed: int = 0
+    out_dir: str = "runs/segmentation"
+    init_checkpoint: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> TrainConfig:
+        """Build from a parsed YAML mapping; unknown keys are an error naming the section."""
+        if not isinstance(raw, dict):
+            raise TypeError(f"config must be a mapping, got {type(raw).__name__}")
+        raw = dict(raw)
+        data = dict(raw.pop("data", None) or {})
+        if "augment" in data:
+            aug = data["augment"]
+            data["augment"] = None if aug in (None, False) else _make(AugmentConfig, aug, "data.augment")
+        if "sources" in data:
+            data["sources"] = tuple(_check_source(s, i) for i, s in enumerate(data["sources"]))
+        if "vocabulary" in data:
+            data["vocabulary"] = tuple(data["vocabulary"])
+        if not data.get("sources"):
+            raise ValueError("config data.sources must list at least one source")
+        top = {k: raw.pop(k) for k in list(raw) if k in ("model", "seed", "out_dir", "init_checkpoint")}
+        if "model" not in top:
+            raise ValueError("config needs a 'model' (a registered name such as 'xpath_tiny')")
+        optim = _make(OptimConfig, raw.pop("optim", None) or {}, "optim")
+        run = _make(RunConfig, raw.pop("train", None) or {}, "train")
+        if raw:
+            raise ValueError(f"unknown config keys {sorted(raw)}; expected model, seed, out_dir, init_checkpoint, "
+                             "data, optim, train")
+        cfg = cls(data=_make(DataConfig, data, "data"), optim=optim, train=run, **top)
+        _validate(cfg)
+        return cfg
+
+
+def _make(cls, values: dict, section: str):
+    if not isinstance(values, dict):
+        raise TypeError(f"config section {section!r} must be a mapping, got {type(values).__name__}")
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(f"unknown keys {unknown} in config section {section!r}; known: {sorted(names)}")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    return cls(**values)
+
+
+_SOURCE_KEYS = {"dataset", "synthetic", "split", "limit", "include", "exclude", "val", "region"}
+
+
+def _check_source(src: Any, i: int) -> dict:
+    if not isinstance(src, dict) or ("dataset" in src) == ("synthetic" in src):
+        raise ValueError(f"data.sources[{i}] must be a mapping with exactly one of 'dataset' or 'synthetic', got {src!r}")
+    unknown = sorted(set(src) - _SOURCE_KEYS)
+    if unknown:
+        raise ValueError(f"unknown keys {unknown} in data.sources[{i}]; known: {sorted(_SOURCE_KEYS)}")
+    rule = src.get("val", "none")
+    if not (rule in ("all", "none", None) or (isinstance(rule, dict) and (set(rule) <= {"split"} or
+                                                                        set(rule) <= {"group", "fraction"}))):
+        raise ValueError(f"data.sources[{i}].val must be 'all', 'none', {{split: S}} or {{group: REGEX, fraction: F}}, "
+                         f"got {rule!r}")
+    return dict(src)
+
+
+def _validate(cfg: TrainConfig) -> None:
+    o, t, d = cfg.optim, cfg.train, cfg.data
+    checks = [
+        (o.lr > 0, "optim.lr must be > 0"), (o.batch_size >= 1, "optim.batch_size must be >= 1"),
+        (o.accumulate >= 1, "optim.accumulate must be >= 1"), (o.warmup_steps >= 0, "optim.warmup_steps must be >= 0"),
+        (0 <= o.min_lr_ratio <= 1, "optim.min_lr_ratio must be in [0, 1]"),
+        (o.grad_clip is None or o.grad_clip > 0, "optim.grad_clip must be > 0 or null"),
+        (t.steps >= 1, "train.steps must be >= 1"), (t.amp in ("auto", "bf16", "off"), "train.amp must be auto|bf16|off"),
+        (t.keep_checkpoints >= 1, "train.keep_checkpoints must be >= 1"),
+        (d.prompts_per_image >= 1, "data.prompts_per_image must be >= 1"),
+        (d.balance in ("label", "source", "none"), "data.balance must be label|source|none"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(message)
+
+
+def load_config(path: str | Path, *, overrides: dict | None = None) -> TrainConfig:
+    """Read a YAML training config.
+
+    Parameters
+    ----------
+    path : path
+        The YAML file.
+    overrides : dict, optional
+        Top-level or dotted keys to replace, e.g. ``{"train.steps": 10, "out_dir": "x"}``.
+    """
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    raw = yaml.safe_load(path.read_text()) or {}
+    for key, value in (overrides or {}).items():
+        node = raw
+        *parents, last = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = value
+    return TrainConfig.from_dict(raw)
+
+
+def split_validation(image_ids: list[str], splits: list[str], rule: Any) -> np.ndarray:
+    """Which images of one source go to validation, as a bool array (see the module docstring).
+
+    Examples
+    --------
+    >>> ids = [f"train_{g}_{p:03d}" for g in range(1, 6) for p in range(2)]
+    >>> split_validation(ids, ["train"] * 10, {"group": r"^train_(\\d+)_", "fraction": 0.2}).astype(int).tolist()
+    [0, 0, 0, 0, 1, 1, 0, 0, 0, 0]
+    """
+    n = len(image_ids)
+    if rule in (None, "none"):
+        return np.zeros(n, bool)
+    if rule == "all":
+        return np.ones(n, bool)
+    if "split" in rule:
+        return np.array([s == rule["split"] for s in splits], bool)
+    pattern = re.compile(rule["group"])
+    fraction = float(rule["fraction"])
+    if not 0 < fraction < 1:
+        raise ValueError(f"val fraction must be in (0, 1), got {fraction}")
+    keys = []
+    for image_id in image_ids:
+        m = pattern.search(image_id)
+        keys.append(m.group(1) if m and m.groups() else (m.group(0) if m else image_id))
+    groups = sorted(set(keys))
+    k = max(1, int(round(fraction * len(groups))))
+    # evenly spaced picks, centred in their strata: with groups sorted by category this stratifies
+    picks = {groups[int(i)] for i in np.floor((np.arange(k) + 0.5) * len(groups) / k)}
+    return np.array([key in picks for key in keys], bool)

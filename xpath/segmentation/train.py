@@ -1,0 +1,579 @@
+"""Train a text-prompted segmenter: single process, or DDP through ``torchrun``.
+
+Command line::
+
+    python -m xpath.segmentation.train --config configs/xpath_tiny_cpu.yaml [--resume] [--max-steps N] [--out DIR]
+    torchrun --standalone --nproc_per_node=2 -m xpath.segmentation.train --config ...   # DDP (gloo on CPU, NCCL on GPU)
+
+Python::
+
+    from xpath.segmentation.train import Trainer, load_config
+    result = Trainer(load_config("configs/xpath_tiny_cpu.yaml")).fit()
+
+What a run does: AdamW (no weight decay on biases and norms) with linear warmup then
+cosine decay, gradient accumulation, gradient clipping, bf16 autocast on CUDA only,
+optional ``torch.compile``, category-balanced sampling with negative prompts
+(:mod:`xpath.segmentation.data`), validation Dice per category every ``val_every`` steps,
+an atomic checkpoint every ``ckpt_every`` steps (``OUT/checkpoints/step_N/{model.pt,state.pt}``)
+and a log (``OUT/log.jsonl``, ``OUT/train_log.csv``, ``OUT/val_log.csv``).
+
+Determinism: the same config and seed give the same weights, and a run stopped (or
+killed) after a checkpoint and resumed with ``--resume`` reaches the same weights as an
+uninterrupted run — the state file holds the optimizer, scheduler, step, per-rank RNG
+states, and the sampler's position; every sample's augmentation is seeded by its
+position in the sampling stream. ``--max-steps`` stops early without changing the
+learning-rate schedule, which always spans ``train.steps``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import importlib
+import json
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ._train_config import TrainConfig, load_config, split_validation
+from ._train_state import (
+    DistInfo,
+    atomic_torch_save,
+    capture_rng,
+    init_distributed,
+    latest_checkpoint,
+    restore_rng,
+    write_checkpoint_dir,
+)
+from .data import BalancedSampler, SegmentationDataset, balance_weights, build_records, collate_batch
+
+__all__ = ["Trainer", "TrainConfig", "load_config", "main", "validation_dice"]
+
+log = logging.getLogger(__name__)
+
+STATE_VERSION = 1
+
+
+# --------------------------------------------------------------------------- building blocks
+def _build_model(spec: str, *, checkpoint: str | None, device: torch.device):
+    """A registered model name, or ``"package.module:factory"`` (called with no arguments)."""
+    if ":" in spec:
+        module, _, attr = spec.partition(":")
+        model = getattr(importlib.import_module(module), attr)()
+        if checkpoint:
+            raise ValueError("init_checkpoint is only supported for registered model names")
+        return model.to(device)
+    from ._registry import create_model
+
+    return create_model(spec, checkpoint=checkpoint, device=device)
+
+
+def _default_loss():
+    from .losses import segmentation_loss
+
+    return segmentation_loss
+
+
+def _lr_lambda(step: int, *, warmup: int, total: int, min_ratio: float) -> float:
+    """Multiplier of the base lr after ``step`` optimizer steps: linear warmup, cosine decay."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _frozen_names(model: torch.nn.Module) -> set[str]:
+    """Names of the parameters that do not train (a frozen pretrained text encoder)."""
+    return {name for name, p in model.named_parameters() if not p.requires_grad}
+
+
+def _trainable_state(model: torch.nn.Module) -> dict:
+    """The state dict without frozen parameters (they reload from their own package)."""
+    frozen = _frozen_names(model)
+    return {k: v for k, v in model.state_dict().items() if k not in frozen}
+
+
+def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _load_source(src: dict, seed: int) -> tuple[list, list[str], list[str]]:
+    """Items of one config source, with their image ids and splits."""
+    if "synthetic" in src:
+        from ..datasets import synthetic_tissue
+
+        opts = dict(src["synthetic"])
+        count, offset = int(opts.pop("count", 4)), int(opts.pop("seed", seed))
+        items = [synthetic_tissue(offset + i, **opts) for i in range(count)]
+        ids = [f"synthetic_{offset + i}" for i in range(count)]
+        return items, ids, ["train"] * count
+    from ..datasets import iter_dataset
+
+    items = list(iter_dataset(src["dataset"], split=src.get("split"), limit=src.get("limit")))
+    if src.get("include"):
+        import re
+
+        items = [it for it in items if re.search(src["include"], it.image_id)]
+    if src.get("exclude"):
+        import re
+
+        items = [it for it in items if not re.search(src["exclude"], it.image_id)]
+    return items, [it.image_id for it in items], [it.split for it in items]
+
+
+def build_datasets(config: TrainConfig, *, mpp: float | None, tile_size: int,
+                   vocabulary=()) -> tuple[SegmentationDataset, SegmentationDataset | None]:
+    """The training and validation datasets of a config (validation ``None`` if no source has a rule)."""
+    d = config.data
+    train_items, val_items = [], []
+    for src in d.sources:
+        items, ids, splits = _load_source(src, config.seed)
+        is_val = split_validation(ids, splits, src.get("val", "none"))
+        train_items += [it for it, v in zip(items, is_val) if not v]
+        val_items += [it for it, v in zip(items, is_val) if v]
+    if not train_items:
+        raise ValueError("the config's sources leave no training images (check limit/split/val rules)")
+    vocab = tuple(d.vocabulary) + tuple(vocabulary or ())
+    train_records = build_records(train_items, mpp=mpp, assume_mpp=d.assume_mpp)
+    train_keys = {(r.source, r.image_id) for r in train_records}
+    common = dict(tile_size=tile_size, min_overlap=d.min_overlap, min_area=d.min_area, seed=config.seed)
+    train = SegmentationDataset(train_records, prompts_per_image=d.prompts_per_image, max_negatives=d.max_negatives,
+                                augment=d.augment, vocabulary=vocab, **common)
+    if not val_items:
+        return train, None
+    val_records = build_records(val_items, mpp=mpp, assume_mpp=d.assume_mpp)
+    leak = train_keys & {(r.source, r.image_id) for r in val_records}
+    if leak:
+        raise ValueError(f"images in both training and validation: {sorted(leak)[:5]}")
+    n_prompts = d.val_prompts_per_image or (max(len(r.labels) for r in val_records) + d.max_negatives)
+    val = SegmentationDataset(val_records, prompts_per_image=n_prompts, max_negatives=d.max_negatives, augment=None,
+                              vocabulary=train.vocabulary, **common)
+    return train, val
+
+
+def validation_dice(model, dataset: SegmentationDataset, *, batch_size: int = 4, max_tiles: int | None = None,
+                    amp_dtype=None, progress: bool = False) -> dict:
+    """Dice per category of a model on a validation dataset.
+
+    Every present prompt of every tile gives one image–mask pair (mask = sigmoid > 0.5);
+    Dice is averaged per category (canonical prompt), per source and overall (the
+    paper's protocol, on tiles). Presence accuracy is reported over all valid prompts.
+
+    Returns
+    -------
+    dict
+        ``{"dice": float, "presence_acc": float, "n_pairs": int,
+        "per_category": {prompt: {"dice": float, "n": int}}, "per_source": {...}}``.
+    """
+    try:
+        from .metrics import dice as _dice
+    except ImportError:  # pragma: no cover - metrics ships with the package
+        def _dice(p, t):
+            s = p.sum() + t.sum()
+            return 1.0 if s == 0 else 2.0 * (p & t).sum() / s
+
+    index = np.arange(len(dataset))
+    if max_tiles is not None and len(index) > max_tiles:
+        index = np.linspace(0, len(index) - 1, max_tiles).round().astype(int)
+    rows, presence_hits, presence_n = [], 0, 0
+    was_training = model.training
+    model.eval()
+    try:
+        from tqdm.auto import tqdm
+
+        for start in tqdm(range(0, len(index), batch_size), desc="validate", disable=not progress, leave=False):
+            batch = collate_batch([dataset[int(i)] for i in index[start:start + batch_size]])
+            with torch.no_grad(), _autocast(model.device, amp_dtype):
+                out = model(model.preprocess(batch["image"].numpy()), batch["prompts"])
+            pred = (out.mask_logits.float() > 0).cpu().numpy()
+            pres = (out.presence_logits.float() > 0).cpu().numpy()
+            target = batch["masks"].numpy().astype(bool)
+            valid, present = batch["prompt_valid"].numpy(), batch["present"].numpy() > 0.5
+            presence_hits += int((pres == present)[valid].sum())
+            presence_n += int(valid.sum())
+            for b, q in zip(*np.nonzero(valid & present)):
+                rows.append((batch["prompts"][b][q], batch["source"][b], float(_dice(pred[b, q], target[b, q]))))
+    finally:
+        model.train(was_training)
+    per_cat: dict = {}
+    per_src: dict = {}
+    for prompt, source, value in rows:
+        per_cat.setdefault(prompt, []).append(value)
+        per_src.setdefault(source, []).append(value)
+    summary = lambda groups: {k: {"dice": float(np.mean(v)), "n": len(v)} for k, v in sorted(groups.items())}  # noqa: E731
+    return {
+        "dice": float(np.mean([r[2] for r in rows])) if rows else float("nan"),
+        "presence_acc": presence_hits / presence_n if presence_n else float("nan"),
+        "n_pairs": len(rows),
+        "per_category": summary(per_cat),
+        "per_source": summary(per_src),
+    }
+
+
+def _autocast(device: torch.device, dtype):
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+# --------------------------------------------------------------------------- trainer
+class Trainer:
+    """Runs one training config to its end (or to ``max_steps``).
+
+    Parameters
+    ----------
+    config : TrainConfig
+    model : torch.nn.Module, optional
+        Use this model instead of building ``config.model`` (it must follow the model
+        contract: ``config``, ``preprocess``, ``forward(x, prompts)`` → ``SegmenterOutput``).
+    loss_fn : callable, optional
+        ``loss_fn(out, targets) -> (loss, parts)``; default :func:`xpath.segmentation.losses.segmentation_loss`.
+    out_dir : path, optional
+        Overrides ``config.out_dir``.
+    progress : bool
+        A tqdm bar on rank 0.
+    callbacks : list of callable, optional
+        Each called as ``cb(trainer, step)`` after every optimizer step (tests use one to
+        simulate a crash).
+    """
+
+    def __init__(self, config: TrainConfig, *, model=None, loss_fn: Callable | None = None,
+                 out_dir: str | Path | None = None, progress: bool = True,
+                 callbacks: list[Callable] | None = None) -> None:
+        self.config = config
+        self.out_dir = Path(out_dir or config.out_dir)
+        self.progress = progress
+        self.callbacks = list(callbacks or [])
+        self._model_arg = model
+        self._loss_fn = loss_fn
+        self.step = 0
+        self.history: list[dict] = []
+
+    # ---------------------------------------------------------------- setup
+    def _setup(self, resume: bool) -> None:
+        cfg = self.config
+        self.dist: DistInfo = init_distributed(cfg.train.device)
+        dev = self.dist.device
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed % 2**32)
+        import random
+
+        random.seed(cfg.seed)
+        model = self._model_arg if self._model_arg is not None else _build_model(
+            cfg.model, checkpoint=cfg.init_checkpoint, device=dev)
+        self.model = model.to(dev)
+        self.model.train()
+        self.loss_fn = self._loss_fn or _default_loss()
+        mcfg = self.model.config
+        self.train_set, self.val_set = build_datasets(cfg, mpp=getattr(mcfg, "mpp", None),
+                                                      tile_size=int(cfg.data.tile_size or mcfg.image_size),
+                                                      vocabulary=getattr(mcfg, "vocabulary", ()) or ())
+        d = cfg.data
+        self.weights = balance_weights(self.train_set.tile_labels(), by=d.balance, power=d.balance_power,
+                                       sources=[self.train_set.records[r].source for r in self.train_set.tiles[:, 0]])
+
+        o = cfg.optim
+        self.optimizer = torch.optim.AdamW(_param_groups(self.model, o.weight_decay), lr=o.lr, betas=tuple(o.betas))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: _lr_lambda(s, warmup=o.warmup_steps, total=cfg.train.steps,
+                                                 min_ratio=o.min_lr_ratio))
+        self.amp_dtype = None
+        if cfg.train.amp == "bf16" or (cfg.train.amp == "auto" and dev.type == "cuda"):
+            if dev.type != "cuda":
+                raise ValueError(f"train.amp='bf16' needs a CUDA device, got {dev}")
+            self.amp_dtype = torch.bfloat16
+
+        self.step = 0
+        if resume:
+            self._load_state()
+        elif self.dist.distributed:
+            torch.manual_seed(cfg.seed + self.dist.rank)  # distinct dropout per rank; weights are broadcast by DDP
+
+        self.net = self.model
+        if self.dist.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.net = DistributedDataParallel(self.model, device_ids=[dev.index] if dev.type == "cuda" else None,
+                                               find_unused_parameters=cfg.train.find_unused_parameters)
+        if cfg.train.compile:
+            self.net = torch.compile(self.net)
+
+        per_step = o.batch_size * o.accumulate
+        self.sampler = BalancedSampler(self.weights, seed=cfg.seed, num_replicas=self.dist.world_size,
+                                       rank=self.dist.rank, start=self.step * per_step)
+        self.loader = torch.utils.data.DataLoader(
+            self.train_set, batch_size=o.batch_size, sampler=self.sampler, collate_fn=collate_batch,
+            num_workers=d.num_workers, pin_memory=dev.type == "cuda", persistent_workers=d.num_workers > 0)
+        if self.dist.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            (self.out_dir / "config.yaml").write_text(_to_yaml(cfg.to_dict()))
+            log.info("training %s: %d train tiles, %d val tiles, world size %d, device %s", cfg.model,
+                     len(self.train_set), len(self.val_set) if self.val_set else 0, self.dist.world_size, dev)
+
+    # ---------------------------------------------------------------- state
+    @property
+    def checkpoint_root(self) -> Path:
+        return self.out_dir / "checkpoints"
+
+    def _gather(self, obj):
+        if not self.dist.distributed:
+            return [obj]
+        import torch.distributed as dist
+
+        out = [None] * self.dist.world_size
+        dist.all_gather_object(out, obj)
+        return out
+
+    def save_checkpoint(self) -> Path | None:
+        """Write ``OUT/checkpoints/step_N`` (collective under DDP: every rank must call it)."""
+        rngs = self._gather(capture_rng())
+        path = None
+        if self.dist.is_main:
+            state = {
+                "version": STATE_VERSION,
+                "step": self.step,
+                "model": _trainable_state(self.model),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "rng": rngs,
+                "world_size": self.dist.world_size,
+                "samples_per_rank": self.step * self.config.optim.batch_size * self.config.optim.accumulate,
+                "config": json.dumps(self.config.to_dict(), default=str),
+            }
+            writers = {"state.pt": lambda p: atomic_torch_save(state, p)}
+            save_model = self._model_saver()
+            if save_model is not None:
+                writers["model.pt"] = save_model
+            path = write_checkpoint_dir(self.checkpoint_root, self.step, writers,
+                                        keep=self.config.train.keep_checkpoints)
+            log.info("checkpoint %s", path)
+        self._barrier()
+        return path
+
+    def _model_saver(self):
+        try:
+            from ._checkpoint import save_checkpoint
+            from .modeling.segmenter import TextPromptSegmenter
+        except ImportError:  # pragma: no cover
+            return None
+        if not isinstance(self.model, TextPromptSegmenter):
+            return None
+        return lambda p: save_checkpoint(self.model, p, extra={"step": self.step, "train_config": self.config.to_dict()})
+
+    def _load_state(self) -> None:
+        ckpt = latest_checkpoint(self.checkpoint_root)
+        if ckpt is None:
+            raise FileNotFoundError(f"--resume: no checkpoint found under {self.checkpoint_root}")
+        state = torch.load(ckpt / "state.pt", map_location="cpu", weights_only=True)
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"{ckpt / 'state.pt'} has state version {state.get('version')}, expected {STATE_VERSION}")
+        if state["world_size"] != self.dist.world_size:
+            raise ValueError(f"{ckpt} was written by {state['world_size']} processes; resume with the same "
+                             f"number (got {self.dist.world_size})")
+        frozen = _frozen_names(self.model)
+        missing, unexpected = self.model.load_state_dict(state["model"], strict=False)
+        bad = sorted(set(missing) - frozen) + sorted(unexpected)
+        if bad:
+            raise ValueError(f"{ckpt / 'state.pt'} does not match the model: missing or unexpected keys {bad[:8]}")
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step = int(state["step"])
+        restore_rng(state["rng"][self.dist.rank])
+        if self.dist.is_main:
+            log.info("resumed from %s at step %d", ckpt, self.step)
+
+    def _barrier(self) -> None:
+        if self.dist.distributed:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    # ---------------------------------------------------------------- loop
+    def _targets(self, batch: dict) -> dict:
+        dev = self.dist.device
+        return {
+            "masks": batch["masks"].to(dev).float(),
+            "distance": batch["distance"].to(dev).float(),
+            "present": batch["present"].to(dev),
+            "prompt_valid": batch["prompt_valid"].to(dev),
+            "has_instances": batch["has_instances"].to(dev),
+        }
+
+    def _train_step(self, batches) -> dict:
+        o = self.config.optim
+        self.optimizer.zero_grad(set_to_none=True)
+        total, parts_sum = 0.0, {}
+        for micro in range(o.accumulate):
+            batch = next(batches)
+            sync = micro == o.accumulate - 1 or not self.dist.distributed
+            with (contextlib.nullcontext() if sync else self.net.no_sync()):
+                with _autocast(self.dist.device, self.amp_dtype):
+                    x = self.model.preprocess(batch["image"].numpy())
+                    out = self.net(x, batch["prompts"])
+                    loss, parts = self.loss_fn(out, self._targets(batch))
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"non-finite loss {loss.item()} at step {self.step + 1}: {parts}")
+                (loss / o.accumulate).backward()
+            total += float(loss.detach()) / o.accumulate
+            for k, v in parts.items():
+                parts_sum[k] = parts_sum.get(k, 0.0) + float(v) / o.accumulate
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, o.grad_clip if o.grad_clip else float("inf"))
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        return {"loss": total, "grad_norm": float(grad_norm), "lr": self.scheduler.get_last_lr()[0], **parts_sum}
+
+    def validate(self) -> dict | None:
+        """Validation Dice per category on rank 0 (other ranks wait); ``None`` without a validation set."""
+        result = None
+        if self.val_set is not None and self.dist.is_main:
+            with torch.random.fork_rng(devices=[self.dist.device] if self.dist.device.type == "cuda" else []):
+                result = validation_dice(self.model, self.val_set, batch_size=self.config.optim.batch_size,
+                                         max_tiles=self.config.data.val_max_tiles, amp_dtype=self.amp_dtype)
+            self._log({"kind": "val", "step": self.step, **result})
+            self._write_val_csv(result)
+        self._barrier()
+        return result
+
+    def fit(self, *, resume: bool = False, max_steps: int | None = None) -> dict:
+        """Train until ``train.steps`` (or ``max_steps``, the schedule unchanged).
+
+        Returns
+        -------
+        dict
+            ``{"step": int, "val": dict or None, "checkpoint": str or None, "out_dir": str}``.
+        """
+        self._setup(resume)
+        cfg = self.config.train
+        stop = cfg.steps if max_steps is None else min(int(max_steps), cfg.steps)
+        batches = iter(self.loader)
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=stop, initial=self.step, desc="train", disable=not (self.progress and self.dist.is_main))
+        val, ckpt, t0, seen = None, None, time.perf_counter(), 0
+        try:
+            while self.step < stop:
+                row = self._train_step(batches)
+                seen += self.config.optim.batch_size * self.config.optim.accumulate * self.dist.world_size
+                bar.update(1)
+                if self.step % max(1, cfg.log_every) == 0 or self.step == stop:
+                    row.update(self._reduce({"loss": row["loss"]}))
+                    elapsed = time.perf_counter() - t0
+                    row.update(step=self.step, kind="train", images_per_s=seen / max(elapsed, 1e-9))
+                    bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.2e}")
+                    self._log(row)
+                    self._write_train_csv(row)
+                if (cfg.val_every and self.step % cfg.val_every == 0) or self.step == stop:
+                    val = self.validate()
+                if (cfg.ckpt_every and self.step % cfg.ckpt_every == 0) or self.step == stop:
+                    ckpt = self.save_checkpoint()
+                for cb in self.callbacks:
+                    cb(self, self.step)
+        finally:
+            bar.close()
+        return {"step": self.step, "val": val, "checkpoint": str(ckpt) if ckpt else None, "out_dir": str(self.out_dir)}
+
+    def close(self) -> None:
+        """Leave the process group if this trainer created it."""
+        if getattr(self, "dist", None) is not None and self.dist.initialised_here:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+    # ---------------------------------------------------------------- logs
+    def _reduce(self, values: dict) -> dict:
+        if not self.dist.distributed:
+            return values
+        import torch.distributed as dist
+
+        t = torch.tensor(list(values.values()), dtype=torch.float64, device=self.dist.device)
+        dist.all_reduce(t)
+        return dict(zip(values, (t / self.dist.world_size).tolist()))
+
+    def _log(self, row: dict) -> None:
+        if not self.dist.is_main:
+            return
+        self.history.append(row)
+        with open(self.out_dir / "log.jsonl", "a") as fh:
+            fh.write(json.dumps(row, default=float) + "\n")
+
+    def _write_train_csv(self, row: dict) -> None:
+        if not self.dist.is_main:
+            return
+        path = self.out_dir / "train_log.csv"
+        scalars = {k: v for k, v in row.items() if isinstance(v, (int, float)) and k != "kind"}
+        new = not path.exists()
+        with open(path, "a", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=sorted(scalars), extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerow(scalars)
+
+    def _write_val_csv(self, result: dict) -> None:
+        path = self.out_dir / "val_log.csv"
+        new = not path.exists()
+        with open(path, "a", newline="") as fh:
+            writer = csv.writer(fh)
+            if new:
+                writer.writerow(["step", "group", "name", "dice", "n"])
+            writer.writerow([self.step, "overall", "all", result["dice"], result["n_pairs"]])
+            for group in ("per_category", "per_source"):
+                for name, v in result[group].items():
+                    writer.writerow([self.step, group, name, v["dice"], v["n"]])
+
+
+def _to_yaml(d: dict) -> str:
+    import yaml
+
+    def plain(v):
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        return v
+
+    return yaml.safe_dump(plain(d), sort_keys=False)
+
+
+# --------------------------------------------------------------------------- CLI
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point (see the module docstring)."""
+    parser = argparse.ArgumentParser(prog="python -m xpath.segmentation.train", description=__doc__.split("\n")[0])
+    parser.add_argument("--config", required=True, help="YAML training config")
+    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the output folder")
+    parser.add_argument("--max-steps", type=int, default=None, help="stop after this step (schedule unchanged)")
+    parser.add_argument("--out", default=None, help="output folder (overrides out_dir)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads in each process")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = load_config(args.config)
+    trainer = Trainer(config, out_dir=args.out, progress=not args.no_progress)
+    try:
+        result = trainer.fit(resume=args.resume, max_steps=args.max_steps)
+    finally:
+        trainer.close()
+    if trainer.dist.is_main:
+        sys.stdout.write(json.dumps({"step": result["step"], "checkpoint": result["checkpoint"],
+                                     "val_dice": (result["val"] or {}).get("dice")}) + "\n")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
