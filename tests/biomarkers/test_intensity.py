@@ -100,7 +100,7 @@ def test_cytoplasm_ring_grows_into_background_only(disc):
     t = cell_table(lab, img, mpp=0.5, cytoplasm_um=3.0, properties=("shape", "stain"))
     # Ring of 6 px around an isolated disc of radius 6: area of the annulus, minus what the neighbour's ring takes.
     assert 0 < t.loc[0, "cytoplasm.shape.area_um2"] < np.pi * (12**2 - 6**2) * 0.25
-    assert t.loc[0, "cytoplasm.stain.hematoxylin.max"] == pytest.approx(deconvolve(np.array([230, 230, 230]))[0])
+    assert t.loc[0, "cytoplasm.stain.hematoxylin.max"] == pytest.approx(deconvolve(np.array([230, 230, 230], np.uint8))[0])
     total_ring = t["cytoplasm.shape.area_um2"].sum() / 0.25
     grown = np.pi * 12**2 * 2 - np.pi * 6**2 * 2
     assert total_ring < grown  # the two rings share the gap instead of overlapping

@@ -25,6 +25,8 @@ GLCM_DISTANCES = (1, 2)
 GLCM_ANGLES = (0.0, math.pi / 4, math.pi / 2, 3 * math.pi / 4)
 GLCM_PROPS = ("contrast", "dissimilarity", "homogeneity", "asm", "energy", "correlation", "entropy")
 _GREY_WEIGHTS = np.array([0.2125, 0.7154, 0.0721])  # skimage.color.rgb2gray
+# skimage.color.rgb2hed's optical density of each uint8 value: log(max(v / 255, 1e-6)) / log(1e-6).
+_OD_LUT = np.log(np.maximum(np.arange(256) / 255.0, 1e-6)) / math.log(1e-6)
 
 
 def deconvolve(rgb: np.ndarray) -> np.ndarray:
@@ -32,8 +34,10 @@ def deconvolve(rgb: np.ndarray) -> np.ndarray:
 
     Identical to ``skimage.color.rgb2hed(rgb)`` (optical density in ``log(1e-6)`` units, clipped at 0).
     """
-    x = np.maximum(rgb.astype(np.float64) / 255.0, 1e-6)
-    stains = (np.log(x) / math.log(1e-6)) @ hed_from_rgb
+    if rgb.dtype != np.uint8:
+        raise TypeError(f"rgb must be uint8, got dtype {rgb.dtype}")
+    od = _OD_LUT[rgb]  # (..., 3): a 256-entry look-up instead of a logarithm per pixel
+    stains = od[..., 0:1] * hed_from_rgb[0] + od[..., 1:2] * hed_from_rgb[1] + od[..., 2:3] * hed_from_rgb[2]
     return np.maximum(stains, 0.0)
 
 
@@ -178,14 +182,15 @@ def glcm_kernel(levels, labels, ids, offsets, rows, cols, deltas, n_levels):
     return out
 
 
-def quantise(image: np.ndarray, n_levels: int = GLCM_LEVELS) -> np.ndarray:
-    """(H, W) ``uint8`` grey level ``floor(grey * n_levels / 256)`` of an RGB image."""
-    return np.minimum(grey(image) * (n_levels / 256.0), n_levels - 1).astype(np.uint8)
+def quantise(rgb: np.ndarray, n_levels: int = GLCM_LEVELS) -> np.ndarray:
+    """``uint8`` grey level ``floor(grey * n_levels / 256)`` of RGB pixels ``(..., 3)``."""
+    return np.minimum(grey(rgb) * (n_levels / 256.0), n_levels - 1).astype(np.uint8)
 
 
 def texture_features(image: np.ndarray, labels: np.ndarray, px: ObjectPixels) -> dict:
     """Columns ``texture.glcm_{prop}.mean`` / ``.range`` (over 2 distances x 4 angles)."""
-    levels = quantise(image)
+    levels = np.zeros(labels.shape, np.uint8)  # only object pixels are read by the kernel
+    levels[px.rows, px.cols] = quantise(image[px.rows, px.cols])
     feats = glcm_kernel(levels, labels, px.ids, px.offsets, px.rows, px.cols, glcm_offsets(), GLCM_LEVELS)
     out = {}
     with warnings.catch_warnings():

@@ -170,26 +170,28 @@ def hull_kernel(offsets, rows, cols, bbox):
             k += 1
         hx, hy = _diamond_hull(rr, cmin, cmax, m)
         h = hx.size
-        # Convex image: pixel centres inside or on the hull (counter-clockwise edges).
+        # Convex image: pixel centres inside or on the hull (counter-clockwise edges). Each edge
+        # e is a half-plane ex (r - hy) - ey (c - hx) >= 0, i.e. a bound on c for a given row.
         area = 0
         m2 = 0
         for r in range(bbox[i, 0], bbox[i, 2]):
-            first = -1
-            last = -1
-            for c in range(bbox[i, 1], bbox[i, 3]):
-                inside = True
-                for e in range(h):
-                    f = (e + 1) % h
-                    cr = (hx[f] - hx[e]) * (r - hy[e]) - (hy[f] - hy[e]) * (c - hx[e])
-                    if cr < -1e-9:
-                        inside = False
-                        break
-                if inside:
-                    area += 1
-                    if first < 0:
-                        first = c
-                    last = c
-            if first >= 0:
+            lo = -np.inf
+            hi = np.inf
+            for e in range(h):
+                f = (e + 1) % h
+                ex = hx[f] - hx[e]
+                ey = hy[f] - hy[e]
+                rhs = ex * (r - hy[e]) + ey * hx[e]  # constraint: ey * c <= rhs
+                if ey > 0:
+                    hi = min(hi, rhs / ey)
+                elif ey < 0:
+                    lo = max(lo, rhs / ey)
+                elif rhs < -1e-9:
+                    lo = np.inf  # row outside a horizontal edge
+            first = max(int(math.ceil(lo - 1e-9)), bbox[i, 1])
+            last = min(int(math.floor(hi + 1e-9)), bbox[i, 3] - 1)
+            if last >= first:
+                area += last - first + 1
                 rr[m2] = r
                 cmin[m2] = first
                 cmax[m2] = last
@@ -286,3 +288,44 @@ def concavity_kernel(px, py):
                 best = min(best, d)
             depth[i, v] = max(best, 0.0)
     return depth
+
+
+@numba.njit(cache=True)
+def moments_kernel(offsets, rows, cols):
+    """Per object: centroid (row, col) and central moments mu_pq (row^p col^q), p + q in {2, 3} → (N, 9).
+
+    Columns: cy, cx, mu20, mu11, mu02, mu30, mu21, mu12, mu03 (pixel-centre coordinates).
+    """
+    n = offsets.size - 1
+    out = np.zeros((n, 9), np.float64)
+    for i in range(n):
+        a = offsets[i]
+        b = offsets[i + 1]
+        sr = 0.0
+        sc = 0.0
+        for k in range(a, b):
+            sr += rows[k]
+            sc += cols[k]
+        cy = sr / (b - a)
+        cx = sc / (b - a)
+        m20 = m11 = m02 = m30 = m21 = m12 = m03 = 0.0
+        for k in range(a, b):
+            dr = rows[k] - cy
+            dc = cols[k] - cx
+            m20 += dr * dr
+            m11 += dr * dc
+            m02 += dc * dc
+            m30 += dr * dr * dr
+            m21 += dr * dr * dc
+            m12 += dr * dc * dc
+            m03 += dc * dc * dc
+        out[i, 0] = cy
+        out[i, 1] = cx
+        out[i, 2] = m20
+        out[i, 3] = m11
+        out[i, 4] = m02
+        out[i, 5] = m30
+        out[i, 6] = m21
+        out[i, 7] = m12
+        out[i, 8] = m03
+    return out

@@ -23,18 +23,10 @@ CONCAVE_DEPTH = 0.05  # a vertex deeper than this fraction of the mean radius is
 
 def central_moments(px: ObjectPixels) -> dict:
     """Area, centroid (centre coordinates, px) and central moments ``mu[p][q]`` (row^p col^q), p+q<=3."""
-    g = px.group
-    n = px.n
     area = px.counts.astype(np.float64)
-    r = px.rows.astype(np.float64)
-    c = px.cols.astype(np.float64)
-    cy = np.bincount(g, r, n) / area
-    cx = np.bincount(g, c, n) / area
-    dr = r - cy[g]
-    dc = c - cx[g]
-    mu = {}
-    for p, q in ((2, 0), (1, 1), (0, 2), (3, 0), (2, 1), (1, 2), (0, 3)):
-        mu[p, q] = np.bincount(g, dr**p * dc**q, n)
+    m = _kernels.moments_kernel(px.offsets, px.rows, px.cols)
+    cy, cx = m[:, 0], m[:, 1]
+    mu = {pq: m[:, 2 + j] for j, pq in enumerate(((2, 0), (1, 1), (0, 2), (3, 0), (2, 1), (1, 2), (0, 3)))}
     return {"area": area, "cy": cy, "cx": cx, "mu": mu}
 
 
