@@ -10,10 +10,11 @@ the memory bound are described in :mod:`xpath.segmentation.tiling`.
 
 ``instances="auto"`` builds instance maps for nuclei- and cell-level prompts. The structure
 of a prompt is decided, in order, by the paper's canonical template
-``"{structure}-level {object} in {region} pathology"``, by
-:func:`xpath.segmentation.prompts.resolve_prompt` when it is available and confident, and by
-a keyword fallback (``nuclei``, ``cells``, ``lymphocytes`` → instance-level; ``gland``,
-``stroma``, ``tissue`` → tissue-level).
+``"{structure}-level {object} in {region} pathology"``, by the vocabulary's reading of its
+words (object synonyms such as "lymphocytes" → inflammatory nuclei), by keywords
+(``nuclei``, ``cells`` → instance-level; ``gland``, ``stroma``, ``tissue`` → tissue-level),
+and last by :func:`xpath.segmentation.prompts.resolve_prompt` with the model's text encoder
+(nearest known label by embedding similarity, when it is close enough).
 """
 
 from __future__ import annotations
@@ -90,40 +91,60 @@ _TISSUE_WORDS = (
 )
 
 
-def _from_resolver(prompt: str) -> tuple[str | None, str | None] | None:
-    """(label prompt, structure) from MODEL's ``resolve_prompt`` when it is importable and confident."""
+def _lexical(prompt: str):
+    """The label the vocabulary reads from the words of ``prompt`` (no embeddings), or ``None``."""
     try:
-        from .prompts import resolve_prompt
-    except ImportError:
+        from ..ontology import load_vocabulary
+
+        return load_vocabulary().lookup(prompt)
+    except (ImportError, AttributeError, FileNotFoundError, ValueError) as err:
+        logger.debug("vocabulary lookup of %r failed: %s", prompt, err)
         return None
-    try:
-        res = resolve_prompt(prompt)
-    except Exception as err:  # a free text it cannot place: fall back to keywords
-        logger.debug("resolve_prompt(%r) failed: %s", prompt, err)
-        return None
-    label = getattr(res, "label", None)
-    if label is None:
-        matches = getattr(res, "matches", None) or (res if isinstance(res, (list, tuple)) else None)
-        if matches:
-            first = matches[0]
-            label = getattr(first, "label", first[0] if isinstance(first, tuple) else first)
-    structure = getattr(label, "structure", None)
-    if structure not in STRUCTURES:
-        return None
-    confident = getattr(res, "confident", getattr(res, "is_confident", True))
-    if not confident:
-        return None
-    return getattr(label, "prompt", str(label)), structure
 
 
-def prompt_structure(prompt: str) -> tuple[str | None, str | None]:
+def _from_resolver(prompt: str, model: Any) -> tuple[str | None, str | None] | None:
+    """(label prompt, structure) from :func:`~xpath.segmentation.prompts.resolve_prompt`, when confident.
+
+    Uses the model's own (already loaded) text encoder; the nearest label counts when its
+    similarity reaches the resolver's ``LOW_SIMILARITY`` (below it the resolver warns,
+    naming the closest labels).
+    """
+    if model is None or not hasattr(model, "text_encoder"):
+        return None
+    try:
+        from . import prompts as _prompts
+    except ImportError:  # the resolver is optional here: keywords decide
+        return None
+    try:
+        res = _prompts.resolve_prompt(prompt, model=model)
+    except (TypeError, ValueError, OSError, RuntimeError) as err:
+        logger.debug("resolve_prompt(%r) failed (%s); falling back to keywords", prompt, err)
+        return None
+    label = res.lexical
+    if label is None and res.similarity >= getattr(_prompts, "LOW_SIMILARITY", 0.5):
+        label = res.label
+    if label is None or label.structure not in STRUCTURES:
+        return None
+    return label.prompt, label.structure
+
+
+def prompt_structure(prompt: str, *, model: Any = None) -> tuple[str | None, str | None]:
     """The canonical label text and structure a prompt asks for.
+
+    Parameters
+    ----------
+    prompt : str
+    model : TextPromptSegmenter, optional
+        When given, prompts that neither the vocabulary's words nor the keywords place are
+        resolved by text-embedding similarity with its text encoder
+        (:func:`~xpath.segmentation.prompts.resolve_prompt`, which warns when no known
+        label is close).
 
     Returns
     -------
     (label, structure)
-        ``label``: canonical prompt text of the matched label, or ``None`` when only
-        keywords decided; ``structure``: ``"tissue"``, ``"cell"``, ``"nuclei"`` or ``None``.
+        ``label``: canonical prompt text of the label the prompt resolved to, or ``None``
+        when only keywords decided; ``structure``: ``"tissue"``, ``"cell"``, ``"nuclei"`` or ``None``.
 
     Examples
     --------
@@ -135,17 +156,15 @@ def prompt_structure(prompt: str) -> tuple[str | None, str | None]:
     m = _TEMPLATE.match(prompt)
     if m:
         return prompt.strip(), m.group(1).lower()
-    resolved = _from_resolver(prompt)
-    if resolved is not None:
-        return resolved
+    label = _lexical(prompt)
+    if label is not None and label.structure in STRUCTURES:
+        return label.prompt, label.structure
     text = prompt.lower()
-    if any(w in text for w in _NUCLEI_WORDS):
-        return None, "nuclei"
-    if any(w in text for w in _TISSUE_WORDS):
-        return None, "tissue"
-    if any(w in text for w in _CELL_WORDS):
-        return None, "cell"
-    return None, None
+    for words, structure in ((_NUCLEI_WORDS, "nuclei"), (_TISSUE_WORDS, "tissue"), (_CELL_WORDS, "cell")):
+        if any(w in text for w in words):
+            return None, structure
+    resolved = _from_resolver(prompt, model)
+    return resolved if resolved is not None else (None, None)
 
 
 def resolve_device(device: Any = None):
@@ -383,7 +402,7 @@ class TextPromptPredictor:
         if instances not in ("auto", True, False):
             raise ValueError(f"instances must be 'auto', True or False, got {instances!r}")
         boxes, points = self._spatial(boxes, points, len(prompts))
-        resolved = [prompt_structure(p) for p in prompts]
+        resolved = [prompt_structure(p, model=self.model) for p in prompts]
         if instances == "auto":
             inst_idx = [i for i, (_, s) in enumerate(resolved) if s in ("nuclei", "cell")]
         else:

@@ -1,0 +1,189 @@
+"""Inference benchmark: prompt decoding on cached features, tiles/s, extra prompts, peak memory.
+
+Run (CPU, about 3–4 minutes with xpath_small on 2 cores)::
+
+    .venv/bin/python benchmarks/segmentation_inference.py            # xpath_small
+    .venv/bin/python benchmarks/segmentation_inference.py --model xpath_tiny --sizes 1024 2048
+
+Prints, with medians over ``--repeats`` runs:
+
+1. the cost of decoding a second prompt on a cached image relative to the first call
+   (``set_image`` + ``predict``), goal ≤ 15 %;
+2. tiles/s of the full pipeline (encode + decode + blending + instances) at the model's tile
+   size, side by side with the image encoder alone (the named baseline) in the same process;
+3. the marginal cost of each extra prompt on a cached image;
+4. peak memory of ``segment`` on square images of growing size, each in a fresh process:
+   ``ru_maxrss`` and the numpy peak from ``tracemalloc``, next to the size of the output
+   arrays — the part beyond the outputs must not grow with the image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+
+def _median_time(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _image(size: int, seed: int = 0) -> np.ndarray:
+    from xpath.datasets import synthetic_tissue
+
+    tile = synthetic_tissue(seed, size=min(size, 1024), mpp=0.5)
+    reps = -(-size // tile.image.shape[0])
+    return np.tile(tile.image, (reps, reps, 1))[:size, :size].copy()
+
+
+def bench_prompts(model_name: str, repeats: int) -> None:
+    import torch
+
+    from xpath.segmentation import TextPromptPredictor, create_model
+
+    torch.manual_seed(0)
+    model = create_model(model_name, device="cpu")
+    t = int(model.config.image_size)
+    img = _image(t)
+    pred = TextPromptPredictor(model)
+    pred.set_image(img)  # warm-up (allocations, text encoder)
+    pred.predict(["warm-up prompt"])
+    counter = iter(range(10_000))
+
+    def first(instances):
+        pred.set_image(img)
+        pred.predict([f"nuclei variant {next(counter)}"], instances=instances)
+
+    def second(instances):
+        pred.predict([f"stroma variant {next(counter)}"], instances=instances)
+
+    print(f"\n== decoding on a cached image ({model_name}, one {t}x{t} tile, fresh prompt text each call)")
+    print(f"{'prompt':<26}{'first call s':>14}{'second prompt s':>17}{'ratio':>8}")
+    for instances, label in ((False, "semantic only"), (True, "with instances")):
+        t1 = _median_time(lambda: first(instances), repeats)
+        pred.set_image(img)
+        t2 = _median_time(lambda: second(instances), repeats)
+        print(f"{label:<26}{t1:>14.3f}{t2:>17.3f}{t2 / t1:>8.1%}")
+
+    print(f"\n== marginal cost of extra prompts on a cached image ({model_name})")
+    pred.set_image(img)
+    base = None
+    print(f"{'prompts':>8}{'predict s':>12}{'per extra prompt s':>20}")
+    for n in (1, 2, 4, 8):
+        dt = _median_time(lambda: pred.predict([f"prompt {k} {next(counter)}" for k in range(n)],
+                                               instances=False), repeats)
+        base = dt if base is None else base
+        extra = "" if n == 1 else f"{(dt - base) / (n - 1):.3f}"
+        print(f"{n:>8}{dt:>12.3f}{extra:>20}")
+
+
+def bench_throughput(model_name: str, repeats: int) -> None:
+    import torch
+
+    from xpath.segmentation import create_model, segment
+    from xpath.segmentation.tiling import tile_starts
+
+    torch.manual_seed(0)
+    model = create_model(model_name, device="cpu").eval()
+    t = int(model.config.image_size)
+    size = 2 * t + t // 2
+    img = _image(size)
+    n_tiles = len(tile_starts(size, t, t // 8)) ** 2
+    batch = np.stack([img[:t, :t]] * 4)
+
+    def encoder_only():
+        with torch.inference_mode():
+            model.encode_image(model.preprocess(batch))
+
+    def encoder_backbone():
+        with torch.inference_mode():
+            model.image_encoder(model.preprocess(batch))
+
+    def full():
+        segment(img, ["nuclei"], model=model, progress=False, batch_size=4)
+
+    encoder_backbone()
+    full()  # warm-up
+    tb = _median_time(encoder_backbone, repeats)
+    te = _median_time(encoder_only, repeats)
+    tf = _median_time(full, repeats)
+    print(f"\n== CPU throughput, {model_name}, {t} px tiles, {torch.get_num_threads()} threads")
+    print(f"{'run':<52}{'tiles/s':>9}{'vs backbone':>13}")
+    print(f"{'image backbone alone (baseline), batch 4':<52}{4 / tb:>9.2f}{1.0:>13.2f}")
+    print(f"{'encode_image (backbone + pixel decoder), batch 4':<52}{4 / te:>9.2f}{tb / te:>13.2f}")
+    label = f"segment(), 1 nuclei prompt, {size}x{size} = {n_tiles} tiles"
+    print(f"{label:<52}{n_tiles / tf:>9.2f}{(n_tiles / tf) / (4 / tb):>13.2f}")
+
+
+def _memory_child(model_name: str, size: int) -> None:
+    """Run in a fresh process: peak memory of segment() on a size×size image."""
+    import resource
+    import tracemalloc
+
+    import torch
+
+    from xpath.segmentation import create_model, segment
+
+    torch.manual_seed(0)
+    model = create_model(model_name, device="cpu")
+    img = _image(size)
+    segment(img[:64, :64], ["nuclei"], model=model, progress=False)  # warm-up
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    seg = segment(img, ["nuclei", "stroma"], model=model, progress=False)
+    wall = time.perf_counter() - t0
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    outputs = sum(a.nbytes for a in seg.semantic.values()) + sum(a.nbytes for a in seg.instances.values())
+    print(json.dumps(dict(size=size, rss_before_mb=rss0 / 1024, rss_peak_mb=rss1 / 1024,
+                          numpy_peak_mb=peak / 2**20, outputs_mb=outputs / 2**20, seconds=wall)))
+
+
+def bench_memory(model_name: str, sizes: list[int]) -> None:
+    print(f"\n== peak memory of segment(image, ['nuclei', 'stroma']) ({model_name}); fresh process per size")
+    print(f"{'size':>6}{'outputs MB':>12}{'numpy peak MB':>15}{'peak - outputs':>16}"
+          f"{'RSS peak MB':>13}{'RSS growth MB':>15}{'seconds':>9}")
+    for size in sizes:
+        res = subprocess.run([sys.executable, __file__, "--child-memory", str(size), "--model", model_name],
+                             capture_output=True, text=True, check=True)
+        r = json.loads(res.stdout.strip().splitlines()[-1])
+        print(f"{size:>6}{r['outputs_mb']:>12.1f}{r['numpy_peak_mb']:>15.1f}"
+              f"{r['numpy_peak_mb'] - r['outputs_mb']:>16.1f}{r['rss_peak_mb']:>13.0f}"
+              f"{r['rss_peak_mb'] - r['rss_before_mb']:>15.0f}{r['seconds']:>9.1f}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="xpath_small")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--sizes", type=int, nargs="*", default=[1024, 2048, 4096])
+    parser.add_argument("--skip", nargs="*", default=[], choices=["prompts", "throughput", "memory"])
+    parser.add_argument("--child-memory", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.ERROR)
+    if args.child_memory:
+        _memory_child(args.model, args.child_memory)
+        return
+    if "prompts" not in args.skip:
+        bench_prompts(args.model, args.repeats)
+    if "throughput" not in args.skip:
+        bench_throughput(args.model, args.repeats)
+    if "memory" not in args.skip:
+        bench_memory(args.model, args.sizes)
+
+
+if __name__ == "__main__":
+    main()
