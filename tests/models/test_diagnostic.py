@@ -23,7 +23,7 @@ def wdbc_model(wdbc):
 
 
 def test_wdbc_auroc_with_ci(wdbc, wdbc_model):
-    X, y = wdbc
+    _X, y = wdbc
     m = wdbc_model
     lo, hi = m.auroc_ci_
     print(f"WDBC HGB 5-fold CV AUROC = {m.auroc_:.4f} (95% CI {lo:.4f}-{hi:.4f}), Brier {m.brier_:.4f}")
@@ -82,18 +82,18 @@ def test_multiclass_ovr():
 @pytest.mark.parametrize(
     "kwargs, fit_args, match",
     [
-        ({}, dict(y=np.zeros(50)), "single class"),
-        ({}, dict(y=np.arange(49) % 2), "y has 49 entries but X has 50 rows"),
-        ({}, dict(groups=np.zeros(50)), "at least 2 distinct patients"),
-        ({}, dict(groups=np.arange(50) % 3), "fewer than cv=5 folds"),
-        (dict(estimator="svm"), {}, "estimator must be one of"),
-        (dict(estimator=object()), {}, "predict_proba"),
-        ({}, dict(y=np.where(np.arange(50) == 3, np.nan, np.arange(50) % 2)), "missing labels"),
+        ({}, {"y": np.zeros(50)}, "single class"),
+        ({}, {"y": np.arange(49) % 2}, "y has 49 entries but X has 50 rows"),
+        ({}, {"groups": np.zeros(50)}, "at least 2 distinct patients"),
+        ({}, {"groups": np.arange(50) % 3}, "fewer than cv=5 folds"),
+        ({"estimator": "svm"}, {}, "estimator must be one of"),
+        ({"estimator": object()}, {}, "predict_proba"),
+        ({}, {"y": np.where(np.arange(50) == 3, np.nan, np.arange(50) % 2)}, "missing labels"),
     ],
 )
 def test_bad_input(rng, kwargs, fit_args, match):
     X = pd.DataFrame(rng.normal(size=(50, 3)))
-    args = dict(y=np.arange(50) % 2)
+    args = {"y": np.arange(50) % 2}
     args.update(fit_args)
     y = args.pop("y")
     with pytest.raises((ValueError, TypeError), match=match):
