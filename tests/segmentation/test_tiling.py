@@ -120,16 +120,17 @@ def test_row_blender_bounds_rows_held():
         b.add(0, 0, np.ones((2, 32, 32), np.float32), w)
 
 
-def _stitch(prob, dist, *, strip, margin, band, **kw):
+def _stitch(prob, dist, *, strip, margin, band, block=None, **kw):
     out = np.zeros(prob.shape, np.int32)
-    st = InstanceStitcher(out, strip=strip, margin=margin, **kw)
+    st = InstanceStitcher(out, strip=strip, margin=margin, block=block, **kw)
     for y in range(0, prob.shape[0], band):
         st.push(y, prob[y: y + band], dist[y: y + band])
     st.finish()
     return out
 
 
-def test_strip_instances_equal_whole_image_instances():
+@pytest.mark.parametrize("block", [None, 50])
+def test_strip_instances_equal_whole_image_instances(block):
     tile = synthetic_tissue(7, size=(300, 180), mpp=0.5, touching=0.5)
     gt = tile.instances
     prob = (gt > 0).astype(np.float32)
@@ -137,7 +138,7 @@ def test_strip_instances_equal_whole_image_instances():
     # on which the watershed's flooding order (and so the result) depends on the window's offset.
     dist = gt_distance(gt) + np.random.default_rng(0).uniform(0, 1e-3, gt.shape).astype(np.float32)
     whole = instances_from_maps(prob, dist, mpp=0.5, min_area_um2=5.0)
-    stitched = _stitch(prob, dist, strip=48, margin=40, band=37, mpp=0.5, min_area_um2=5.0)
+    stitched = _stitch(prob, dist, strip=48, margin=40, band=37, block=block, mpp=0.5, min_area_um2=5.0)
     t = contingency(whole, stitched)
     assert len(t.gt_ids) == len(t.pred_ids) == len(t.intersection), "one-to-one objects"
     assert (t.iou == 1.0).all()
@@ -159,7 +160,7 @@ def test_object_straddling_strip_and_tile_borders_is_one_instance():
         return tiles[..., :2].transpose(0, 3, 1, 2).astype(np.float32) / 255.0, None
 
     out = np.zeros((h, w), np.int32)
-    st = InstanceStitcher(out, strip=48, margin=30)
+    st = InstanceStitcher(out, strip=48, margin=30, block=40)  # blocks split x at 40, 80, 120
     predict_tiled(img, fn, tile=64, overlap=16, n_maps=2, on_band=lambda y, b: st.push(y, b[0], b[1]))
     st.finish()
     assert len(np.unique(out[disc])) == 1 and out[96, 80] > 0

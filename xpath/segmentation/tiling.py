@@ -11,10 +11,10 @@ arrays only.
 
 Instances are built on the blended full-resolution maps by :class:`InstanceStitcher`,
 which runs the watershed (:func:`~xpath.segmentation.postprocess.instances_from_maps`) on
-horizontal strips with ``margin`` rows of context above and below, and keeps from each
-strip only the objects whose centroid lies in the strip's core. An object that straddles a
-tile or strip border is therefore labelled once, whole, by the one strip that owns its
-centroid; the margin must exceed the largest object's height.
+blocks of each horizontal strip with ``margin`` pixels of context on every side, and keeps
+from each block only the objects whose centroid lies in the block's core. An object that
+straddles a tile, strip or block border is therefore labelled once, whole, by the one block
+that owns its centroid; the margin must exceed the largest object's extent.
 """
 
 from __future__ import annotations
@@ -116,19 +116,26 @@ class RowBlender:
 
     Notes
     -----
-    Holds ``(C, rows_in_flight, W)`` float32 sums and ``(rows_in_flight, W)`` weights;
-    :meth:`pop` returns the finished rows and frees them.
+    Holds ``(C, rows_in_flight, W)`` float32 sums and ``(rows_in_flight, W)`` weights in
+    buffers that grow to the largest span of rows in flight and are then reused:
+    :meth:`pop` returns the finished rows and shifts the rest up in place.
     """
 
     def __init__(self, n_maps: int, width: int) -> None:
         self.n_maps, self.width = int(n_maps), int(width)
         self.y0 = 0
+        self.rows_held = 0
         self._acc = np.zeros((self.n_maps, 0, self.width), np.float32)
         self._wsum = np.zeros((0, self.width), np.float32)
 
-    @property
-    def rows_held(self) -> int:
-        return self._wsum.shape[0]
+    def _reserve(self, rows: int) -> None:
+        if rows <= self._wsum.shape[0]:
+            return
+        acc = np.zeros((self.n_maps, rows, self.width), np.float32)
+        wsum = np.zeros((rows, self.width), np.float32)
+        acc[:, : self.rows_held] = self._acc[:, : self.rows_held]
+        wsum[: self.rows_held] = self._wsum[: self.rows_held]
+        self._acc, self._wsum = acc, wsum
 
     def add(self, y: int, x: int, maps: np.ndarray, weight: np.ndarray) -> None:
         """Add ``maps`` (C, h, w) with ``weight`` (h, w) at image offset ``(y, x)``."""
@@ -136,10 +143,8 @@ class RowBlender:
             raise ValueError(f"rows before {self.y0} were already returned; got a tile at y={y}")
         h, w = weight.shape
         end = y + h - self.y0
-        if end > self.rows_held:
-            grow = end - self.rows_held
-            self._acc = np.concatenate([self._acc, np.zeros((self.n_maps, grow, self.width), np.float32)], 1)
-            self._wsum = np.concatenate([self._wsum, np.zeros((grow, self.width), np.float32)], 0)
+        self._reserve(end)
+        self.rows_held = max(self.rows_held, end)
         r = y - self.y0
         self._acc[:, r: r + h, x: x + w] += maps * weight
         self._wsum[r: r + h, x: x + w] += weight
@@ -155,9 +160,12 @@ class RowBlender:
         if (wsum <= 0).any():
             raise RuntimeError("some pixels were covered by no tile; the tile grid is inconsistent")
         band = self._acc[:, :k] / wsum
-        start = self.y0
-        self._acc = self._acc[:, k:].copy()
-        self._wsum = self._wsum[k:].copy()
+        start, rest = self.y0, self.rows_held - k
+        self._acc[:, :rest] = self._acc[:, k: k + rest]  # overlapping move: numpy buffers it
+        self._wsum[:rest] = self._wsum[k: k + rest]
+        self._acc[:, rest: self.rows_held] = 0.0
+        self._wsum[rest: self.rows_held] = 0.0
+        self.rows_held = rest
         self.y0 += k
         return start, band
 
@@ -245,7 +253,15 @@ def predict_tiled(
 
 
 class InstanceStitcher:
-    """Strip-wise watershed over streamed probability/distance rows, written into ``out``.
+    """Block-wise watershed over streamed probability/distance rows, written into ``out``.
+
+    Rows arrive in order (:meth:`push`). Each horizontal strip of ``strip`` rows is cut into
+    column blocks of ``block`` columns; every block is labelled on a window that adds
+    ``margin`` pixels of context on each side, and only the objects whose centroid lies in
+    the block's core are written (whole, including their part in the margin, on pixels
+    still unlabelled). Every object is thus labelled once, by the block owning its
+    centroid, and the working memory is ``O((strip + 2·margin) × W)`` for the row buffer
+    plus ``O((strip + 2·margin) × (block + 2·margin))`` for the watershed.
 
     Parameters
     ----------
@@ -254,7 +270,9 @@ class InstanceStitcher:
     strip : int
         Rows of the core of each strip.
     margin : int
-        Rows of context above and below each core; must exceed the largest object's height.
+        Pixels of context around each block core; must exceed the largest object's extent.
+    block : int, optional
+        Columns of the core of each block (default: ``strip``).
     **kwargs
         Passed to :func:`~xpath.segmentation.postprocess.instances_from_maps`
         (``threshold``, ``marker_threshold``, ``min_area_um2``, ``mpp``, ...).
@@ -270,12 +288,15 @@ class InstanceStitcher:
     1
     """
 
-    def __init__(self, out: np.ndarray, *, strip: int, margin: int, **kwargs) -> None:
+    def __init__(self, out: np.ndarray, *, strip: int, margin: int, block: int | None = None, **kwargs) -> None:
         if out.ndim != 2 or out.dtype != np.int32:
             raise ValueError(f"out must be a (H, W) int32 array, got shape {out.shape} dtype {out.dtype}")
-        if strip < 1 or margin < 0:
-            raise ValueError(f"strip must be >= 1 and margin >= 0, got strip={strip}, margin={margin}")
-        self.out, self.strip, self.margin, self.kwargs = out, int(strip), int(margin), kwargs
+        block = strip if block is None else block
+        if strip < 1 or margin < 0 or block < 1:
+            raise ValueError(f"strip and block must be >= 1 and margin >= 0, got strip={strip}, "
+                             f"block={block}, margin={margin}")
+        self.out, self.strip, self.margin, self.block = out, int(strip), int(margin), int(block)
+        self.kwargs = kwargs
         self.height, self.width = out.shape
         self._y0 = 0
         self._prob = np.zeros((0, self.width), np.float32)
@@ -308,28 +329,38 @@ class InstanceStitcher:
                 return
             w0 = max(c0 - self.margin, self._y0)
             r0, r1 = w0 - self._y0, need - self._y0
-            labels = instances_from_maps(self._prob[r0:r1], self._dist[r0:r1], **self.kwargs)
-            self._keep(labels, w0, c0, c1)
+            for b0 in range(0, self.width, self.block):
+                b1 = min(b0 + self.block, self.width)
+                x0, x1 = max(b0 - self.margin, 0), min(b1 + self.margin, self.width)
+                labels = instances_from_maps(self._prob[r0:r1, x0:x1], self._dist[r0:r1, x0:x1], **self.kwargs)
+                self._keep(labels, w0, x0, (c0, c1), (b0, b1))
             self._core = c1
             drop = max(0, c1 - self.margin - self._y0)
             if drop:
                 self._prob, self._dist = self._prob[drop:].copy(), self._dist[drop:].copy()
                 self._y0 += drop
 
-    def _keep(self, labels: np.ndarray, w0: int, c0: int, c1: int) -> None:
+    def _keep(self, labels: np.ndarray, y0: int, x0: int, rows: tuple[int, int], cols: tuple[int, int]) -> None:
+        """Write the objects of ``labels`` (window at ``(y0, x0)``) whose centroid lies in the core."""
         n = int(labels.max())
         if n == 0:
             return
+        h, w = labels.shape
         flat = labels.ravel()
         area = np.bincount(flat, minlength=n + 1).astype(np.float64)
-        rows = np.repeat(np.arange(labels.shape[0], dtype=np.float64), labels.shape[1])
-        cy = np.bincount(flat, weights=rows, minlength=n + 1) / np.maximum(area, 1) + w0
-        keep = (cy >= c0) & (cy < c1) & (area > 0)
+        cy = np.bincount(flat, weights=np.repeat(np.arange(h, dtype=np.float64), w), minlength=n + 1)
+        cx = np.bincount(flat, weights=np.tile(np.arange(w, dtype=np.float64), h), minlength=n + 1)
+        cy = cy / np.maximum(area, 1) + y0
+        cx = cx / np.maximum(area, 1) + x0
+        keep = (cy >= rows[0]) & (cy < rows[1]) & (cx >= cols[0]) & (cx < cols[1]) & (area > 0)
         keep[0] = False
+        n_keep = int(keep.sum())
+        if n_keep == 0:
+            return
         lut = np.zeros(n + 1, np.int32)
-        lut[keep] = np.arange(self.n_objects + 1, self.n_objects + 1 + int(keep.sum()), dtype=np.int32)
+        lut[keep] = np.arange(self.n_objects + 1, self.n_objects + 1 + n_keep, dtype=np.int32)
         new = lut[labels]
-        target = self.out[w0: w0 + labels.shape[0]]
+        target = self.out[y0: y0 + h, x0: x0 + w]
         write = (new > 0) & (target == 0)
         target[write] = new[write]
-        self.n_objects += int(keep.sum())
+        self.n_objects += n_keep
