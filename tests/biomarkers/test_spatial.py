@@ -175,3 +175,18 @@ def test_bad_input(rng):
         ripley(cells, [-1.0])
     with pytest.raises(ValueError, match="mpp"):
         cell_spatial_stats(cells, g, regions=np.zeros((5, 5), np.int32))
+
+
+def test_enrichment_equals_naive_permutation_test(rng, seed):
+    """Same seed, same permutations: the numba edge pass equals a plain bincount over the edges."""
+    cells = _clustered(rng, n_clusters=8, per=20)
+    g = build_graph_delaunay(cells)
+    res = neighbourhood_enrichment(g, cells, n_perms=30, seed=seed)
+    codes = cells["class"].cat.codes.to_numpy()
+    coo = g.connectivities.tocoo()
+    count = lambda k: np.bincount(k[coo.row] * 2 + k[coo.col], minlength=4)
+    perm_rng = np.random.default_rng(seed)
+    perms = np.array([count(perm_rng.permutation(codes)) for _ in range(30)])
+    np.testing.assert_array_equal(res["count"].to_numpy().ravel(), count(codes))
+    z = (count(codes) - perms.mean(0)) / perms.std(0, ddof=1)
+    np.testing.assert_allclose(res["zscore"].to_numpy().ravel(), z, rtol=1e-12)

@@ -156,21 +156,25 @@ class CellGraph:
         return adata
 
 
+def _from_csr(pattern: sparse.csr_matrix, xy, ids, params) -> CellGraph:
+    """A CellGraph from the sparsity pattern of ``pattern`` (duplicates summed, values ignored)."""
+    pattern.sum_duplicates()  # C++: merges repeated (i, j) entries and sorts indices
+    n = pattern.shape[0]
+    rows = np.repeat(np.arange(n), np.diff(pattern.indptr))
+    d = np.hypot(*(xy[rows] - xy[pattern.indices]).T) if rows.size else np.zeros(0)
+    dist = sparse.csr_matrix((d, pattern.indices.copy(), pattern.indptr.copy()), shape=(n, n))
+    conn = sparse.csr_matrix((np.ones(d.size, np.float32), pattern.indices.copy(), pattern.indptr.copy()),
+                             shape=(n, n))
+    return CellGraph(conn, dist, np.asarray(ids), xy, params)
+
+
 def _from_edges(rows, cols, xy, ids, n, params, *, symmetric: bool) -> CellGraph:
     rows = np.asarray(rows, np.int64)
     cols = np.asarray(cols, np.int64)
     if symmetric:
         rows, cols = np.concatenate([rows, cols]), np.concatenate([cols, rows])
-    if rows.size:  # one entry per directed edge (kNN pairs can appear from both ends)
-        key = np.unique(rows * max(n, 1) + cols)
-        rows, cols = key // n, key % n
-    d = np.hypot(*(xy[rows] - xy[cols]).T) if rows.size else np.zeros(0)
-    dist = sparse.csr_matrix((d, (rows, cols)), shape=(n, n))
-    dist.sort_indices()
-    conn = dist.copy()
-    conn.data = np.ones_like(conn.data, dtype=np.float32)
-    conn = conn.astype(np.float32)
-    return CellGraph(conn, dist, np.asarray(ids), xy, params)
+    pattern = sparse.csr_matrix((np.ones(rows.size, np.int8), (rows, cols)), shape=(n, n))
+    return _from_csr(pattern, xy, ids, params)
 
 
 def build_graph_knn(cells: Any, k: int = 6, *, symmetric: bool = False) -> CellGraph:
@@ -204,17 +208,25 @@ def build_graph_knn(cells: Any, k: int = 6, *, symmetric: bool = False) -> CellG
     params = {"method": "knn", "k": int(k), "symmetric": bool(symmetric)}
     if kk == 0:
         return _from_edges([], [], xy, ids, n, params, symmetric=False)
-    _, nb = cKDTree(xy).query(xy, k=kk + 1, workers=-1)
-    nb = nb.reshape(n, kk + 1)
-    # Drop self (normally column 0; with duplicate points self may sit elsewhere).
-    me = np.arange(n)[:, None]
-    is_self = nb == me
-    drop = np.where(is_self.any(1), is_self.argmax(1), kk)
-    keep = np.ones_like(nb, bool)
-    keep[np.arange(n), drop] = False
-    cols = nb[keep].reshape(n, kk).ravel()
-    rows = np.repeat(np.arange(n), kk)
-    return _from_edges(rows, cols, xy, ids, n, params, symmetric=symmetric)
+    order = spatial_order(xy)
+    xs = xy[order]
+    _, nb_s = cKDTree(xs).query(xs, k=kk + 1, workers=-1)
+    nb = np.empty((n, kk + 1), np.int64)
+    nb[order] = order[nb_s.reshape(n, kk + 1)]  # back to the caller's order
+    # Drop self: normally column 0; with duplicate points self may sit elsewhere (or be pushed
+    # out by k + 1 duplicates, then the last column goes).
+    is_self = nb == np.arange(n)[:, None]
+    if is_self[:, 0].all():
+        cols = nb[:, 1:]
+    else:
+        drop = np.where(is_self.any(1), is_self.argmax(1), kk)
+        keep = np.ones_like(nb, bool)
+        keep[np.arange(n), drop] = False
+        cols = nb[keep].reshape(n, kk)
+    pattern = sparse.csr_matrix((np.ones(n * kk, np.int8), cols.ravel(), np.arange(0, n * kk + 1, kk)), shape=(n, n))
+    if symmetric:
+        pattern = (pattern + pattern.T).tocsr()
+    return _from_csr(pattern, xy, ids, params)
 
 
 def build_graph_radius(cells: Any, radius_um: float) -> CellGraph:
@@ -233,18 +245,41 @@ def build_graph_radius(cells: Any, radius_um: float) -> CellGraph:
                        {"method": "radius", "radius_um": float(radius_um)}, symmetric=True)
 
 
-def delaunay_edges(xy: np.ndarray) -> tuple[np.ndarray, Delaunay | None]:
-    """``(E, 2)`` unique undirected edges (i < j) of the Delaunay triangulation, and the triangulation."""
+def spatial_order(xy: np.ndarray) -> np.ndarray:
+    """A permutation that puts nearby points next to each other (serpentine scan of a grid).
+
+    Querying a k-d tree or triangulating in this order is 2-3x faster for large N (memory
+    locality); results are mapped back to the caller's order.
+    """
     n = len(xy)
+    if n < 2:
+        return np.arange(n)
+    lo, hi = xy.min(0), xy.max(0)
+    side = max(float(np.sqrt(max((hi - lo).prod(), 1e-12) * 16.0 / n)), 1e-9)  # ~16 points per cell
+    cells = np.floor((xy - lo) / side).astype(np.int64)
+    ny = int(cells[:, 1].max()) + 1
+    col = np.where(cells[:, 0] % 2 == 0, cells[:, 1], ny - 1 - cells[:, 1])
+    return np.argsort(cells[:, 0] * ny + col, kind="stable")
+
+
+def delaunay_edges(xy: np.ndarray) -> tuple[np.ndarray, Delaunay | None, np.ndarray]:
+    """Delaunay edges ``(E, 2)`` (unique, i < j, indices into ``xy``), the triangulation, and its point order.
+
+    The triangulation is built on ``xy[order]`` (see :func:`spatial_order`): its simplices
+    index ``xy[order]``.
+    """
+    n = len(xy)
+    order = np.arange(n)
     if n < 3:
         e = np.array([[0, 1]]) if n == 2 else np.zeros((0, 2), np.int64)
-        return e.astype(np.int64), None
-    tri = Delaunay(xy)
-    s = tri.simplices.astype(np.int64)
-    e = np.concatenate([s[:, [0, 1]], s[:, [1, 2]], s[:, [0, 2]]])
-    e.sort(axis=1)
-    key = np.unique(e[:, 0] * n + e[:, 1])
-    return np.stack([key // n, key % n], 1), tri
+        return e.astype(np.int64), None, order
+    order = spatial_order(xy)
+    tri = Delaunay(xy[order])
+    indptr, indices = tri.vertex_neighbor_vertices  # CSR adjacency straight from Qhull
+    rows = order[np.repeat(np.arange(n), np.diff(indptr))]
+    cols = order[indices]
+    keep = rows < cols
+    return np.stack([rows[keep], cols[keep]], 1).astype(np.int64), tri, order
 
 
 def build_graph_delaunay(cells: Any, max_edge_um: float | None = None) -> CellGraph:
@@ -259,7 +294,7 @@ def build_graph_delaunay(cells: Any, max_edge_um: float | None = None) -> CellGr
     if max_edge_um is not None and (not np.isfinite(max_edge_um) or max_edge_um <= 0):
         raise ValueError(f"max_edge_um must be a positive number of µm or None, got {max_edge_um!r}")
     xy, ids = cell_coordinates(cells)
-    e, _ = delaunay_edges(xy)
+    e, _, _ = delaunay_edges(xy)
     if max_edge_um is not None and len(e):
         e = e[np.hypot(*(xy[e[:, 0]] - xy[e[:, 1]]).T) <= max_edge_um]
     return _from_edges(e[:, 0], e[:, 1], xy, ids, len(xy),

@@ -8,6 +8,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numba
 import numpy as np
 import pandas as pd
 from scipy import sparse
@@ -30,14 +31,26 @@ __all__ = [
 ]
 
 
+@numba.njit(cache=True)
+def _edge_class_counts(codes, rows, cols, c):
+    """``(C * C,)`` number of edges from class a to class b (cells with code < 0 are skipped)."""
+    out = np.zeros(c * c, np.float64)
+    for e in range(rows.size):
+        a = codes[rows[e]]
+        b = codes[cols[e]]
+        if a >= 0 and b >= 0:
+            out[a * c + b] += 1.0
+    return out
+
+
 def neighbourhood_enrichment(graph: CellGraph, classes: Any, *, n_perms: int = 1000, seed: int = 0
                              ) -> dict[str, pd.DataFrame]:
     """Neighbourhood enrichment z-scores between classes (permutation test, as squidpy's ``nhood_enrichment``).
 
     The observed number of graph edges from class ``a`` to class ``b`` is compared with
     its distribution when class labels are permuted over the cells (``n_perms`` seeded
-    permutations). Counts for all permutations are computed with one ``bincount`` over
-    the edge list per batch of permutations (a sparse product ``Sᵀ A S`` with one-hot ``S``).
+    permutations). The observed counts are the sparse product ``Sᵀ A S`` (one-hot ``S``);
+    each permutation's counts are the same product computed by one numba pass over the edges.
 
     Parameters
     ----------
@@ -60,28 +73,24 @@ def neighbourhood_enrichment(graph: CellGraph, classes: Any, *, n_perms: int = 1
     if n_perms < 2:
         raise ValueError(f"n_perms must be >= 2, got {n_perms}")
     c = len(names)
-    coo = graph.connectivities.tocoo()
-    valid = (codes[coo.row] >= 0) & (codes[coo.col] >= 0)
-    r, q = coo.row[valid].astype(np.int64), coo.col[valid].astype(np.int64)
-    obs = np.bincount(codes[r] * c + codes[q], minlength=c * c).reshape(c, c).astype(np.float64)
+    a = graph.connectivities
+    # Observed counts: the sparse product S^T A S with one-hot class indicators S (N x C).
+    lab = codes >= 0
+    onehot = sparse.csr_matrix((np.ones(int(lab.sum())), (np.flatnonzero(lab), codes[lab])), shape=(len(codes), c))
+    obs = np.asarray((onehot.T @ a @ onehot).todense(), np.float64)
+    # Permuted counts: the same product for shuffled labels, as one pass over the edge list per
+    # permutation in a numba kernel (equal to the sparse product, ~10x faster for a million cells).
+    rows = np.repeat(np.arange(a.shape[0], dtype=np.int64), np.diff(a.indptr))
+    cols = a.indices.astype(np.int64)
     rng = np.random.default_rng(seed)
-    labelled = np.flatnonzero(codes >= 0)
-    batch = max(1, int(2e7 // max(r.size, 1)))
-    sums = np.zeros(c * c)
-    sq = np.zeros(c * c)
-    done = 0
-    while done < n_perms:
-        b = min(batch, n_perms - done)
-        perm = np.broadcast_to(codes, (b, codes.size)).copy()
-        for i in range(b):  # loop over permutations (not objects): shuffle the labelled cells' classes
-            perm[i, labelled] = rng.permutation(codes[labelled])
-        idx = (np.arange(b)[:, None] * (c * c) + perm[:, r] * c + perm[:, q]).ravel()
-        counts = np.bincount(idx, minlength=b * c * c).reshape(b, c * c).astype(np.float64)
-        sums += counts.sum(0)
-        sq += (counts**2).sum(0)
-        done += b
-    mean = sums / n_perms
-    std = np.sqrt(np.maximum(sq / n_perms - mean**2, 0) * n_perms / (n_perms - 1))
+    labelled = np.flatnonzero(lab)
+    counts = np.empty((n_perms, c * c))
+    perm = codes.copy()
+    for i in range(n_perms):  # loop over permutations, not over cells
+        perm[labelled] = rng.permutation(codes[labelled])
+        counts[i] = _edge_class_counts(perm, rows, cols, c)
+    mean = counts.mean(0)
+    std = counts.std(0, ddof=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         z = (obs.ravel() - mean) / std
     frame = lambda a: pd.DataFrame(a.reshape(c, c), index=pd.Index(names, name="class"), columns=names)
@@ -279,7 +288,7 @@ def graph_statistics(cells: Any) -> dict[str, float]:
     image edge) are left out.
     """
     xy, _ = cell_coordinates(cells)
-    e, tri = delaunay_edges(xy)
+    e, tri, order = delaunay_edges(xy)
     out = {}
     lengths = np.hypot(*(xy[e[:, 0]] - xy[e[:, 1]]).T) if len(e) else np.zeros(0)
     out.update(_dist_stats("delaunay_edge_um", lengths))
@@ -287,11 +296,12 @@ def graph_statistics(cells: Any) -> dict[str, float]:
         out.update(_dist_stats("delaunay_triangle_area_um2", np.zeros(0)))
         out.update(_dist_stats("voronoi_area_um2", np.zeros(0)))
     else:
+        xs = xy[order]  # the triangulation's point order
         s = tri.simplices
-        p0, p1, p2 = xy[s[:, 0]], xy[s[:, 1]], xy[s[:, 2]]
+        p0, p1, p2 = xs[s[:, 0]], xs[s[:, 1]], xs[s[:, 2]]
         cross = (p1[:, 0] - p0[:, 0]) * (p2[:, 1] - p0[:, 1]) - (p1[:, 1] - p0[:, 1]) * (p2[:, 0] - p0[:, 0])
         out.update(_dist_stats("delaunay_triangle_area_um2", 0.5 * np.abs(cross)))
-        out.update(_dist_stats("voronoi_area_um2", _voronoi_areas(xy, tri)))
+        out.update(_dist_stats("voronoi_area_um2", _voronoi_areas(xs, tri)))
     n = len(xy)
     if len(e):
         g = sparse.csr_matrix((lengths + 1e-12, (e[:, 0], e[:, 1])), shape=(n, n))

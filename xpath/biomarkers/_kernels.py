@@ -188,8 +188,8 @@ def hull_kernel(offsets, rows, cols, bbox):
                     lo = max(lo, rhs / ey)
                 elif rhs < -1e-9:
                     lo = np.inf  # row outside a horizontal edge
-            first = max(int(math.ceil(lo - 1e-9)), bbox[i, 1])
-            last = min(int(math.floor(hi + 1e-9)), bbox[i, 3] - 1)
+            first = max(math.ceil(lo - 1e-9), bbox[i, 1])
+            last = min(math.floor(hi + 1e-9), bbox[i, 3] - 1)
             if last >= first:
                 area += last - first + 1
                 rr[m2] = r

@@ -18,7 +18,7 @@ from scipy import ndimage, sparse
 from scipy.spatial import cKDTree
 
 from .._types import check_mpp
-from ._graph import CellGraph, cell_coordinates
+from ._graph import CellGraph, cell_coordinates, spatial_order
 
 __all__ = ["cell_spatial_stats", "class_codes", "signed_region_distance"]
 
@@ -68,15 +68,57 @@ def _triangles(indptr, indices):
     return t
 
 
+@numba.njit(cache=True)
+def _count_within(xs, cell_start, nx, ny, radius):
+    """Points ``xs`` sorted by grid cell (x-major); counts other points within ``radius`` of each."""
+    n = xs.shape[0]
+    out = np.zeros(n, np.int64)
+    r2 = radius * radius
+    gx = 0
+    for cell in range(nx * ny):
+        gx = cell // ny
+        gy = cell - gx * ny
+        for i in range(cell_start[cell], cell_start[cell + 1]):
+            c = 0
+            for ax in range(max(gx - 1, 0), min(gx + 2, nx)):
+                a = ax * ny + max(gy - 1, 0)
+                b = ax * ny + min(gy + 1, ny - 1)
+                for j in range(cell_start[a], cell_start[b + 1]):  # 3 cells of a column are contiguous
+                    dx = xs[j, 0] - xs[i, 0]
+                    dy = xs[j, 1] - xs[i, 1]
+                    if dx * dx + dy * dy <= r2:
+                        c += 1
+            out[i] = c - 1  # not itself
+    return out
+
+
+def neighbours_within(xy: np.ndarray, radius: float) -> np.ndarray:
+    """``(N,)`` number of other points within ``radius`` (inclusive), by a uniform grid of cell size ``radius``."""
+    n = len(xy)
+    if n == 0:
+        return np.zeros(0, np.int64)
+    lo = xy.min(0)
+    cells = np.floor((xy - lo) / radius).astype(np.int64)
+    nx, ny = int(cells[:, 0].max()) + 1, int(cells[:, 1].max()) + 1
+    if nx * ny > 4 * n + 1024:  # very sparse points: the tree is cheaper than a huge empty grid
+        return cKDTree(xy).query_ball_point(xy, radius, return_length=True, workers=-1) - 1
+    key = cells[:, 0] * ny + cells[:, 1]
+    order = np.argsort(key, kind="stable")
+    cell_start = np.searchsorted(key[order], np.arange(nx * ny + 1))
+    counts = _count_within(np.ascontiguousarray(xy[order]), cell_start, nx, ny, radius)
+    out = np.empty(n, np.int64)
+    out[order] = counts
+    return out
+
+
 def clustering_coefficient(graph: CellGraph) -> np.ndarray:
     """``(N,)`` local clustering coefficient of the undirected version of the graph (0 if degree < 2)."""
     a = graph.connectivities
-    u = ((a + a.T) > 0).astype(np.int8).tocsr()
-    u.setdiag(0)
-    u.eliminate_zeros()
-    u.sort_indices()
-    tri = _triangles(u.indptr.astype(np.int64), u.indices.astype(np.int64))
-    deg = np.diff(u.indptr).astype(np.float64)
+    u = (a + a.T).tocsr()  # pattern of the undirected graph (values irrelevant)
+    u.sum_duplicates()
+    indptr, indices = u.indptr.astype(np.int64), u.indices.astype(np.int64)
+    tri = _triangles(indptr, indices)
+    deg = np.diff(indptr).astype(np.float64)  # the graph builders never make self-loops
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(deg > 1, 2 * tri / (deg * (deg - 1)), 0.0)
 
@@ -155,8 +197,7 @@ def cell_spatial_stats(
     if nz.any():
         dmin[nz] = np.minimum.reduceat(dist.data, dist.indptr[:-1][nz])
     out[pre + "neighbour_distance_min_um"] = dmin
-    tree = cKDTree(xy) if n else None
-    count = tree.query_ball_point(xy, density_radius_um, return_length=True, workers=-1) - 1 if n else np.zeros(0)
+    count = neighbours_within(xy, float(density_radius_um))
     out[pre + "local_density_per_mm2"] = count / (math.pi * (density_radius_um / 1000.0) ** 2)
     out[pre + "clustering_coefficient"] = clustering_coefficient(graph)
 
@@ -172,15 +213,17 @@ def cell_spatial_stats(
                 comp = comp / np.where(deg > 0, deg, np.nan)[:, None]
             for k, name in enumerate(names):
                 out[f"{pre}neighbours_frac.{name}"] = comp[:, k]
+            order = spatial_order(xy)  # query in a spatially coherent order (2-3x faster)
+            xs = xy[order]
             for k, name in enumerate(names):
-                members = np.flatnonzero(codes == k)
+                members = np.flatnonzero(codes[order] == k)  # positions in xs
                 near = np.full(n, np.inf)
                 if members.size:
                     kq = min(2, members.size)
-                    d, j = cKDTree(xy[members]).query(xy, k=kq, workers=-1)
+                    d, j = cKDTree(xs[members]).query(xs, k=kq, workers=-1)
                     d, j = d.reshape(n, kq), j.reshape(n, kq)
                     self_hit = members[j[:, 0]] == np.arange(n)
-                    near = np.where(self_hit, d[:, 1] if kq > 1 else np.inf, d[:, 0])
+                    near[order] = np.where(self_hit, d[:, 1] if kq > 1 else np.inf, d[:, 0])
                 out[f"{pre}nearest_um.{name}"] = near
 
     if regions is not None:
