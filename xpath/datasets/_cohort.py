@@ -22,23 +22,23 @@ __all__ = ["SyntheticCohort", "synthetic_cohort"]
 _INFORMATIVE = {
     "nucleus.shape.area_um2.mean": (42.0, 9.0),
     "nucleus.shape.eccentricity.mean": (0.62, 0.07),
-    "nucleus.intensity.hematoxylin.mean": (0.85, 0.12),
-    "cell.density.lymphocyte_per_mm2": (900.0, 250.0),
-    "graph.degree.mean": (5.6, 0.5),
+    "nucleus.stain.hematoxylin.mean": (0.85, 0.12),
+    "region.density_per_mm2.lymphocyte.tumour": (900.0, 250.0),
+    "cell.spatial.degree.mean": (5.6, 0.5),
 }
 DEFAULT_LOG_HR = {
     "nucleus.shape.area_um2.mean": 0.7,
     "nucleus.shape.eccentricity.mean": 0.5,
-    "nucleus.intensity.hematoxylin.mean": 0.45,
-    "cell.density.lymphocyte_per_mm2": -0.6,
-    "graph.degree.mean": -0.4,
+    "nucleus.stain.hematoxylin.mean": 0.45,
+    "region.density_per_mm2.lymphocyte.tumour": -0.6,
+    "cell.spatial.degree.mean": -0.4,
 }
 DEFAULT_LOG_OR = {
     "nucleus.shape.area_um2.mean": 1.2,
     "nucleus.shape.eccentricity.mean": 0.9,
-    "nucleus.intensity.hematoxylin.mean": 0.8,
-    "cell.density.lymphocyte_per_mm2": -1.0,
-    "graph.degree.mean": -0.7,
+    "nucleus.stain.hematoxylin.mean": 0.8,
+    "region.density_per_mm2.lymphocyte.tumour": -1.0,
+    "cell.spatial.degree.mean": -0.7,
 }
 
 

@@ -9,6 +9,7 @@ and the figures (PNG or SVG) atomically: the folder appears complete or not at a
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -34,14 +35,23 @@ def catalog_entries(features: Sequence[str]) -> pd.DataFrame:
     except Exception as err:  # noqa: BLE001 - the catalogue is optional: any failure means names only
         logger.info("feature catalogue unavailable (%s); listing names only", err)
         catalog = {}
+    if not isinstance(catalog, dict):
+        catalog = {}
+    # template names such as "region.density_per_mm2.{class}.{region}" match any filled-in name
+    templates = [(re.compile("^" + re.sub(r"\\\{[^}]*\\\}", r"[^.]+", re.escape(k)) + "$"), k)
+                 for k in catalog if "{" in k]
     rows = []
     for f in features:
         parts = str(f).split(".")
         entry, matched = None, ""
         for k in range(len(parts), 0, -1):
             key = ".".join(parts[:k])
-            if isinstance(catalog, dict) and key in catalog:
+            if key in catalog:
                 entry, matched = catalog[key], key
+                break
+            hit = next((name for rx, name in templates if rx.match(key)), None)
+            if hit is not None:
+                entry, matched = catalog[hit], hit
                 break
         if isinstance(entry, dict):
             rows.append((f, matched, str(entry.get("definition", "")), str(entry.get("unit", "")),

@@ -60,7 +60,7 @@ def univariable_screen(X, durations_or_y, events=None, *, progress: bool = False
     >>> c = synthetic_cohort(300, n_null=5, seed=0)
     >>> table = univariable_screen(c.X, c.durations, c.events)
     >>> table.index[0], bool(table["q"].iloc[0] < 0.05)
-    ('cell.density.lymphocyte_per_mm2', True)
+    ('region.density_per_mm2.lymphocyte.tumour', True)
     """
     from tqdm.auto import tqdm
 
