@@ -6,6 +6,7 @@ import logging
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from scipy import ndimage
@@ -169,19 +170,13 @@ def test_segment_real_tiny_model(tiny, tissue):
     assert not ((inst > 0) & ~seg.semantic["nuclei"]).any(), "instances lie inside the semantic mask"
     table = seg.classes.set_index("prompt")
     assert list(seg.classes.columns) == ["prompt", "label", "structure", "presence", "n_instances", "area_fraction"]
-    assert table.loc["stroma", "structure"] == "tissue" and table.loc["stroma", "n_instances"] is pd_na()
+    assert table.loc["stroma", "structure"] == "tissue" and pd.isna(table.loc["stroma", "n_instances"])
     assert table.loc["nuclei", "n_instances"] == len(np.unique(inst)) - 1
     assert table.loc["nuclei", "area_fraction"] == pytest.approx(seg.semantic["nuclei"].mean())
     lab = seg.to_label_image("stroma")
     assert lab.dtype == np.int32 and ((lab > 0) == seg.semantic["stroma"]).all()
     ax = seg.plot()
     assert ax.__class__.__name__ == "Axes"
-
-
-def pd_na():
-    import pandas as pd
-
-    return pd.NA
 
 
 def test_predictor_cache_matches_streaming_on_real_model(tiny, tissue):
@@ -200,6 +195,33 @@ def test_named_model_warns_that_decoder_is_untrained(caplog, tissue):
         seg = segment(tissue.image[:64, :64], ["stroma"], model="xpath_tiny", device="cpu", progress=False)
     assert "untrained" in caplog.text
     assert seg.model == "xpath_tiny"
+
+
+def test_checkpoint_path_gives_the_same_result_as_the_model(tiny, tissue, tmp_path):
+    from xpath.segmentation import save_checkpoint
+
+    path = save_checkpoint(tiny, tmp_path / "tiny.pt")
+    img = tissue.image[:96, :112]
+    a = segment(img, ["nuclei"], model=tiny, progress=False, return_probabilities=True)
+    b = segment(img, ["nuclei"], model=str(path), device="cpu", progress=False, return_probabilities=True)
+    np.testing.assert_allclose(a.probabilities["nuclei"].astype(np.float32),
+                               b.probabilities["nuclei"].astype(np.float32), atol=2e-3)
+    assert a.presence["nuclei"] == pytest.approx(b.presence["nuclei"], abs=1e-5)
+
+
+def test_device_none_prefers_cuda_then_mps_then_cpu(monkeypatch):
+    from xpath.segmentation.predictor import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    if getattr(torch.backends, "mps", None) is not None:
+        monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert resolve_device(None).type == "cpu"
+    if getattr(torch.backends, "mps", None) is not None:
+        monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+        assert resolve_device(None).type == "mps"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device(None).type == "cuda"
+    assert resolve_device("cpu").type == "cpu"
 
 
 # ---------------------------------------------------------------- bad input
