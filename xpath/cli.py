@@ -170,14 +170,15 @@ def _report(args: argparse.Namespace) -> int:
 
     drop = [c for c in (*needed, "slide_id", "image", "path", "patient") if c in table.columns]
     X = table.drop(columns=drop).select_dtypes("number")
-    report = explain.BiomarkerReport(title=args.title)
+    report = explain.BiomarkerReport(title=args.title, progress=False)
+    groups = table[args.group].to_numpy() if args.group else None
     if args.duration:
-        report.fit(X, durations=table[args.duration], events=table[args.event],
-                   groups=table[args.group] if args.group else None)
+        report.fit(X, table[args.duration].to_numpy(), table[args.event].to_numpy(), groups=groups)
     else:
-        report.fit(X, y=table[args.label], groups=table[args.group] if args.group else None)
-    written = report.render(args.out)
-    _print_outputs("report written:", written if isinstance(written, (list, tuple)) else [written])
+        report.fit(X, table[args.label].to_numpy(), groups=groups)
+    folder = Path(report.render(args.out))
+    print(f"top biomarkers: {', '.join(report.top_features_[:5])}")
+    _print_outputs("report written:", [folder / "report.md", folder / "report.html"])
     return EXIT_OK
 
 

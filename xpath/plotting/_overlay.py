@@ -129,6 +129,8 @@ def plot_instances(
     cmap: str = "coolwarm",
     alpha: float = 0.7,
     center: float | None = None,
+    vmin: float | None = None,
+    vmax: float | None = None,
     colorbar: bool = True,
     label: str | None = None,
     categorical_colors: Mapping[str, object] | None = None,
@@ -149,6 +151,9 @@ def plot_instances(
         Colour map for numeric values.
     center : float, optional
         Centre the colour scale on this value (e.g. 0 for SHAP values).
+    vmin, vmax : float, optional
+        Fixed ends of the colour scale (default: the range of the values), so that several
+        panels share one scale.
     colorbar : bool
     label : str, optional
         Colour-bar label.
@@ -185,7 +190,11 @@ def plot_instances(
             v = series.to_numpy(np.float64)
             finite = np.isfinite(v)
             lo, hi = (np.nanmin(v[finite]), np.nanmax(v[finite])) if finite.any() else (0.0, 1.0)
-            if center is not None:
+            lo = lo if vmin is None else float(vmin)
+            hi = hi if vmax is None else float(vmax)
+            if center is not None and vmin is not None and vmax is not None:
+                norm = TwoSlopeNorm(vcenter=center, vmin=lo, vmax=hi)
+            elif center is not None:
                 span = max(abs(lo - center), abs(hi - center), 1e-12)
                 norm = TwoSlopeNorm(vcenter=center, vmin=center - span, vmax=center + span)
             else:
