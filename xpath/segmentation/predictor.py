@@ -33,7 +33,7 @@ import pandas as pd
 from .._types import check_boxes, check_image, check_mpp
 from ..ontology import STRUCTURES
 from ._result import Segmentation
-from .tiling import InstanceStitcher, extract_tile, predict_tiled, tile_starts
+from .tiling import InstanceStitcher, extract_tile, predict_tiled, tile_batches, tile_starts
 
 __all__ = ["TextPromptPredictor", "check_prompts", "prompt_structure", "resolve_device", "segment"]
 
@@ -213,7 +213,8 @@ class TextPromptPredictor:
         Cache the encoded features in :meth:`set_image` when the image has at most this
         many tiles; larger images are encoded tile by tile in every :meth:`predict`.
     max_object_um : float
-        Largest object height expected (µm); sets the context of the strip-wise watershed.
+        Largest object extent expected (µm); sets the context (margin) of the block-wise
+        watershed that keeps objects crossing tile borders whole.
     progress : bool
         Show tqdm progress bars.
 
@@ -303,10 +304,13 @@ class TextPromptPredictor:
         n_tiles = len(tile_starts(work.shape[0], self.tile, self.overlap)) * len(
             tile_starts(work.shape[1], self.tile, self.overlap))
         if n_tiles <= self.cache_tiles:
+            from tqdm.auto import tqdm
+
             self._cache = {}
-            predict_tiled(work, self._encode_into_cache, tile=self.tile, overlap=self.overlap, n_maps=1,
-                          on_band=lambda y, band: None, batch_size=self.batch_size, progress=self.progress,
-                          desc="encode")
+            batches = tile_batches(work.shape[:2], self.tile, self.overlap, self.batch_size)
+            for origins in tqdm(batches, desc="encode", unit="batch", disable=not self.progress):
+                tiles = np.stack([extract_tile(work, y, x, self.tile) for y, x in origins])
+                self._cache[tuple(origins)] = self._encode(tiles)
         else:
             logger.info("image has %d tiles (> cache_tiles=%d): features are computed while predicting",
                         n_tiles, self.cache_tiles)
@@ -317,10 +321,6 @@ class TextPromptPredictor:
 
         with torch.inference_mode():
             return self.model.encode_image(self.model.preprocess(tiles))
-
-    def _encode_into_cache(self, tiles: np.ndarray, origins: Sequence[tuple[int, int]]):
-        self._cache[tuple(origins)] = self._encode(tiles)
-        return np.zeros((len(tiles), 1, 1, 1), np.float32), None
 
     # ---------------------------------------------------------------- prompts
     def _spatial(self, boxes: Any, points: Any, n_prompts: int):

@@ -32,6 +32,7 @@ __all__ = [
     "axis_weights",
     "extract_tile",
     "predict_tiled",
+    "tile_batches",
     "tile_starts",
 ]
 
@@ -170,6 +171,24 @@ class RowBlender:
         return start, band
 
 
+def tile_batches(shape: tuple[int, int], tile: int, overlap: int, batch_size: int) -> list[list[tuple[int, int]]]:
+    """The ``(y, x)`` origins of the tiles of an image of ``shape``, row-major, in batches.
+
+    :func:`predict_tiled` visits tiles in exactly this order and batching, so per-batch
+    results (e.g. cached features) can be keyed by the batch's origins.
+
+    Examples
+    --------
+    >>> tile_batches((100, 120), 64, 16, 4)
+    [[(0, 0), (0, 28), (0, 56), (36, 0)], [(36, 28), (36, 56)]]
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    ys, xs = tile_starts(shape[0], tile, overlap), tile_starts(shape[1], tile, overlap)
+    order = [(int(y), int(x)) for y in ys for x in xs]
+    return [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
+
+
 TileFn = Callable[[np.ndarray, Sequence[tuple[int, int]]], tuple[np.ndarray, np.ndarray]]
 
 
@@ -212,40 +231,36 @@ def predict_tiled(
     numpy.ndarray or None
         ``(S,)`` maximum over tiles of ``scalars`` (``None`` when ``fn`` returns none).
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     height, width = image.shape[:2]
+    batches = tile_batches((height, width), tile, overlap, batch_size)
     ys, xs = tile_starts(height, tile, overlap), tile_starts(width, tile, overlap)
-    wy, wx = axis_weights(ys, tile, height), axis_weights(xs, tile, width)
-    order = [(i, j) for i in range(len(ys)) for j in range(len(xs))]
+    wy = dict(zip(ys.tolist(), axis_weights(ys, tile, height)))
+    wx = dict(zip(xs.tolist(), axis_weights(xs, tile, width)))
     blender = RowBlender(n_maps, width)
     scal = None
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(order), desc=desc, unit="tile")
+        bar = tqdm(total=len(ys) * len(xs), desc=desc, unit="tile")
     try:
-        for b0 in range(0, len(order), batch_size):
-            batch = order[b0: b0 + batch_size]
-            origins = [(int(ys[i]), int(xs[j])) for i, j in batch]
+        for b, origins in enumerate(batches):
             tiles = np.stack([extract_tile(image, y, x, tile) for y, x in origins])
             maps, scalars = fn(tiles, origins)
-            if maps.shape[:2] != (len(batch), n_maps):
-                raise RuntimeError(f"fn returned maps of shape {maps.shape}, expected ({len(batch)}, {n_maps}, ...)")
-            for k, (i, j) in enumerate(batch):
-                weight = np.outer(wy[i], wx[j])
+            if maps.shape[:2] != (len(origins), n_maps):
+                raise RuntimeError(f"fn returned maps of shape {maps.shape}, expected ({len(origins)}, {n_maps}, ...)")
+            for k, (y, x) in enumerate(origins):
+                weight = np.outer(wy[y], wx[x])
                 h, w = weight.shape
-                blender.add(origins[k][0], origins[k][1], maps[k, :, :h, :w], weight)
+                blender.add(y, x, maps[k, :, :h, :w], weight)
             if scalars is not None:
                 s = np.asarray(scalars, np.float32).max(0)
                 scal = s if scal is None else np.maximum(scal, s)
-            nxt = b0 + batch_size
-            y_done = int(ys[order[nxt][0]]) if nxt < len(order) else height
+            y_done = batches[b + 1][0][0] if b + 1 < len(batches) else height
             if y_done > blender.y0:
                 on_band(*blender.pop(y_done))
             if bar is not None:
-                bar.update(len(batch))
+                bar.update(len(origins))
     finally:
         if bar is not None:
             bar.close()
