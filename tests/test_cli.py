@@ -67,6 +67,23 @@ def test_report_checks_columns(tmp_path, capsys):
 
 
 @pytest.mark.slow
+def test_report_renders_a_survival_report(tmp_path, capsys):
+    from xpath.datasets import synthetic_cohort
+
+    cohort = synthetic_cohort(100, n_null=5, seed=0)
+    cohort.frame().to_parquet(tmp_path / "features.parquet")
+    code = main(["report", str(tmp_path / "features.parquet"), "--duration", "duration", "--event", "event",
+                 "--group", "patient", "--exclude", "diagnosis", "--out", str(tmp_path / "report")])
+    assert code == EXIT_OK
+    out = capsys.readouterr().out
+    top = out.split("top biomarkers: ")[1].splitlines()[0].split(", ")
+    assert "diagnosis" not in top and set(top[:3]) & set(cohort.informative)
+    assert (tmp_path / "report" / "report.html").stat().st_size > 1000
+    assert main(["report", str(tmp_path / "features.parquet"), "--label", "diagnosis", "--exclude", "nope",
+                 "--out", str(tmp_path / "r2")]) == EXIT_USAGE
+
+
+@pytest.mark.slow
 def test_segment_and_analyze_write_their_outputs(tmp_path):
     """Plumbing with the small untrained model: the files appear and read back (not accuracy)."""
     image = _png(tmp_path / "tile.png", 1, size=160)

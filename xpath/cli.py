@@ -168,7 +168,10 @@ def _report(args: argparse.Namespace) -> int:
         raise ValueError("--duration needs --event (1 = event observed, 0 = censored)")
     from . import explain
 
-    drop = [c for c in (*needed, "slide_id", "image", "path", "patient") if c in table.columns]
+    excluded = [c for c in args.exclude or [] if c not in table.columns]
+    if excluded:
+        raise ValueError(f"--exclude names column(s) {excluded} that {path} does not have")
+    drop = [c for c in (*needed, *(args.exclude or []), "slide_id", "image", "path", "patient") if c in table.columns]
     X = table.drop(columns=drop).select_dtypes("number")
     report = explain.BiomarkerReport(title=args.title, progress=False)
     groups = table[args.group].to_numpy() if args.group else None
@@ -260,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--event", default=None, help="column of event indicators, 1 = event, 0 = censored")
     p.add_argument("--label", default=None, help="column of diagnoses (diagnostic report) instead of survival")
     p.add_argument("--group", default=None, help="column of patient ids for grouped cross-validation")
+    p.add_argument("--exclude", action="append", default=None, metavar="COL",
+                   help="a column that is not a candidate biomarker (e.g. another outcome); repeat for several. "
+                        "Non-numeric columns and slide_id/image/path/patient are left out anyway")
     p.add_argument("--title", default="xpath biomarker report", help="report title")
     p.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder")
     p.set_defaults(func=_report)
