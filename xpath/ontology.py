@@ -5,15 +5,25 @@ A label is a triple ``(region, structure, object)`` as in PathSeg (arXiv 2506.20
 site or ``"unspecified"``; ``object`` is the thing to segment. Its canonical prompt text
 follows the paper's template ``"{structure}-level {object} in {region} pathology"``.
 
+The vocabulary (:func:`load_vocabulary`, file ``xpath/vocabulary.json``) maps the native
+class names of public datasets (PanNuke, MoNuSeg, CoNSeP, Lizard/CoNIC, MoNuSAC, GlaS,
+CRAG, BCSS, CPM, Kumar, TNBC, NuInsSeg, NuCLS, EBHI-Seg, CryoNuSeg) to labels, with
+synonyms for free text ("lymphocytes" → inflammatory, "tumour"/"neoplastic"/"malignant
+epithelial" → tumor, "colorectal" → colon).
+
 This module sits at the bottom of the package: datasets and segmentation import it,
-it imports neither.
+it imports neither (and nothing heavy: only the standard library).
 """
 
 from __future__ import annotations
 
+import functools
+import json
+import re
 from dataclasses import dataclass
+from pathlib import Path
 
-__all__ = ["STRUCTURES", "UNSPECIFIED", "Label"]
+__all__ = ["STRUCTURES", "UNSPECIFIED", "Label", "Vocabulary", "known_labels", "load_vocabulary"]
 
 STRUCTURES = ("tissue", "cell", "nuclei")
 UNSPECIFIED = "unspecified"
@@ -54,3 +64,222 @@ class Label:
 
     def __str__(self) -> str:
         return self.prompt
+
+
+# --------------------------------------------------------------------------- vocabulary
+
+_VOCABULARY_FILE = Path(__file__).with_name("vocabulary.json")
+_PROMPT_RE = re.compile(r"^\s*(tissue|cell|nuclei)-level\s+(.+)\s+in\s+(.+?)\s+pathology\s*$", re.IGNORECASE)
+_STRUCTURE_WORDS = {
+    "nuclei": "nuclei", "nucleus": "nuclei", "nuclear": "nuclei",
+    "cell": "cell", "cells": "cell",
+    "tissue": "tissue", "tissues": "tissue", "region": "tissue", "regions": "tissue", "area": "tissue",
+    "areas": "tissue",
+}
+
+
+def _norm(term: str) -> str:
+    return " ".join(term.strip().lower().replace("_", " ").split())
+
+
+class Vocabulary:
+    """The label vocabulary: regions, objects, synonyms and every dataset's class names.
+
+    Read from the package file ``xpath/vocabulary.json`` by :func:`load_vocabulary`.
+
+    Examples
+    --------
+    >>> voc = load_vocabulary()
+    >>> voc.dataset_label("pannuke", "Neoplastic", region="Breast")
+    Label(region='breast', structure='nuclei', object='tumor')
+    >>> voc.normalize_object("lymphocytes")
+    'inflammatory'
+    >>> voc.lookup("tumour nuclei in colorectal tissue")
+    Label(region='colon', structure='nuclei', object='tumor')
+    """
+
+    def __init__(self, data: dict) -> None:
+        self.data = data
+        self.regions = tuple(sorted(data["regions"]))
+        self.objects = tuple(sorted(data["objects"]))
+        self.datasets = tuple(sorted(data["datasets"]))
+        self._region_terms: dict[str, str] = {}
+        for region, synonyms in data["regions"].items():
+            for term in [region, *synonyms]:
+                self._add_term(self._region_terms, term, region, "region")
+        self._object_terms: dict[str, str] = {}
+        for obj, spec in data["objects"].items():
+            for term in [obj, *spec.get("synonyms", [])]:
+                self._add_term(self._object_terms, term, obj, "object")
+        for obj, spec in data["objects"].items():
+            bad = set(spec["structures"]) - set(STRUCTURES)
+            if bad or (spec.get("parent") is not None and spec["parent"] not in data["objects"]):
+                raise ValueError(f"vocabulary object {obj!r} has bad structures {sorted(bad)} or parent")
+
+    @staticmethod
+    def _add_term(table: dict, term: str, value: str, kind: str) -> None:
+        key = _norm(term)
+        if table.get(key, value) != value:
+            raise ValueError(f"vocabulary {kind} term {term!r} maps to both {table[key]!r} and {value!r}")
+        table[key] = value
+
+    # ---------------------------------------------------------------- terms
+    def normalize_region(self, term: str) -> str:
+        """Canonical region for a region name or synonym (``"colorectal"`` → ``"colon"``).
+
+        Raises
+        ------
+        ValueError
+            Unknown region (lists the known ones).
+        """
+        key = _norm(term)
+        if key not in self._region_terms:
+            raise ValueError(f"unknown region {term!r}; known regions: {', '.join(self.regions)}")
+        return self._region_terms[key]
+
+    def normalize_object(self, term: str) -> str:
+        """Canonical object for an object name or synonym (``"tumour"`` → ``"tumor"``).
+
+        Raises
+        ------
+        ValueError
+            Unknown object (lists the known ones).
+        """
+        key = _norm(term)
+        if key not in self._object_terms:
+            raise ValueError(f"unknown object {term!r}; known objects: {', '.join(self.objects)}")
+        return self._object_terms[key]
+
+    def label(self, region: str, structure: str, object: str) -> Label:  # noqa: A002 - the standard's word
+        """A :class:`Label` with region and object normalised through the synonyms.
+
+        Raises
+        ------
+        ValueError
+            Unknown region/object, or an object not defined at ``structure`` level.
+        """
+        obj = self.normalize_object(object)
+        allowed = self.data["objects"][obj]["structures"]
+        if structure not in allowed:
+            raise ValueError(f"object {obj!r} is defined at structure levels {allowed}, not {structure!r}")
+        return Label(self.normalize_region(region), structure, obj)
+
+    def parent(self, label: Label) -> Label | None:
+        """The broader label (``neutrophil`` → ``inflammatory``), or ``None``."""
+        parent = self.data["objects"][label.object].get("parent")
+        return None if parent is None else Label(label.region, label.structure, parent)
+
+    # ------------------------------------------------------------- datasets
+    def _dataset(self, dataset: str) -> dict:
+        key = _norm(dataset).replace(" ", "_")
+        key = self.data.get("dataset_aliases", {}).get(key, key)
+        if key not in self.data["datasets"]:
+            raise ValueError(f"unknown dataset {dataset!r}; known datasets: {', '.join(self.datasets)}")
+        return self.data["datasets"][key]
+
+    def dataset_classes(self, dataset: str) -> dict[str, str | None]:
+        """Native class name → canonical object (``None`` = not a label, e.g. "exclude")."""
+        return dict(self._dataset(dataset)["classes"])
+
+    def dataset_label(self, dataset: str, native_class: str, *, region: str | None = None) -> Label | None:
+        """The :class:`Label` of a dataset's native class (``None`` for ignored classes).
+
+        Parameters
+        ----------
+        dataset : str
+            Dataset name (case-insensitive; aliases such as ``"consep_train"`` work).
+        native_class : str
+            The class name as the dataset writes it (exact first, then case-insensitive).
+        region : str, optional
+            Region of the image for multi-organ sets (e.g. PanNuke's tissue type); default:
+            the dataset's region, ``"unspecified"`` for multi-organ sets.
+        """
+        spec = self._dataset(dataset)
+        classes = spec["classes"]
+        if native_class not in classes:
+            folded = {_norm(k): k for k in classes}
+            if _norm(native_class) not in folded:
+                raise ValueError(f"unknown class {native_class!r} of dataset {dataset!r}; known: {sorted(classes)}")
+            native_class = folded[_norm(native_class)]
+        obj = classes[native_class]
+        if obj is None:
+            return None
+        if region is None:
+            region = spec["region"] if spec["region"] != "per_image" else UNSPECIFIED
+        return self.label(region, spec["structure"], obj)
+
+    def dataset_labels(self, dataset: str) -> list[Label]:
+        """All labels a dataset yields (every listed region of multi-organ sets, and ``unspecified``)."""
+        spec = self._dataset(dataset)
+        default = spec["region"] if spec["region"] != "per_image" else UNSPECIFIED
+        regions = {default, *spec.get("regions", [])}
+        objs = {o for o in spec["classes"].values() if o is not None}
+        if spec["structure"] in ("nuclei", "cell"):
+            objs.add("nucleus")  # typed nucleus sets also give "all nuclei"
+        return sorted({self.label(r, spec["structure"], o) for r in regions for o in objs})
+
+    def known_labels(self) -> list[Label]:
+        """Union of :meth:`dataset_labels` over all datasets, sorted."""
+        return sorted({lab for name in self.datasets for lab in self.dataset_labels(name)})
+
+    # ------------------------------------------------------------ free text
+    def parse_prompt(self, text: str) -> Label | None:
+        """Parse the canonical template ``"{structure}-level {object} in {region} pathology"``.
+
+        Returns ``None`` when ``text`` does not follow the template or names unknown terms.
+        """
+        m = _PROMPT_RE.match(text)
+        if m is None:
+            return None
+        try:
+            return self.label(m.group(3), m.group(1).lower(), m.group(2))
+        except ValueError:
+            return None
+
+    def lookup(self, text: str) -> Label | None:
+        """Best-effort lexical reading of free text (template, else known words in it).
+
+        Finds the longest object synonym, a region synonym (default ``"unspecified"``) and a
+        structure word ("nuclei", "cells", "tissue"; default: the object's finest level).
+        Returns ``None`` when no object term occurs.
+        """
+        parsed = self.parse_prompt(text)
+        if parsed is not None:
+            return parsed
+        words = _norm(re.sub(r"[^\w\s/-]", " ", text))
+        padded = f" {words} "
+
+        def longest(table: dict) -> tuple[str | None, str | None]:
+            hits = [(len(k), k) for k in table if f" {k} " in padded]
+            if not hits:
+                return None, None
+            key = max(hits)[1]
+            return key, table[key]
+
+        obj_key, obj = longest(self._object_terms)
+        if obj is None:
+            return None
+        rest = padded.replace(f" {obj_key} ", " ")
+        region = next((v for k, v in sorted(self._region_terms.items(), key=lambda kv: -len(kv[0]))
+                       if f" {k} " in rest), UNSPECIFIED)
+        allowed = self.data["objects"][obj]["structures"]
+        structure = next((_STRUCTURE_WORDS[w] for w in rest.split() if w in _STRUCTURE_WORDS
+                          and _STRUCTURE_WORDS[w] in allowed), None)
+        if structure is None:
+            structure = "nuclei" if "nuclei" in allowed else allowed[0]
+        return Label(region, structure, obj)
+
+
+@functools.lru_cache(maxsize=1)
+def load_vocabulary() -> Vocabulary:
+    """The package vocabulary (``xpath/vocabulary.json``), read once."""
+    try:
+        data = json.loads(_VOCABULARY_FILE.read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"label vocabulary not found at {_VOCABULARY_FILE}") from err
+    return Vocabulary(data)
+
+
+def known_labels() -> list[Label]:
+    """Every label of the package vocabulary (see :meth:`Vocabulary.known_labels`)."""
+    return load_vocabulary().known_labels()

@@ -224,7 +224,7 @@ def build_model(config: SegmenterConfig):
     joint = JointModule(config.dim, num_queries=config.num_queries, num_layers=config.joint_layers,
                         num_levels=config.joint_levels, num_heads=config.num_heads, ffn_dim=config.ffn_dim)
     spatial = SpatialPromptEncoder(config.dim)
-    heads = SegmentationHeads(config.dim, config.mask_dim, config.text_dim)
+    heads = SegmentationHeads(config.dim, config.mask_dim, config.dim)
     return TextPromptSegmenter(encoder, pixel, text, joint, spatial, heads, config)
 
 

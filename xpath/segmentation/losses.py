@@ -3,8 +3,8 @@
 ``segmentation_loss(out, targets)`` combines, for a batch of ``B`` images × ``P`` prompts:
 
 - **mask**: BCE + Dice (1:1, PathSegmentor) on the candidate *matched* to each present
-  prompt's target (the candidate with the lowest BCE + Dice cost, found without
-  gradient at stride 4 — Mask2Former's matching restricted to one target per prompt);
+  prompt's target (one-to-one Hungarian matching per image on BCE + Dice at stride 4
+  minus the selection probability, without gradient — Mask2Former's matching);
 - **selection**: cross-entropy over the ``Q`` cosine similarities (÷ temperature) with the
   matched candidate as the class, so that selection by similarity picks it at inference;
 - **presence**: BCE of ``presence_logits`` against ``present`` on every valid prompt;
@@ -38,8 +38,15 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor, *, eps: float = 1.0) -
 
 
 @torch.no_grad()
-def match_candidates(candidates_s4: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """Index of the candidate closest to each target mask (BCE + Dice cost at stride 4).
+def match_candidates(candidates_s4: torch.Tensor, masks: torch.Tensor, *, similarity: torch.Tensor | None = None,
+                     active: torch.Tensor | None = None, temperature: float = 0.1,
+                     class_weight: float = 1.0) -> torch.Tensor:
+    """One-to-one assignment of candidates to the target masks of each image (Hungarian).
+
+    The cost of giving candidate ``q`` to prompt ``p`` is BCE + Dice between them at
+    stride 4, minus ``class_weight`` × the softmax of the prompt's similarities (as in
+    Mask2Former). Prompts of one image get distinct candidates, so different prompts
+    cannot pull one candidate towards conflicting masks.
 
     Parameters
     ----------
@@ -47,13 +54,20 @@ def match_candidates(candidates_s4: torch.Tensor, masks: torch.Tensor) -> torch.
         ``(B, Q, h, w)`` candidate logits.
     masks : torch.Tensor
         ``(B, P, H, W)`` 0/1 targets at the input resolution.
+    similarity : torch.Tensor, optional
+        ``(B, P, Q)`` cosine similarities (class term of the cost).
+    active : torch.Tensor, optional
+        ``(B, P)`` bool, the prompts to match (default all); others get index −1.
 
     Returns
     -------
     torch.Tensor
-        ``(B, P)`` long.
+        ``(B, P)`` long candidate index per prompt (−1 where not active).
     """
-    h, w = candidates_s4.shape[-2:]
+    from scipy.optimize import linear_sum_assignment
+
+    b, q, h, w = candidates_s4.shape
+    p = masks.shape[1]
     hh, ww = masks.shape[-2:]
     pad = (0, w * 4 - ww, 0, h * 4 - hh)
     t = F.avg_pool2d(F.pad(masks.float(), pad), 4).flatten(2)  # (B, P, h*w) fraction of the 4×4 cell
@@ -64,7 +78,23 @@ def match_candidates(candidates_s4: torch.Tensor, masks: torch.Tensor) -> torch.
     prob = x.sigmoid()
     inter = torch.einsum("bpn,bqn->bpq", t, prob)
     dice = 1 - (2 * inter + 1) / (t.sum(-1)[..., None] + prob.sum(-1)[:, None, :] + 1)
-    return (bce + dice).argmin(-1)
+    cost = bce + dice
+    if similarity is not None:
+        cost = cost - class_weight * (similarity.float() / temperature).softmax(-1)
+    if active is None:
+        active = torch.ones(b, p, dtype=torch.bool, device=masks.device)
+    out = torch.full((b, p), -1, dtype=torch.long)
+    cost = cost.cpu().numpy()
+    act = active.cpu().numpy()
+    for i in range(b):
+        rows = act[i].nonzero()[0]
+        if len(rows) == 0:
+            continue
+        if len(rows) > q:
+            raise ValueError(f"image {i} has {len(rows)} prompts to match but the model has only {q} candidates")
+        r, c = linear_sum_assignment(cost[i][rows])
+        out[i, rows[r]] = torch.as_tensor(c, dtype=torch.long)
+    return out.to(candidates_s4.device)
 
 
 def _check_targets(out: SegmenterOutput, targets: dict) -> None:
@@ -115,7 +145,8 @@ def segmentation_loss(out: SegmenterOutput, targets: dict, *, weights: dict | No
     parts = {}
 
     if pos.any():
-        matched = match_candidates(out.candidate_logits_s4, targets["masks"])  # (B, P)
+        matched = match_candidates(out.candidate_logits_s4, targets["masks"], similarity=out.similarity,
+                                   active=pos, temperature=temperature)  # (B, P)
         bi, pi = pos.nonzero(as_tuple=True)
         qi = matched[bi, pi]
         logits = upsample_stride4(out.candidate_logits_s4[bi, qi][:, None], out.input_size)[:, 0]  # (N, H, W)

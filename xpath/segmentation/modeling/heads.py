@@ -2,9 +2,9 @@
 
 - mask head: 3-layer MLP on each query → dot product with the per-pixel embeddings
   → ``Q`` candidate masks;
-- class head: one linear layer projecting each query into the text space; the mask of a
-  prompt is the candidate whose class embedding is most cosine-similar to the prompt's
-  global text embedding (PathSegmentor);
+- class head: one linear layer projecting each query into the (projected) text space; the
+  mask of a prompt is the candidate whose class embedding is most cosine-similar to the
+  prompt's global text embedding (PathSegmentor);
 - presence head (beyond the paper): MLP on the prompt token → "is it in the image?";
 - distance head (beyond the paper): MLP on the prompt token → dot product with the
   distance pixel embeddings → per-instance normalised distance to the boundary.
@@ -41,14 +41,14 @@ class SegmentationHeads(nn.Module):
         Joint-module width.
     mask_dim : int
         Per-pixel embedding channels.
-    text_dim : int
-        Width of the text encoder's global embedding (the class space).
+    class_dim : int
+        Width of the class space shared with the projected global text embeddings.
     """
 
-    def __init__(self, dim: int, mask_dim: int, text_dim: int) -> None:
+    def __init__(self, dim: int, mask_dim: int, class_dim: int) -> None:
         super().__init__()
         self.mask_embed = MLP(dim, dim, mask_dim, 3)
-        self.class_embed = nn.Linear(dim, text_dim)
+        self.class_embed = nn.Linear(dim, class_dim)
         self.presence = MLP(dim, dim, 1, 2)
         self.distance_embed = MLP(dim, dim, mask_dim, 3)
 
@@ -63,7 +63,7 @@ class SegmentationHeads(nn.Module):
         prompt_tokens : torch.Tensor
             ``(B, P, D)``.
         text_global : torch.Tensor
-            ``(B, P, text_dim)`` global embedding of each prompt.
+            ``(B, P, class_dim)`` projected global embedding of each prompt.
         pixel, pixel_distance : torch.Tensor
             ``(B, mask_dim, h, w)``.
 
@@ -74,8 +74,8 @@ class SegmentationHeads(nn.Module):
             ``masks`` (B, P, h, w), ``distance`` (B, P, h, w), ``presence`` (B, P).
         """
         candidates = torch.einsum("bqc,bchw->bqhw", self.mask_embed(queries), pixel)  # (B, Q, h, w)
-        cls = F.normalize(self.class_embed(queries), dim=-1)  # (B, Q, text_dim)
-        txt = F.normalize(text_global, dim=-1)  # (B, P, text_dim)
+        cls = F.normalize(self.class_embed(queries), dim=-1)  # (B, Q, class_dim)
+        txt = F.normalize(text_global, dim=-1)  # (B, P, class_dim)
         similarity = torch.einsum("bpc,bqc->bpq", txt, cls)  # (B, P, Q) cosine
         selected = similarity.argmax(-1)  # (B, P)
         h, w = candidates.shape[-2:]

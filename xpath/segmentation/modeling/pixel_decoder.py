@@ -5,7 +5,8 @@ width; a few transformer-encoder layers mix the tokens of the coarsest levels (f
 self-attention with 2-D sine positions and level embeddings); an FPN top-down path with
 depth-wise-separable 3×3 convolutions carries that context to stride 4, where a 1×1
 projection gives the per-pixel mask embeddings (and a second one the per-pixel
-embeddings of the distance head).
+embeddings of the distance head). Everything at stride 4 is depth-wise separable or 1×1:
+that level has 16× the pixels of stride 16 and dominates the cost.
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ class PixelDecoder(nn.Module):
         self.transformer_norm = nn.LayerNorm(dim) if transformer_layers else nn.Identity()
         self.output = nn.ModuleList([_SeparableConv(dim) for _ in range(3)])  # strides 16, 8, 4
         self.mask_proj = nn.Conv2d(dim, mask_dim, 1)
-        self.distance_proj = nn.Sequential(_SeparableConv(dim), nn.Conv2d(dim, mask_dim, 1))
+        self.distance_proj = nn.Conv2d(dim, mask_dim, 1)
         nn.init.normal_(self.level_embed, std=0.02)
 
     def _mix_coarse(self, maps: list[torch.Tensor]) -> list[torch.Tensor]:

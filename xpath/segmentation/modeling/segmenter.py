@@ -126,9 +126,9 @@ class TextPromptSegmenter(nn.Module):
         dim, text_dim = joint.dim, text_encoder.dim
         self.text_proj = nn.Linear(text_dim, dim)  # text tokens → joint width
         self.prompt_proj = nn.Linear(text_dim, dim)  # global embedding → prompt token
-        self.class_text_proj = nn.Linear(text_dim, text_dim)  # global embedding → class space
-        nn.init.eye_(self.class_text_proj.weight)
-        nn.init.zeros_(self.class_text_proj.bias)
+        # global embedding → the class space of the class head. A learned projection (rather than
+        # the raw text space) separates prompts that a frozen sentence encoder embeds close together.
+        self.class_text_proj = nn.Linear(text_dim, heads.class_embed.out_features)
         self.register_buffer("pixel_mean", torch.tensor(config.mean).view(1, 3, 1, 1) * 255, persistent=False)
         self.register_buffer("pixel_std", torch.tensor(config.std).view(1, 3, 1, 1) * 255, persistent=False)
 

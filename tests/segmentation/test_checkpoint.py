@@ -1,0 +1,132 @@
+"""Checkpoints: round trip, strictness, clear errors, checksums."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+
+from xpath.segmentation import (
+    CheckpointError,
+    create_model,
+    load_checkpoint,
+    save_checkpoint,
+    sha256sum,
+    verify_checksum,
+)
+from xpath.segmentation._checkpoint import CHECKPOINT_VERSION, read_checkpoint
+
+PROMPTS = ["nuclei-level nucleus in colon pathology", "tissue-level gland in colon pathology"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small tensors: one intra-op thread is faster than two fighting other processes for 2 cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    torch.manual_seed(1)
+    model = create_model("xpath_tiny", device="cpu").eval()
+    model.config.vocabulary = list(PROMPTS)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    save_checkpoint(model, path, extra={"step": 7})
+    return model, path
+
+
+def test_round_trip_gives_identical_outputs(saved, rng):
+    model, path = saved
+    x = model.preprocess(rng.integers(0, 256, (2, 64, 64, 3), dtype=np.uint8))
+    with torch.no_grad():
+        a = model(x, PROMPTS)
+        loaded = load_checkpoint(path, device="cpu")
+        b = loaded(x, PROMPTS)
+    for name in ("mask_logits", "distance_logits", "presence_logits", "similarity"):
+        assert torch.equal(getattr(a, name), getattr(b, name)), name
+    assert loaded.config == model.config
+    assert not loaded.training
+    again = create_model("xpath_tiny", checkpoint=path, device="cpu")
+    assert again.config.vocabulary == PROMPTS
+
+
+def test_file_holds_metadata_and_omits_frozen_text_encoder(saved):
+    model, path = saved
+    payload = read_checkpoint(path)
+    assert payload["format_version"] == CHECKPOINT_VERSION
+    assert payload["preprocessing"] == {"mean": list(model.config.mean), "std": list(model.config.std),
+                                        "mpp": model.config.mpp, "image_size": model.config.image_size}
+    assert payload["vocabulary"] == PROMPTS and payload["extra"] == {"step": 7}
+    assert not any(k.startswith("text_encoder.") for k in payload["state_dict"])
+    assert "image_encoder.downsamples.0.proj.weight" in payload["state_dict"]
+    assert not list(path.parent.glob("*.tmp"))  # atomic write left no temp file
+
+
+def test_truncated_file_is_a_clear_error(saved, tmp_path):
+    _, path = saved
+    bad = tmp_path / "truncated.pt"
+    bad.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="truncated, corrupt or not a torch checkpoint"):
+        load_checkpoint(bad)
+
+
+def test_missing_and_foreign_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
+        load_checkpoint(tmp_path / "nope.pt")
+    other = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(2)}, other)
+    with pytest.raises(CheckpointError, match="not an xpath segmentation checkpoint"):
+        load_checkpoint(other)
+    text = tmp_path / "text.pt"
+    text.write_text("hello")
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        load_checkpoint(text)
+
+
+def _tampered(path, tmp_path, fn, name):
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    fn(payload)
+    out = tmp_path / name
+    torch.save(payload, out)
+    return out
+
+
+def test_mismatched_weights_are_refused(saved, tmp_path):
+    _, path = saved
+    key = "heads.class_embed.weight"
+    missing = _tampered(path, tmp_path, lambda p: p["state_dict"].pop(key), "missing.pt")
+    with pytest.raises(CheckpointError, match=r"1 missing keys \['heads.class_embed.weight'\]"):
+        load_checkpoint(missing)
+    extra = _tampered(path, tmp_path, lambda p: p["state_dict"].update(bogus=torch.zeros(1)), "extra.pt")
+    with pytest.raises(CheckpointError, match=r"1 unexpected keys \['bogus'\]"):
+        load_checkpoint(extra)
+    shape = _tampered(path, tmp_path, lambda p: p["state_dict"].update({key: torch.zeros(3, 3)}), "shape.pt")
+    with pytest.raises(CheckpointError, match="shape mismatch"):
+        load_checkpoint(shape)
+    newer = _tampered(path, tmp_path, lambda p: p.update(format_version=CHECKPOINT_VERSION + 1), "newer.pt")
+    with pytest.raises(CheckpointError, match="format version"):
+        load_checkpoint(newer)
+
+
+def test_checkpoint_of_another_model(saved):
+    _, path = saved
+    with pytest.raises(ValueError, match="holds model 'xpath_tiny', not 'xpath_small'"):
+        create_model("xpath_small", checkpoint=path)
+
+
+def test_sha256_known_answer_and_mismatch(tmp_path):
+    f = tmp_path / "abc.bin"
+    f.write_bytes(b"abc")
+    # FIPS 180-2 test vector for "abc"
+    expected = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    assert sha256sum(f) == expected == hashlib.sha256(b"abc").hexdigest()
+    assert verify_checksum(f, expected.upper()) == f
+    with pytest.raises(CheckpointError, match="checksum mismatch"):
+        verify_checksum(f, "0" * 64)
+    with pytest.raises(FileNotFoundError):
+        verify_checksum(tmp_path / "missing", expected)

