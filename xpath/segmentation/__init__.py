@@ -26,6 +26,8 @@ _EXPORTS = {
     "TextPromptSegmenter": ".modeling",
     "SegmenterOutput": ".modeling",
     "ImageFeatures": ".modeling",
+    "resolve_prompt": ".prompts",
+    "PromptResolution": ".prompts",
     # inference (predictor, tiling, instances, metrics, result)
     "Segmentation": "._result",
     "TextPromptPredictor": ".predictor",
