@@ -61,28 +61,36 @@ def bench_prompts(model_name: str, repeats: int) -> None:
     pred.predict(["warm-up prompt"])
     counter = iter(range(10_000))
 
-    def first(instances):
+    def first(instances: bool) -> float:
+        t0 = time.perf_counter()
         pred.set_image(img)
         pred.predict([f"nuclei variant {next(counter)}"], instances=instances)
+        return time.perf_counter() - t0
 
-    def second(instances):
+    def second(instances: bool) -> float:
+        t0 = time.perf_counter()
         pred.predict([f"stroma variant {next(counter)}"], instances=instances)
+        return time.perf_counter() - t0
 
     print(f"\n== decoding on a cached image ({model_name}, one {t}x{t} tile, fresh prompt text each call)")
-    print(f"{'prompt':<26}{'first call s':>14}{'second prompt s':>17}{'ratio':>8}")
+    print("   first call = set_image + predict(1 prompt); second = predict(another prompt), interleaved")
+    print(f"{'prompt':<26}{'first call s':>14}{'second prompt s':>17}{'median ratio':>14}")
     for instances, label in ((False, "semantic only"), (True, "with instances")):
-        t1 = _median_time(lambda: first(instances), repeats)
-        pred.set_image(img)
-        t2 = _median_time(lambda: second(instances), repeats)
-        print(f"{label:<26}{t1:>14.3f}{t2:>17.3f}{t2 / t1:>8.1%}")
+        pairs = [(first(instances), second(instances)) for _ in range(repeats)]
+        t1 = statistics.median(a for a, _ in pairs)
+        t2 = statistics.median(b for _, b in pairs)
+        ratio = statistics.median(b / a for a, b in pairs)
+        print(f"{label:<26}{t1:>14.3f}{t2:>17.3f}{ratio:>14.1%}")
 
-    print(f"\n== marginal cost of extra prompts on a cached image ({model_name})")
+    print(f"\n== marginal cost of extra prompts on a cached image ({model_name}, semantic only)")
     pred.set_image(img)
-    base = None
     print(f"{'prompts':>8}{'predict s':>12}{'per extra prompt s':>20}")
+    base = None
     for n in (1, 2, 4, 8):
-        dt = _median_time(lambda: pred.predict([f"prompt {k} {next(counter)}" for k in range(n)],
-                                               instances=False), repeats)
+        def run(n: int = n) -> None:
+            pred.predict([f"prompt {k} {next(counter)}" for k in range(n)], instances=False)
+
+        dt = _median_time(run, repeats)
         base = dt if base is None else base
         extra = "" if n == 1 else f"{(dt - base) / (n - 1):.3f}"
         print(f"{n:>8}{dt:>12.3f}{extra:>20}")
@@ -150,8 +158,8 @@ def _memory_child(model_name: str, size: int) -> None:
     tracemalloc.stop()
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     outputs = sum(a.nbytes for a in seg.semantic.values()) + sum(a.nbytes for a in seg.instances.values())
-    print(json.dumps(dict(size=size, rss_before_mb=rss0 / 1024, rss_peak_mb=rss1 / 1024,
-                          numpy_peak_mb=peak / 2**20, outputs_mb=outputs / 2**20, seconds=wall)))
+    print(json.dumps({"size": size, "rss_before_mb": rss0 / 1024, "rss_peak_mb": rss1 / 1024,
+                          "numpy_peak_mb": peak / 2**20, "outputs_mb": outputs / 2**20, "seconds": wall}))
 
 
 def bench_memory(model_name: str, sizes: list[int]) -> None:
@@ -170,7 +178,7 @@ def bench_memory(model_name: str, sizes: list[int]) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="xpath_small")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--sizes", type=int, nargs="*", default=[1024, 2048, 4096])
     parser.add_argument("--skip", nargs="*", default=[], choices=["prompts", "throughput", "memory"])
     parser.add_argument("--child-memory", type=int, help=argparse.SUPPRESS)

@@ -19,7 +19,6 @@ from xpath.segmentation.tiling import (
 )
 
 
-
 def gt_distance(instances: np.ndarray) -> np.ndarray:
     """Ground-truth-like distance map: per-instance EDT to the border (shared borders included), max 1."""
     edge = np.zeros(instances.shape, bool)
@@ -85,7 +84,8 @@ def test_pointwise_tiled_equals_whole_image_and_streams(rng):
     scal = predict_tiled(img, _pointwise, tile=64, overlap=16, n_maps=1, on_band=on_band, batch_size=3)
     np.testing.assert_allclose(out[0], img[..., 0] / 255.0, atol=1e-5)
     assert len(bands) > 3 and max(bands) <= 64, "rows are streamed as tiles finish, not all at the end"
-    assert scal.shape == (2,) and scal[0] == img[ys := tile_starts(331, 64, 16)][:, tile_starts(207, 64, 16), 0].max()
+    corners = img[tile_starts(331, 64, 16)][:, tile_starts(207, 64, 16)]  # pixel (0, 0) of every tile
+    assert scal.shape == (2,) and scal[0] == corners[..., 0].max() and scal[1] == corners[..., 1].max()
 
 
 def test_local_model_tiled_equals_whole_away_from_borders(rng):

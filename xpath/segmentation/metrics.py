@@ -265,14 +265,14 @@ def panoptic_quality(
     t = _as_table(gt, pred)
     n_g, n_p = len(t.gt_ids), len(t.pred_ids)
     if n_g == 0 and n_p == 0:
-        return dict(pq=1.0, dq=1.0, sq=1.0, tp=0, fp=0, fn=0)
+        return {"pq": 1.0, "dq": 1.0, "sq": 1.0, "tp": 0, "fp": 0, "fn": 0}
     pair_iou = t.iou
     matched = pair_iou > match_iou
     tp = int(matched.sum())
     fp, fn = n_p - tp, n_g - tp
     dq = tp / (tp + 0.5 * fp + 0.5 * fn)
     sq = float(pair_iou[matched].mean()) if tp else 0.0
-    return dict(pq=dq * sq, dq=dq, sq=sq, tp=tp, fp=fp, fn=fn)
+    return {"pq": dq * sq, "dq": dq, "sq": sq, "tp": tp, "fp": fp, "fn": fn}
 
 
 def instance_scores(gt: np.ndarray, pred: np.ndarray, *, match_iou: float = 0.5) -> dict[str, float]:

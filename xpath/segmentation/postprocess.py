@@ -149,7 +149,7 @@ def instances_from_maps(
         # h-maxima on a float ridge gives one marker per plateau pixel: smooth, quantise to 8 bits.
         dist = ndimage.gaussian_filter(dist, 1.0)
         quant = np.rint(np.clip(dist, 0.0, 1.0) * 255).astype(np.uint8)
-        seeds = h_maxima(quant, max(1, int(round(marker_h * 255)))).astype(bool) & fg
+        seeds = h_maxima(quant, max(1, round(marker_h * 255))).astype(bool) & fg
     markers, n_markers = ndimage.label(seeds, structure=_FOUR)
     # Foreground components without a marker become their own marker (nothing is dropped).
     comps, n_comps = ndimage.label(fg, structure=_FOUR)

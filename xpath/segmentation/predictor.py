@@ -296,7 +296,7 @@ class TextPromptPredictor:
         work = img
         if mpp is not None and abs(mpp / self.model_mpp - 1.0) > _MPP_TOLERANCE:
             scale = mpp / self.model_mpp
-            size = (max(1, int(round(img.shape[0] * scale))), max(1, int(round(img.shape[1] * scale))))
+            size = (max(1, round(img.shape[0] * scale)), max(1, round(img.shape[1] * scale)))
             logger.info("resizing image %s at %.3g µm/px to %s at the model's %.3g µm/px",
                         img.shape[:2], mpp, size, self.model_mpp)
             work = _resize_uint8(img, size)
@@ -414,7 +414,7 @@ class TextPromptPredictor:
         semantic = {p: np.zeros((hw, ww), bool) for p in prompts}
         probs = {p: np.zeros((hw, ww), np.float16) for p in prompts} if return_probabilities else {}
         inst_out = {prompts[i]: np.zeros((hw, ww), np.int32) for i in inst_idx}
-        margin = int(math.ceil(self.max_object_um / work_mpp))
+        margin = math.ceil(self.max_object_um / work_mpp)
         stitchers = [
             InstanceStitcher(inst_out[prompts[i]], strip=max(self.tile, 2 * margin), margin=margin,
                              threshold=threshold, marker_threshold=marker_threshold,
@@ -484,9 +484,9 @@ class TextPromptPredictor:
             pres[p] = float(presence[k])
             label, structure = resolved[k]
             n_inst = int(np.count_nonzero(np.bincount(inst_out[p].ravel())[1:])) if p in inst_out else None
-            rows.append(dict(prompt=p, label=label, structure=structure, presence=pres[p],
-                             n_instances=pd.NA if n_inst is None else n_inst,
-                             area_fraction=float(semantic[p].mean())))
+            rows.append({"prompt": p, "label": label, "structure": structure, "presence": pres[p],
+                         "n_instances": pd.NA if n_inst is None else n_inst,
+                         "area_fraction": float(semantic[p].mean())})
         return Segmentation(
             prompts=tuple(prompts), semantic=semantic, instances=inst_out, presence=pres,
             classes=Segmentation._classes_table(rows), image_shape=(h, w), probabilities=probs,
