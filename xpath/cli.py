@@ -65,7 +65,7 @@ def _segment(args: argparse.Namespace) -> int:
                             threshold=args.threshold, device=args.device, progress=not args.no_progress)
         _print_outputs(f"segmented {res.name}: {res.n_objects} objects; wrote:", res.files.values())
         return EXIT_OK
-    from .io import GeoJSONWriter, read_image, write_ome_tiff
+    from .io import GeoJSONWriter, atomic_path, read_image, write_ome_tiff
     from .plotting._overlay import plot_overlay
     from .segmentation import segment
 
@@ -76,8 +76,9 @@ def _segment(args: argparse.Namespace) -> int:
     channels = {p: (seg.instances[p] if p in seg.instances else seg.semantic[p]) for p in seg.prompts}
     written = [write_ome_tiff(out / f"{name}.masks.ome.tif", channels, mpp=image.mpp)]
     classes = seg.classes
+    with atomic_path(out / f"{name}.classes.csv", suffix=".csv") as tmp:
+        classes.to_csv(tmp, index=False)
     written.append(out / f"{name}.classes.csv")
-    classes.to_csv(written[-1], index=False)
     with GeoJSONWriter(out / f"{name}.geojson", image_name=name) as writer:
         for p in seg.prompts:
             if p in seg.instances:
