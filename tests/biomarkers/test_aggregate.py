@@ -118,3 +118,12 @@ def test_docstring_examples(name):
     res = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE,
                           extraglobs={"np": np, "pd": pd})
     assert res.attempted > 0 and res.failed == 0
+
+
+def test_docs_examples_run():
+    from pathlib import Path
+
+    page = Path(__file__).resolve().parents[2] / "docs" / "biomarkers.md"
+    res = doctest.testfile(str(page), module_relative=False, encoding="utf-8",
+                           optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert res.attempted > 10 and res.failed == 0

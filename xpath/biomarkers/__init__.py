@@ -7,7 +7,6 @@ works without torch (only :meth:`CellGraph.to_pyg` imports it).
 
 from ._aggregate import AGGREGATE_STATS, aggregate, image_spatial_features
 from ._catalog import feature_catalog
-from ._featurizer import MorphologyFeaturizer
 from ._graph import CellGraph, build_graph_delaunay, build_graph_knn, build_graph_radius
 from ._image_stats import (
     co_occurrence,
@@ -47,3 +46,12 @@ __all__ = [
     "signed_region_distance",
     "til_density",
 ]
+
+
+def __getattr__(name: str):
+    # scikit-learn takes seconds to import: load the transformer only when it is asked for.
+    if name == "MorphologyFeaturizer":
+        from ._featurizer import MorphologyFeaturizer
+
+        return MorphologyFeaturizer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

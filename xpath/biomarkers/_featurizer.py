@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
+from tqdm.auto import tqdm
 
 from ._aggregate import aggregate
 from ._table import DEFAULT_PROPERTIES, cell_table
@@ -29,6 +30,8 @@ class MorphologyFeaturizer(TransformerMixin, BaseEstimator):
         Feature families (see :func:`cell_table`).
     stats : sequence of str
         Statistics over objects (see :func:`aggregate`).
+    progress : bool
+        Show a tqdm progress bar over the images.
 
     Attributes
     ----------
@@ -46,14 +49,15 @@ class MorphologyFeaturizer(TransformerMixin, BaseEstimator):
     """
 
     def __init__(self, mpp: float = 0.5, properties: Sequence[str] = DEFAULT_PROPERTIES,
-                 stats: Sequence[str] = ("mean", "std", "q50")):
+                 stats: Sequence[str] = ("mean", "std", "q50"), progress: bool = False):
         self.mpp = mpp
         self.properties = properties
         self.stats = stats
+        self.progress = progress
 
     def _table(self, samples) -> pd.DataFrame:
         tables = []
-        for i, s in enumerate(samples):  # loop over images, not objects
+        for i, s in enumerate(tqdm(samples, disable=not self.progress, desc="images")):  # not over objects
             labels, image = (s if isinstance(s, tuple) else (s, None))
             t = cell_table(labels, image, mpp=self.mpp, properties=self.properties)
             tables.append(t.assign(_sample=i))

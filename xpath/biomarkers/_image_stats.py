@@ -14,6 +14,7 @@ import pandas as pd
 from scipy import sparse
 from scipy.sparse.csgraph import minimum_spanning_tree
 from scipy.spatial import cKDTree
+from tqdm.auto import tqdm
 
 from .._types import check_mpp
 from ._graph import CellGraph, cell_coordinates, delaunay_edges
@@ -32,19 +33,22 @@ __all__ = [
 
 
 @numba.njit(cache=True)
-def _edge_class_counts(codes, rows, cols, c):
-    """``(C * C,)`` number of edges from class a to class b (cells with code < 0 are skipped)."""
+def _edge_class_counts(codes, indptr, indices, c):
+    """``(C * C,)`` number of edges from class a to class b over a CSR graph (codes < 0 skipped)."""
     out = np.zeros(c * c, np.float64)
-    for e in range(rows.size):
-        a = codes[rows[e]]
-        b = codes[cols[e]]
-        if a >= 0 and b >= 0:
-            out[a * c + b] += 1.0
+    for i in range(indptr.size - 1):
+        a = codes[i]
+        if a < 0:
+            continue
+        for e in range(indptr[i], indptr[i + 1]):
+            b = codes[indices[e]]
+            if b >= 0:
+                out[a * c + b] += 1.0
     return out
 
 
-def neighbourhood_enrichment(graph: CellGraph, classes: Any, *, n_perms: int = 1000, seed: int = 0
-                             ) -> dict[str, pd.DataFrame]:
+def neighbourhood_enrichment(graph: CellGraph, classes: Any, *, n_perms: int = 1000, seed: int = 0,
+                             progress: bool = False) -> dict[str, pd.DataFrame]:
     """Neighbourhood enrichment z-scores between classes (permutation test, as squidpy's ``nhood_enrichment``).
 
     The observed number of graph edges from class ``a`` to class ``b`` is compared with
@@ -59,6 +63,8 @@ def neighbourhood_enrichment(graph: CellGraph, classes: Any, *, n_perms: int = 1
         ``(N,)`` class per cell, or the cell table (its ``class`` column).
     n_perms : int
     seed : int
+    progress : bool
+        Show a tqdm progress bar over the permutations.
 
     Returns
     -------
@@ -80,15 +86,15 @@ def neighbourhood_enrichment(graph: CellGraph, classes: Any, *, n_perms: int = 1
     obs = np.asarray((onehot.T @ a @ onehot).todense(), np.float64)
     # Permuted counts: the same product for shuffled labels, as one pass over the edge list per
     # permutation in a numba kernel (equal to the sparse product, ~10x faster for a million cells).
-    rows = np.repeat(np.arange(a.shape[0], dtype=np.int64), np.diff(a.indptr))
-    cols = a.indices.astype(np.int64)
+    small = np.int8 if c < 127 else np.int32  # compact labels stay in cache during the edge pass
     rng = np.random.default_rng(seed)
     labelled = np.flatnonzero(lab)
     counts = np.empty((n_perms, c * c))
-    perm = codes.copy()
-    for i in range(n_perms):  # loop over permutations, not over cells
-        perm[labelled] = rng.permutation(codes[labelled])
-        counts[i] = _edge_class_counts(perm, rows, cols, c)
+    perm = codes.astype(small)
+    pool = perm[labelled].copy()
+    for i in tqdm(range(n_perms), disable=not progress, desc="permutations"):  # not a loop over cells
+        perm[labelled] = rng.permutation(pool)
+        counts[i] = _edge_class_counts(perm, a.indptr, a.indices, c)
     mean = counts.mean(0)
     std = counts.std(0, ddof=1)
     with np.errstate(invalid="ignore", divide="ignore"):
