@@ -47,6 +47,16 @@ _EXPORTS = {
     "scores_overall": ".metrics",
     "scores_by_dataset": ".metrics",
     "scores_by_category": ".metrics",
+    # training (data pipeline, trainer)
+    "AugmentConfig": ".data",
+    "BalancedSampler": ".data",
+    "SegmentationDataset": ".data",
+    "SegmentationRecord": ".data",
+    "build_records": ".data",
+    "TrainConfig": "._train_config",
+    "load_train_config": ".train",
+    "Trainer": ".train",
+    "validation_dice": ".train",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -83,7 +83,7 @@ class RunConfig:
     amp: str = "auto"  # auto = bf16 autocast on CUDA, off elsewhere; "bf16" | "off"
     compile: bool = False
     device: str | None = None
-    find_unused_parameters: bool = False
+    find_unused_parameters: bool = True  # the spatial-prompt encoder gets no gradient in text-only batches
 
 
 @dataclass(frozen=True)
@@ -151,8 +151,8 @@ def _check_source(src: Any, i: int) -> dict:
     if unknown:
         raise ValueError(f"unknown keys {unknown} in data.sources[{i}]; known: {sorted(_SOURCE_KEYS)}")
     rule = src.get("val", "none")
-    if not (rule in ("all", "none", None) or (isinstance(rule, dict) and (set(rule) <= {"split"} or
-                                                                        set(rule) <= {"group", "fraction"}))):
+    if not (rule in ("all", "none", None) or (isinstance(rule, dict) and (set(rule) == {"split"} or
+                                                                        set(rule) == {"group", "fraction"}))):
         raise ValueError(f"data.sources[{i}].val must be 'all', 'none', {{split: S}} or {{group: REGEX, fraction: F}}, "
                          f"got {rule!r}")
     return dict(src)

@@ -54,7 +54,10 @@ from ._train_state import (
 )
 from .data import BalancedSampler, SegmentationDataset, balance_weights, build_records, collate_batch
 
-__all__ = ["Trainer", "TrainConfig", "load_config", "main", "validation_dice"]
+__all__ = ["Trainer", "TrainConfig", "build_datasets", "load_config", "load_train_config", "main", "validation_dice"]
+
+#: Alias exported by ``xpath.segmentation`` (where ``load_config`` alone would be ambiguous).
+load_train_config = load_config
 
 log = logging.getLogger(__name__)
 
@@ -246,17 +249,21 @@ class Trainer:
     callbacks : list of callable, optional
         Each called as ``cb(trainer, step)`` after every optimizer step (tests use one to
         simulate a crash).
+    datasets : (SegmentationDataset, SegmentationDataset or None), optional
+        Train on these (e.g. built from your own triples with
+        :func:`~xpath.segmentation.data.build_records`) instead of ``config.data.sources``.
     """
 
     def __init__(self, config: TrainConfig, *, model=None, loss_fn: Callable | None = None,
                  out_dir: str | Path | None = None, progress: bool = True,
-                 callbacks: list[Callable] | None = None) -> None:
+                 callbacks: list[Callable] | None = None, datasets: tuple | None = None) -> None:
         self.config = config
         self.out_dir = Path(out_dir or config.out_dir)
         self.progress = progress
         self.callbacks = list(callbacks or [])
         self._model_arg = model
         self._loss_fn = loss_fn
+        self._datasets = datasets
         self.step = 0
         self.history: list[dict] = []
 
@@ -276,9 +283,13 @@ class Trainer:
         self.model.train()
         self.loss_fn = self._loss_fn or _default_loss()
         mcfg = self.model.config
-        self.train_set, self.val_set = build_datasets(cfg, mpp=getattr(mcfg, "mpp", None),
-                                                      tile_size=int(cfg.data.tile_size or mcfg.image_size),
-                                                      vocabulary=getattr(mcfg, "vocabulary", ()) or ())
+        if self._datasets is not None:
+            self.train_set, self.val_set = self._datasets
+        else:
+            self.train_set, self.val_set = build_datasets(cfg, mpp=getattr(mcfg, "mpp", None),
+                                                          tile_size=int(cfg.data.tile_size or mcfg.image_size),
+                                                          vocabulary=getattr(mcfg, "vocabulary", ()) or ())
+        self._warm_text_cache()
         d = cfg.data
         self.weights = balance_weights(self.train_set.tile_labels(), by=d.balance, power=d.balance_power,
                                        sources=[self.train_set.records[r].source for r in self.train_set.tiles[:, 0]])
@@ -320,6 +331,22 @@ class Trainer:
             (self.out_dir / "config.yaml").write_text(_to_yaml(cfg.to_dict()))
             log.info("training %s: %d train tiles, %d val tiles, world size %d, device %s", cfg.model,
                      len(self.train_set), len(self.val_set) if self.val_set else 0, self.dist.world_size, dev)
+
+    def _warm_text_cache(self) -> None:
+        """Encode every prompt of the datasets once, in a fixed order.
+
+        A frozen text encoder caches embeddings per text; encoding them in one fixed batch
+        makes them independent of which prompts happened to share a batch, so an
+        interrupted and resumed run sees bit-identical embeddings.
+        """
+        encoder = getattr(self.model, "text_encoder", None)
+        if encoder is None or not getattr(encoder, "frozen", False):
+            return
+        prompts = set(self.train_set.prompts) | {""}
+        if self.val_set is not None:
+            prompts |= set(self.val_set.prompts)
+        with torch.no_grad():
+            encoder(sorted(prompts))
 
     # ---------------------------------------------------------------- state
     @property

@@ -1,0 +1,203 @@
+"""Trainer: schedule, configs and their validation splits, exact resume, and a real overfitting test."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from xpath.segmentation._train_config import (
+    DataConfig,
+    OptimConfig,
+    RunConfig,
+    TrainConfig,
+    load_config,
+    split_validation,
+)
+from xpath.segmentation.train import Trainer, _lr_lambda, build_datasets, main, validation_dice
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def test_lr_schedule_warmup_then_cosine():
+    f = lambda s: _lr_lambda(s, warmup=4, total=14, min_ratio=0.1)  # noqa: E731
+    np.testing.assert_allclose([f(0), f(1), f(3)], [0.25, 0.5, 1.0])
+    assert f(4) == pytest.approx(1.0)
+    assert f(9) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert f(14) == pytest.approx(0.1) and f(100) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_parse(path):
+    cfg = load_config(path)
+    assert cfg.train.steps >= 1 and cfg.data.sources
+
+
+def test_config_errors_name_the_key(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("model: xpath_tiny\ndata: {sources: [{dataset: consep}]}\noptim: {lr: 1.0e-3, lrr: 2}\n")
+    with pytest.raises(ValueError, match=r"unknown keys \['lrr'\] in config section 'optim'"):
+        load_config(p)
+    p.write_text("model: xpath_tiny\ndata: {sources: []}\n")
+    with pytest.raises(ValueError, match="at least one source"):
+        load_config(p)
+    p.write_text("model: xpath_tiny\ndata: {sources: [{dataset: consep, val: {fraction: 0.2}}]}\n")
+    with pytest.raises(ValueError, match="val must be"):
+        load_config(p)
+    with pytest.raises(FileNotFoundError):
+        load_config(tmp_path / "missing.yaml")
+    cfg = load_config(CONFIGS / "xpath_tiny_cpu.yaml", overrides={"train.steps": 3, "seed": 9})
+    assert cfg.train.steps == 3 and cfg.seed == 9
+
+
+def test_split_by_group_never_straddles():
+    ids = [f"train_{g}_{p:03d}" for g in range(1, 28) for p in range(16)]
+    val = split_validation(ids, ["train"] * len(ids), {"group": r"^train_(\d+)_", "fraction": 0.2})
+    groups = np.array([re.match(r"^train_(\d+)_", i).group(1) for i in ids])
+    for g in np.unique(groups):
+        assert len(set(val[groups == g])) == 1
+    assert val.sum() == 16 * round(0.2 * 27)
+
+
+def test_small_cpu_config_holds_out_the_documented_validation_images(shared_data):
+    """xpath_small_cpu.yaml: MoNuSeg test images, whole CoNSeP source images and part of EBHI are validation."""
+    from xpath.datasets import load_dataset
+
+    cfg = load_config(CONFIGS / "xpath_small_cpu.yaml")
+    rules = {s.get("dataset"): s.get("val", "none") for s in cfg.data.sources}
+    mon = load_dataset("monuseg", root=shared_data)
+    is_val = split_validation([a.image_id for a in mon], [a.split for a in mon], rules["monuseg"])
+    assert [a.split for a, v in zip(mon, is_val) if v] == ["test"] * 14 and is_val.sum() == 14
+    con = load_dataset("consep", root=shared_data)
+    is_val = split_validation([a.image_id for a in con], [a.split for a in con], rules["consep"])
+    src = np.array([a.image_id.split("_")[1] for a in con])
+    assert 0 < is_val.mean() < 0.5
+    assert all(len(set(is_val[src == s])) == 1 for s in np.unique(src))  # never straddles
+    ebhi = load_dataset("ebhi", root=shared_data)
+    is_val = split_validation([a.image_id for a in ebhi], [a.split for a in ebhi], rules["ebhi"])
+    cats = {a.split for a, v in zip(ebhi, is_val) if v}
+    assert 0.1 < is_val.mean() < 0.4 and len(cats) == 6  # every grade category is represented
+    assert rules.get("monuseg_binary", "none") in ("none", None)  # semantic-only images train only
+
+
+def _tiny_config(tmp_path: Path, **train) -> TrainConfig:
+    return TrainConfig(
+        model="xpath_tiny",
+        data=DataConfig(sources=({"dataset": "consep", "limit": 2},), tile_size=64, prompts_per_image=2,
+                        max_negatives=1),
+        optim=OptimConfig(lr=2e-3, warmup_steps=2, batch_size=2, accumulate=2, grad_clip=1.0),
+        train=RunConfig(**{"steps": 6, "ckpt_every": 2, "log_every": 1, **train}),
+        seed=11,
+        out_dir=str(tmp_path / "run"),
+    )
+
+
+class _Crash(RuntimeError):
+    pass
+
+
+@pytest.mark.slow
+def test_resume_after_a_crash_reaches_the_same_weights(shared_data, tmp_path):
+    torch.set_num_threads(1)
+    cfg = _tiny_config(tmp_path)
+    ref = Trainer(cfg, out_dir=tmp_path / "a", progress=False)
+    ref.fit()
+    ref_state = {k: v.clone() for k, v in ref.model.state_dict().items()}
+
+    def crash(trainer, step):
+        if step == 5:
+            raise _Crash("simulated crash after step 5 (last checkpoint: step 4)")
+
+    with pytest.raises(_Crash):
+        Trainer(cfg, out_dir=tmp_path / "b", progress=False, callbacks=[crash]).fit()
+    assert (tmp_path / "b/checkpoints/latest").read_text().strip() == "step_0000004"
+    resumed = Trainer(cfg, out_dir=tmp_path / "b", progress=False)
+    out = resumed.fit(resume=True)
+    assert out["step"] == 6
+    state = resumed.model.state_dict()
+    assert state.keys() == ref_state.keys()
+    for k, v in ref_state.items():
+        torch.testing.assert_close(state[k], v, rtol=0, atol=1e-6, msg=k)
+    # the model checkpoint is the model format, loadable on its own, with the same weights
+    from xpath.segmentation import load_checkpoint
+
+    again = load_checkpoint(tmp_path / "b/checkpoints/step_0000006/model.pt")
+    for k, v in again.state_dict().items():
+        torch.testing.assert_close(v, state[k], rtol=0, atol=1e-6, msg=k)
+    log = (tmp_path / "b/log.jsonl").read_text().splitlines()
+    assert len(log) >= 6 and all(np.isfinite(__import__("json").loads(r)["loss"]) for r in log)
+
+
+@pytest.mark.slow
+def test_cli_max_steps_then_resume_equals_uninterrupted(shared_data, tmp_path):
+    torch.set_num_threads(1)
+    cfg_path = tmp_path / "c.yaml"
+    cfg_path.write_text(
+        "model: xpath_tiny\nseed: 5\n"
+        "data: {sources: [{dataset: consep, limit: 2}], tile_size: 64, prompts_per_image: 2}\n"
+        "optim: {lr: 1.0e-3, warmup_steps: 1, batch_size: 2}\n"
+        "train: {steps: 4, ckpt_every: 0, log_every: 1}\n")
+    assert main(["--config", str(cfg_path), "--out", str(tmp_path / "full"), "--no-progress"]) == 0
+    assert main(["--config", str(cfg_path), "--out", str(tmp_path / "part"), "--no-progress", "--max-steps", "2"]) == 0
+    assert main(["--config", str(cfg_path), "--out", str(tmp_path / "part"), "--no-progress", "--resume"]) == 0
+    a = torch.load(tmp_path / "full/checkpoints/step_0000004/state.pt", weights_only=True)
+    b = torch.load(tmp_path / "part/checkpoints/step_0000004/state.pt", weights_only=True)
+    assert a["step"] == b["step"] == 4
+    for k, v in a["model"].items():
+        torch.testing.assert_close(b["model"][k], v, rtol=0, atol=1e-6, msg=k)
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        main(["--config", str(cfg_path), "--out", str(tmp_path / "none"), "--no-progress", "--resume"])
+
+
+def _real_crops(shared_data, size: int):
+    """One CoNSeP image (all nuclei) and one EBHI image (glands), cropped to ``size`` px at 0.5 µm/px."""
+    from xpath.datasets import ImageMaskLabel, load_dataset
+
+    out = []
+    for name, obj, n in (("consep", "nucleus", 2 * size), ("ebhi", "gland", size)):
+        for t in load_dataset(name, limit=1, root=shared_data)[0].triples():
+            if t.label.object == obj:
+                inst = None if t.instances is None else t.instances[:n, :n]
+                out.append(ImageMaskLabel(np.ascontiguousarray(t.image[:n, :n]), t.semantic[:n, :n], inst, t.label,
+                                          t.mpp, t.source, t.image_id, t.split))
+    return out
+
+
+@pytest.mark.slow
+def test_xpath_tiny_overfits_real_images(shared_data, tmp_path):
+    """A fixed pair of real tiles (CoNSeP nuclei, EBHI glands) is learned to Dice >= 0.9 within 200 steps."""
+    from xpath.segmentation.data import SegmentationDataset, build_records
+
+    torch.set_num_threads(2)
+    records = build_records(_real_crops(shared_data, 64), mpp=0.5)
+    data = SegmentationDataset(records, tile_size=64, prompts_per_image=1, max_negatives=0, augment=None)
+    assert len(data) == 2
+    cfg = TrainConfig(model="xpath_tiny", data=DataConfig(augment=None, balance="none"),
+                      optim=OptimConfig(lr=3e-3, warmup_steps=5, weight_decay=0.0, batch_size=2, min_lr_ratio=0.1),
+                      train=RunConfig(steps=200, log_every=10), seed=0, out_dir=str(tmp_path))
+    scores = []
+
+    class _Done(Exception):
+        pass
+
+    def check(trainer, step):
+        if step % 20 == 0 and step >= 60:
+            r = validation_dice(trainer.model, data)
+            scores.append((step, {k: round(v["dice"], 3) for k, v in r["per_category"].items()}))
+            if min(v["dice"] for v in r["per_category"].values()) >= 0.9:
+                raise _Done
+
+    from xpath.segmentation import create_model
+
+    torch.manual_seed(0)
+    model = create_model("xpath_tiny")
+    before = validation_dice(model, data)
+    assert before["dice"] < 0.8, before  # untrained: far from the goal
+    trainer = Trainer(cfg, model=model, datasets=(data, None), progress=False, callbacks=[check])
+    with pytest.raises(_Done):
+        trainer.fit()  # _Done is raised once every category reaches Dice 0.9; else fit ends and the test fails
+    assert len(scores[-1][1]) == 2, scores
