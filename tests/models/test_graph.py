@@ -72,6 +72,21 @@ def test_pyg_data_and_csr_tuples_are_the_same_input(task, model):
     np.testing.assert_allclose(model.predict_proba([data]), model.predict_proba([(A, x)]), atol=1e-6)
 
 
+def test_cell_graphs_from_biomarkers(rng, model):
+    from xpath.biomarkers import build_graph_delaunay
+
+    pos = rng.uniform(0, 100, (40, 2))
+    x = rng.normal(size=(40, 4)).astype(np.float32)
+    cg = build_graph_delaunay(pos)
+    p1 = model.predict_proba([(cg, x)])
+    p2 = model.predict_proba([cg.to_pyg(features=x)])
+    np.testing.assert_allclose(p1, p2, atol=1e-6)
+    a = model.node_attributions((cg, x))
+    assert a.shape == (40,) and np.isfinite(a).all()
+    with pytest.raises(ValueError, match="node feature matrix"):
+        model.predict([cg])  # a CellGraph without features
+
+
 @pytest.mark.parametrize("conv", ["gat", "sage"])
 def test_other_layers_train(task, conv):
     m = GraphDiagnosticModel(conv, epochs=2, hidden=16, n_threads=1).fit([g for g, _ in task[:40]])

@@ -32,7 +32,8 @@ ATTRIBUTIONS = ("integrated_gradients", "grad_x_input", "saliency")
 def _to_data(graph, index: int):
     """One graph as ``torch_geometric.data.Data`` with float ``x`` and long ``edge_index``.
 
-    Accepted: ``Data``; an object with ``to_pyg()`` (e.g. ``xpath.biomarkers.CellGraph``); a tuple
+    Accepted: ``Data``; an object with ``to_pyg()``; a tuple ``(cell_graph, features[, label])`` where
+    ``cell_graph`` has ``to_pyg(features=...)`` (``xpath.biomarkers.CellGraph``); a tuple
     ``(connectivity, features[, label])`` where connectivity is a scipy sparse ``(N, N)`` matrix
     (CSR) or a ``(2, E)`` integer edge index and features an ``(N, F)`` array.
     """
@@ -44,6 +45,10 @@ def _to_data(graph, index: int):
         data = graph
     elif hasattr(graph, "to_pyg"):
         data = graph.to_pyg()
+    elif isinstance(graph, tuple) and len(graph) in (2, 3) and hasattr(graph[0], "to_pyg"):
+        data = graph[0].to_pyg(features=graph[1])  # (CellGraph, node features[, label])
+        if len(graph) == 3:
+            data.y = torch.tensor([graph[2]])
     elif isinstance(graph, tuple) and len(graph) in (2, 3):
         conn, feats = graph[0], np.asarray(graph[1], np.float32)
         if feats.ndim != 2:
