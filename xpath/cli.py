@@ -295,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"xpath: error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    except Exception as err:  # noqa: BLE001 - the CLI's last line of defence
+    except Exception as err:
         if args.debug:
             raise
         print(f"xpath: {type(err).__name__}: {err} (run with --debug for the traceback)", file=sys.stderr)

@@ -152,10 +152,9 @@ def test_tiles_streamed_with_ids_select_owned_objects(tmp_path):
 
 def test_failed_write_leaves_no_file(tmp_path):
     lab = np.ones((4, 4), np.int32)
-    with pytest.raises(RuntimeError):
-        with GeoJSONWriter(tmp_path / "x.geojson") as writer:
-            writer.add_labels(lab)
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), GeoJSONWriter(tmp_path / "x.geojson") as writer:
+        writer.add_labels(lab)
+        raise RuntimeError("boom")
     assert list(tmp_path.iterdir()) == []
 
 

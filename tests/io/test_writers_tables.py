@@ -7,7 +7,14 @@ import pandas as pd
 import pytest
 import tifffile
 
-from xpath.io import atomic_path, read_ome_tiff, read_parquet, to_anndata, write_ome_tiff, write_parquet
+from xpath.io import (
+    atomic_path,
+    read_ome_tiff,
+    read_parquet,
+    to_anndata,
+    write_ome_tiff,
+    write_parquet,
+)
 
 
 def test_ome_tiff_round_trip_is_tiled_and_compressed(tmp_path, rng):
@@ -53,10 +60,9 @@ def test_parquet_round_trip_with_metadata(tmp_path):
 def test_atomic_path_keeps_old_file_on_error(tmp_path):
     target = tmp_path / "keep.txt"
     target.write_text("old")
-    with pytest.raises(KeyError):
-        with atomic_path(target) as tmp:
-            tmp.write_text("half")
-            raise KeyError("fail")
+    with pytest.raises(KeyError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise KeyError("fail")
     assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from xpath.datasets import NUCLEUS_TYPES, synthetic_tissue
+from xpath.datasets import synthetic_tissue
 from xpath.io import geojson_to_labels, read_geojson, read_parquet
 from xpath.pipeline import analyze, combine_instances
 

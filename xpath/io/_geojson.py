@@ -186,7 +186,7 @@ class GeoJSONWriter:
         self._closed = False
 
     # -- context manager ---------------------------------------------------------------
-    def __enter__(self) -> "GeoJSONWriter":
+    def __enter__(self) -> GeoJSONWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

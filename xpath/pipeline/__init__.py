@@ -13,10 +13,12 @@ from ._slide_analysis import SlideAnalysis, analyze_slide
 from ._tissue import image_summary, tissue_mask
 
 __all__ = [
+    "BACKENDS",
     "Analysis",
     "ArraySlide",
-    "BACKENDS",
     "CohortResult",
+    "SlideAnalysis",
+    "SlideResult",
     "analyze",
     "analyze_cohort",
     "analyze_features",
@@ -25,8 +27,6 @@ __all__ = [
     "image_summary",
     "read_slide_table",
     "segment_slide",
-    "SlideAnalysis",
-    "SlideResult",
     "tile_grid",
     "tissue_mask",
 ]

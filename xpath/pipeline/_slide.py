@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import ndimage
 
 from .._types import Image, check_image, check_mpp
 from ..io._geojson import GeoJSONWriter
@@ -318,7 +317,7 @@ def segment_slide(
         overlap = int(overlap if overlap is not None else max(32, tile // 8))
         downsample = work_mpp / src.mpp
         W0, H0 = src.dimensions
-        H, W = int(math.ceil(H0 / downsample)), int(math.ceil(W0 / downsample))
+        H, W = math.ceil(H0 / downsample), math.ceil(W0 / downsample)
         name = Path(str(src.path)).name.split(".")[0]
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -349,15 +348,15 @@ def segment_slide(
                     cy0, cy1, cx0, cx1 = y_core0[iy], y_core1[iy], x_core0[ix], x_core1[ix]
                     t0 = time.perf_counter()
                     # tissue in the core, from the thumbnail
-                    ty0, ty1 = int(cy0 * downsample / t_down), int(math.ceil(cy1 * downsample / t_down))
-                    tx0, tx1 = int(cx0 * downsample / t_down), int(math.ceil(cx1 * downsample / t_down))
+                    ty0, ty1 = int(cy0 * downsample / t_down), math.ceil(cy1 * downsample / t_down)
+                    tx0, tx1 = int(cx0 * downsample / t_down), math.ceil(cx1 * downsample / t_down)
                     frac = float(tissue[ty0:max(ty1, ty0 + 1), tx0:max(tx1, tx0 + 1)].mean())
                     row = {"x": int(x), "y": int(y), "tissue_fraction": frac, "processed": False, "seconds": 0.0}
                     if frac < min_tissue or frac == 0.0:
                         rows.append(row)
                         bar.update(1)
                         continue
-                    origin = (int(round(x * downsample)), int(round(y * downsample)))
+                    origin = (round(x * downsample), round(y * downsample))
                     window = src.read_at_mpp(origin, (tile, tile), mpp=work_mpp)
                     result = segmenter(window)
                     for prompt in prompts:
