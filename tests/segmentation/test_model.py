@@ -210,6 +210,19 @@ def test_efficientnet_weights_come_from_the_shipped_file():
     assert not enc.stem[1].training  # frozen BatchNorm stays in eval mode
 
 
+def test_efficientnet_folded_inference_path_matches_the_module_path():
+    from xpath.segmentation.modeling import EfficientNetLiteEncoder
+
+    torch.manual_seed(0)
+    enc = EfficientNetLiteEncoder(pretrained=True).eval()
+    x = torch.randn(1, 3, 96, 96)
+    with torch.no_grad():
+        folded = enc(x)  # BatchNorm folded into the convolutions
+    reference = enc(x)  # autograd on: conv → BatchNorm modules as shipped
+    for a, b in zip(folded, reference):
+        torch.testing.assert_close(a, b.detach(), rtol=1e-4, atol=1e-4 * float(b.detach().abs().max()))
+
+
 @pytest.mark.parametrize(("name", "low", "high"), [("xpath_base", 0.15e9, 0.3e9), ("xpath_large", 0.3e9, 0.6e9)])
 def test_paper_scale_configs_build(name, low, high):
     """Build on the meta device (no memory, no init) to count parameters."""
