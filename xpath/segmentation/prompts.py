@@ -87,8 +87,13 @@ _LABEL_CACHE: dict = {}
 
 
 def _label_table(encoder, labels: tuple[Label, ...]):
-    """Embeddings of each label's prompt and of every object term (cached per encoder)."""
-    key = (id(encoder), labels)
+    """Embeddings of each label's prompt and of every object term.
+
+    Cached per frozen encoder *spec* (every model with the same frozen encoder shares the
+    table), else per encoder object.
+    """
+    spec = getattr(encoder, "spec", None)
+    key = (("spec", spec) if getattr(encoder, "frozen", False) and spec else ("id", id(encoder)), labels)
     if key not in _LABEL_CACHE:
         voc = load_vocabulary()
         terms = sorted({t for lab in labels for t in [lab.object, *voc.data["objects"].get(lab.object, {})
