@@ -197,8 +197,8 @@ def test_named_model_warns_that_decoder_is_untrained(caplog, tissue):
     assert seg.model == "xpath_tiny"
 
 
-def test_checkpoint_path_gives_the_same_result_as_the_model(tiny, tissue, tmp_path):
-    from xpath.segmentation import save_checkpoint
+def test_checkpoint_path_and_default_checkpoint_hook(tiny, tissue, tmp_path, monkeypatch, caplog):
+    from xpath.segmentation import _registry, predictor, save_checkpoint
 
     path = save_checkpoint(tiny, tmp_path / "tiny.pt")
     img = tissue.image[:96, :112]
@@ -207,6 +207,19 @@ def test_checkpoint_path_gives_the_same_result_as_the_model(tiny, tissue, tmp_pa
     np.testing.assert_allclose(a.probabilities["nuclei"].astype(np.float32),
                                b.probabilities["nuclei"].astype(np.float32), atol=2e-3)
     assert a.presence["nuclei"] == pytest.approx(b.presence["nuclei"], abs=1e-5)
+    # A registry that names a shipped checkpoint for the model: loaded by name, no warning.
+    monkeypatch.setattr(_registry, "default_checkpoint", lambda name: path if name == "xpath_tiny" else None,
+                        raising=False)
+    predictor._named_model.cache_clear()
+    try:
+        with caplog.at_level(logging.WARNING, logger="xpath.segmentation.predictor"):
+            c = segment(img, ["nuclei"], model="xpath_tiny", device="cpu", progress=False,
+                        return_probabilities=True)
+    finally:
+        predictor._named_model.cache_clear()
+    assert "untrained" not in caplog.text
+    np.testing.assert_allclose(c.probabilities["nuclei"].astype(np.float32),
+                               a.probabilities["nuclei"].astype(np.float32), atol=2e-3)
 
 
 def test_device_none_prefers_cuda_then_mps_then_cpu(monkeypatch):
