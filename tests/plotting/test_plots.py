@@ -117,3 +117,18 @@ def test_default_axes_are_created():
     assert matplotlib.get_backend().lower() == "agg"
     ax = plotting.plot_calibration(np.array([0, 1, 0, 1]), np.array([0.1, 0.9, 0.2, 0.8]), n_bins=2)
     assert isinstance(ax, matplotlib.axes.Axes)
+
+
+def test_model_plot_methods_return_axes():
+    from xpath.datasets import synthetic_cohort
+    from xpath.models import CoxModel, DiagnosticModel
+
+    c = synthetic_cohort(150, n_null=3, seed=0)
+    cox = CoxModel(n_bootstrap=5, cv=3).fit(c.X, c.durations, c.events)
+    dx = DiagnosticModel("logistic", n_bootstrap=5, cv=3).fit(c.X, c.y)
+    for draw in (cox.plot, cox.plot_km, dx.plot, dx.plot_calibration):
+        _, ax = plt.subplots()
+        assert draw(ax=ax) is ax
+    assert [t.get_text() for t in cox.plot(ax=plt.subplots()[1]).get_yticklabels()][-1] in c.informative
+    with pytest.raises(RuntimeError, match="cv set"):
+        CoxModel(cv=None).fit(c.X, c.durations, c.events).plot_km()
