@@ -110,3 +110,18 @@ def test_image_families_dropped_without_image(tile):
     t = cell_table(tile.instances, mpp=tile.mpp)
     assert not any(".stain." in c or ".texture." in c for c in t.columns)
     assert "nucleus.wdbc.texture" not in t.columns
+
+
+def test_intensity_equals_regionprops_table(tile, tile_table):
+    """regionprops_table's intensity_mean/min/max/std on each rgb2hed channel: equal to round-off (rtol 1e-9)."""
+    from skimage.measure import regionprops_table
+
+    hed = np.maximum(rgb2hed(tile.image), 0)
+    for ci, ch in enumerate(("hematoxylin", "eosin", "residual")):
+        ref = regionprops_table(tile.instances, intensity_image=hed[..., ci],
+                                properties=("label", "intensity_mean", "intensity_min", "intensity_max",
+                                            "intensity_std"))
+        np.testing.assert_array_equal(ref["label"], tile_table["id"])
+        for stat in ("mean", "min", "max", "std"):
+            np.testing.assert_allclose(tile_table[f"nucleus.stain.{ch}.{stat}"], ref[f"intensity_{stat}"],
+                                       rtol=1e-9, atol=1e-12, err_msg=f"{ch} {stat}")
