@@ -46,7 +46,7 @@ def _torchrun(tmp_path, out, *, resume: bool, max_steps: int) -> None:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            str(tmp_path / "worker.py"), str(tmp_path / "c.yaml"), str(out), "1" if resume else "0", str(max_steps)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
 
 
@@ -59,7 +59,7 @@ def test_torchrun_two_ranks_identical_and_resume_exact(shared_data, tmp_path):
     _torchrun(tmp_path, part, resume=False, max_steps=2)  # stop half-way ...
     _torchrun(tmp_path, part, resume=True, max_steps=4)  # ... and resume from its checkpoint
 
-    load = lambda p: torch.load(p, weights_only=True)  # noqa: E731
+    load = lambda p: torch.load(p, weights_only=True)
     r0, r1 = load(full / "weights_rank0_step4.pt"), load(full / "weights_rank1_step4.pt")
     init = load(part / "weights_rank0_step2.pt")
     moved = 0

@@ -18,13 +18,13 @@ from xpath.segmentation._train_config import (
     load_config,
     split_validation,
 )
-from xpath.segmentation.train import Trainer, _lr_lambda, build_datasets, main, validation_dice
+from xpath.segmentation.train import Trainer, _lr_lambda, main, validation_dice
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def test_lr_schedule_warmup_then_cosine():
-    f = lambda s: _lr_lambda(s, warmup=4, total=14, min_ratio=0.1)  # noqa: E731
+    f = lambda s: _lr_lambda(s, warmup=4, total=14, min_ratio=0.1)
     np.testing.assert_allclose([f(0), f(1), f(3)], [0.25, 0.5, 1.0])
     assert f(4) == pytest.approx(1.0)
     assert f(9) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))

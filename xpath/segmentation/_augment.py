@@ -117,7 +117,7 @@ def rescale_image(
     from PIL import Image as PILImage
 
     h, w = image.shape[:2]
-    oh, ow = max(1, int(round(h * factor))), max(1, int(round(w * factor)))
+    oh, ow = max(1, round(h * factor)), max(1, round(w * factor))
     # PIL's BILINEAR widens its kernel when shrinking, i.e. it antialiases.
     out = np.asarray(PILImage.fromarray(image).resize((ow, oh), PILImage.Resampling.BILINEAR))
     if labels is None:

@@ -146,7 +146,8 @@ _SOURCE_KEYS = {"dataset", "synthetic", "split", "limit", "include", "exclude", 
 
 def _check_source(src: Any, i: int) -> dict:
     if not isinstance(src, dict) or ("dataset" in src) == ("synthetic" in src):
-        raise ValueError(f"data.sources[{i}] must be a mapping with exactly one of 'dataset' or 'synthetic', got {src!r}")
+        raise ValueError(f"data.sources[{i}] must be a mapping with exactly one of 'dataset' or 'synthetic', "
+                         f"got {src!r}")
     unknown = sorted(set(src) - _SOURCE_KEYS)
     if unknown:
         raise ValueError(f"unknown keys {unknown} in data.sources[{i}]; known: {sorted(_SOURCE_KEYS)}")
@@ -165,7 +166,8 @@ def _validate(cfg: TrainConfig) -> None:
         (o.accumulate >= 1, "optim.accumulate must be >= 1"), (o.warmup_steps >= 0, "optim.warmup_steps must be >= 0"),
         (0 <= o.min_lr_ratio <= 1, "optim.min_lr_ratio must be in [0, 1]"),
         (o.grad_clip is None or o.grad_clip > 0, "optim.grad_clip must be > 0 or null"),
-        (t.steps >= 1, "train.steps must be >= 1"), (t.amp in ("auto", "bf16", "off"), "train.amp must be auto|bf16|off"),
+        (t.steps >= 1, "train.steps must be >= 1"),
+        (t.amp in ("auto", "bf16", "off"), "train.amp must be auto|bf16|off"),
         (t.keep_checkpoints >= 1, "train.keep_checkpoints must be >= 1"),
         (d.prompts_per_image >= 1, "data.prompts_per_image must be >= 1"),
         (d.balance in ("label", "source", "none"), "data.balance must be label|source|none"),
@@ -225,7 +227,7 @@ def split_validation(image_ids: list[str], splits: list[str], rule: Any) -> np.n
         m = pattern.search(image_id)
         keys.append(m.group(1) if m and m.groups() else (m.group(0) if m else image_id))
     groups = sorted(set(keys))
-    k = max(1, int(round(fraction * len(groups))))
+    k = max(1, round(fraction * len(groups)))
     # evenly spaced picks, centred in their strata: with groups sorted by category this stratifies
     picks = {groups[int(i)] for i in np.floor((np.arange(k) + 0.5) * len(groups) / k)}
     return np.array([key in picks for key in keys], bool)

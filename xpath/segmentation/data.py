@@ -41,7 +41,14 @@ import numpy as np
 import torch
 
 from ..ontology import UNSPECIFIED, Label
-from ._augment import crop_resize, flip_rotate, normalised_distance, rescale_image, stain_jitter, tile_starts
+from ._augment import (
+    crop_resize,
+    flip_rotate,
+    normalised_distance,
+    rescale_image,
+    stain_jitter,
+    tile_starts,
+)
 
 __all__ = [
     "AugmentConfig",
@@ -136,7 +143,8 @@ def synthetic_triples(tissue, *, image_id: str = "synthetic", region: str = UNSP
 
     def add(label, semantic, instances):
         if semantic.any():
-            out.append(ImageMaskLabel(tissue.image, semantic, instances, label, tissue.mpp, "synthetic", image_id, "train"))
+            out.append(ImageMaskLabel(tissue.image, semantic, instances, label, tissue.mpp, "synthetic",
+                                      image_id, "train"))
 
     add(Label(region, "nuclei", "nucleus"), tissue.instances > 0, tissue.instances)
     names = {"tumour": "tumor", "lymphocyte": "inflammatory", "stromal": "spindle-shaped"}
@@ -189,7 +197,8 @@ def build_records(
         elif isinstance(item, ImageMaskLabel):
             triples = [item]
         else:
-            raise TypeError(f"items must hold ImageMaskLabel, AnnotatedImage or SyntheticTissue, got {type(item).__name__}")
+            raise TypeError("items must hold ImageMaskLabel, AnnotatedImage or SyntheticTissue, "
+                            f"got {type(item).__name__}")
         for t in triples:
             groups.setdefault((t.source, t.image_id), []).append(t)
 
@@ -210,7 +219,9 @@ def build_records(
             if t.instances is not None:
                 has_inst[i] = True
                 instances = t.instances.astype(np.int32) if instances is None else np.maximum(instances, t.instances)
-        stack = masks.astype(np.int32) if instances is None else np.concatenate([masks.astype(np.int32), instances[None]])
+        stack = masks.astype(np.int32)  # (L, H, W) masks, then the instance map: resampled together
+        if instances is not None:
+            stack = np.concatenate([stack, instances[None]])
         image_r, stack_r = rescale_image(image, stack, factor)
         records.append(SegmentationRecord(
             image=image_r, masks=stack_r[: len(seen)].astype(bool),
@@ -456,15 +467,16 @@ def balance_weights(tile_labels: Sequence[Sequence], *, by: str = "label", sourc
     if by == "source":
         if sources is None:
             raise ValueError("by='source' needs sources")
-        names, inverse, counts = np.unique(np.asarray(sources), return_inverse=True, return_counts=True)
+        _, inverse, counts = np.unique(np.asarray(sources), return_inverse=True, return_counts=True)
         return 1.0 / counts[inverse].astype(float) ** power
     if by != "label":
         raise ValueError(f"by must be 'label', 'source' or 'none', got {by!r}")
     counts: dict = {}
     for labs in tile_labels:
-        for lab in set(labs):
+        for lab in sorted(set(labs)):
             counts[lab] = counts.get(lab, 0) + 1
-    w = np.array([np.mean([1.0 / counts[lab] ** power for lab in set(labs)]) if labs else 0.0 for labs in tile_labels])
+    w = np.array([np.mean([1.0 / counts[lab] ** power for lab in sorted(set(labs))]) if labs else 0.0
+                  for labs in tile_labels])
     if not (w > 0).any():
         raise ValueError("no tile has a label to sample")
     return w

@@ -52,9 +52,15 @@ from ._train_state import (
     restore_rng,
     write_checkpoint_dir,
 )
-from .data import BalancedSampler, SegmentationDataset, balance_weights, build_records, collate_batch
+from .data import (
+    BalancedSampler,
+    SegmentationDataset,
+    balance_weights,
+    build_records,
+    collate_batch,
+)
 
-__all__ = ["Trainer", "TrainConfig", "build_datasets", "load_config", "load_train_config", "main", "validation_dice"]
+__all__ = ["TrainConfig", "Trainer", "build_datasets", "load_config", "load_train_config", "main", "validation_dice"]
 
 #: Alias exported by ``xpath.segmentation`` (where ``load_config`` alone would be ambiguous).
 load_train_config = load_config
@@ -150,7 +156,7 @@ def build_datasets(config: TrainConfig, *, mpp: float | None, tile_size: int,
     vocab = tuple(d.vocabulary) + tuple(vocabulary or ())
     train_records = build_records(train_items, mpp=mpp, assume_mpp=d.assume_mpp)
     train_keys = {(r.source, r.image_id) for r in train_records}
-    common = dict(tile_size=tile_size, min_overlap=d.min_overlap, min_area=d.min_area, seed=config.seed)
+    common = {"tile_size": tile_size, "min_overlap": d.min_overlap, "min_area": d.min_area, "seed": config.seed}
     train = SegmentationDataset(train_records, prompts_per_image=d.prompts_per_image, max_negatives=d.max_negatives,
                                 augment=d.augment, vocabulary=vocab, **common)
     if not val_items:
@@ -214,7 +220,7 @@ def validation_dice(model, dataset: SegmentationDataset, *, batch_size: int = 4,
     for prompt, source, value in rows:
         per_cat.setdefault(prompt, []).append(value)
         per_src.setdefault(source, []).append(value)
-    summary = lambda groups: {k: {"dice": float(np.mean(v)), "n": len(v)} for k, v in sorted(groups.items())}  # noqa: E731
+    summary = lambda groups: {k: {"dice": float(np.mean(v)), "n": len(v)} for k, v in sorted(groups.items())}
     return {
         "dice": float(np.mean([r[2] for r in rows])) if rows else float("nan"),
         "presence_acc": presence_hits / presence_n if presence_n else float("nan"),
@@ -396,7 +402,8 @@ class Trainer:
             return None
         if not isinstance(self.model, TextPromptSegmenter):
             return None
-        return lambda p: save_checkpoint(self.model, p, extra={"step": self.step, "train_config": self.config.to_dict()})
+        extra = {"step": self.step, "train_config": self.config.to_dict()}
+        return lambda p: save_checkpoint(self.model, p, extra=extra)
 
     def _load_state(self) -> None:
         ckpt = latest_checkpoint(self.checkpoint_root)
