@@ -98,10 +98,9 @@ def _median_seconds(fn, repeats: int) -> float:
 
 
 def throughput(repeats: int) -> None:
-    from xpath.segmentation import create_model
-
     from efficientnet_lite_pytorch import EfficientNet
 
+    from xpath.segmentation import create_model
     from xpath.segmentation.modeling import efficientnet_lite0_weights_path
 
     model = create_model("xpath_small", device="cpu").eval()
@@ -120,7 +119,8 @@ def throughput(repeats: int) -> None:
     print(f"  baseline: shipped EfficientNet-Lite0 encoder alone: {baseline:.3f} s/tile = {1 / baseline:.2f} tiles/s")
     print(f"  xpath_small encode + decode (1 prompt):             {full:.3f} s/tile = {1 / full:.2f} tiles/s "
           f"(ratio to baseline {full / baseline:.2f}x)")
-    print(f"  decode only, cached image features:                 {decode:.3f} s ({decode / full:.0%} of the full call)")
+    print(f"  decode only, cached image features:                 {decode:.3f} s "
+          f"({decode / full:.0%} of the full call)")
 
 
 def main() -> None:

@@ -103,6 +103,7 @@ def test_conflicting_synonyms_are_refused():
 
 
 def test_ontology_imports_no_heavy_module():
-    code = "import sys, xpath.ontology as o; o.load_vocabulary(); print(sorted({'torch', 'transformers'} & set(sys.modules)))"
+    code = ("import sys, xpath.ontology as o; o.load_vocabulary(); "
+            "print(sorted({'torch', 'transformers'} & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

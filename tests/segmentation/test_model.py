@@ -219,7 +219,7 @@ def test_efficientnet_folded_inference_path_matches_the_module_path():
     with torch.no_grad():
         folded = enc(x)  # BatchNorm folded into the convolutions
     reference = enc(x)  # autograd on: conv → BatchNorm modules as shipped
-    for a, b in zip(folded, reference):
+    for a, b in zip(folded, reference, strict=True):
         torch.testing.assert_close(a, b.detach(), rtol=1e-4, atol=1e-4 * float(b.detach().abs().max()))
 
 

@@ -6,7 +6,12 @@ from .fusion import JointLayer, JointModule, SpatialPromptEncoder
 from .heads import MLP, SegmentationHeads
 from .pixel_decoder import PixelDecoder, sine_position_2d
 from .segmenter import ImageFeatures, SegmenterOutput, TextPromptSegmenter, upsample_stride4
-from .text_encoder import HFTextEncoder, TextEmbeddings, default_text_encoder_path, resolve_text_encoder_path
+from .text_encoder import (
+    HFTextEncoder,
+    TextEmbeddings,
+    default_text_encoder_path,
+    resolve_text_encoder_path,
+)
 
 __all__ = [
     "FOCALNET_SIZES", "MLP", "EfficientNetLiteEncoder", "FocalModulation", "FocalNetBlock", "FocalNetEncoder",

@@ -169,7 +169,7 @@ class FocalNetEncoder(nn.Module):
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """``x`` (B, 3, H, W) → ``[(B, C_i, H/s_i, W/s_i) for s_i in 4, 8, 16, 32]``."""
         outs = []
-        for down, blocks, norm in zip(self.downsamples, self.stages, self.out_norms):
+        for down, blocks, norm in zip(self.downsamples, self.stages, self.out_norms, strict=True):
             x = down(x)  # (B, h, w, C)
             for block in blocks:
                 if self.grad_checkpointing and self.training:

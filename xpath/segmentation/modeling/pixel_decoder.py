@@ -112,14 +112,14 @@ class PixelDecoder(nn.Module):
             x = layer(x + p) if layer is self.transformer[0] else layer(x)
         x = self.transformer_norm(x)
         out, start = [], 0
-        for (h, w), m in zip(shapes, maps):
+        for (h, w), m in zip(shapes, maps, strict=True):
             n = h * w
             out.append(x[:, start:start + n].transpose(1, 2).reshape(m.shape))  # (B, dim, h, w)
             start += n
         return out
 
     def forward(self, features: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
-        lat = [proj(f) for proj, f in zip(self.lateral, features)]  # stride 4..32, (B, dim, h, w)
+        lat = [proj(f) for proj, f in zip(self.lateral, features, strict=True)]  # stride 4..32, (B, dim, h, w)
         coarse = lat[::-1][: self.transformer_levels]  # stride 32 first
         if len(self.transformer):
             coarse = self._mix_coarse(coarse)

@@ -193,7 +193,7 @@ class TextPromptSegmenter(nn.Module):
         if t is None:
             return None
         t = torch.as_tensor(t, dtype=torch.float32, device=self.device)
-        if t.ndim != len(shape) or any(s is not None and s != d for s, d in zip(shape, t.shape)):
+        if t.ndim != len(shape) or any(s is not None and s != d for s, d in zip(shape, t.shape, strict=True)):
             expected = "(" + ", ".join("K" if s is None else str(s) for s in shape) + ")"
             raise ValueError(f"{name} must have shape {expected}, got {tuple(t.shape)}")
         return t

@@ -163,7 +163,7 @@ class HFTextEncoder(nn.Module):
         fresh = {}
         if todo:
             with torch.no_grad() if self.frozen else contextlib.nullcontext():
-                fresh = dict(zip(todo, self._encode(todo)))
+                fresh = dict(zip(todo, self._encode(todo), strict=True))
             if use_cache:
                 self._cache.update(fresh)
         lookup = {**self._cache, **fresh} if use_cache else fresh
