@@ -141,6 +141,8 @@ def test_synthetic_tissue_infiltration_is_recovered():
         near[infil] = immune_proximity(t, distance_um=15.0)
         rt = region_table(tile.regions, mpp=tile.mpp, region_names=dict(enumerate(REGION_TYPES)), cells=t)
         assert rt["region.area_um2.tumour"] == pytest.approx((tile.regions == 1).sum() * tile.mpp**2)
+        assert rt["region.tumour_stroma_ratio"] == pytest.approx((tile.regions == 1).sum() / (tile.regions == 2).sum())
+        assert sum(v for k, v in rt.items() if k.startswith("region.fraction.")) == pytest.approx(1.0)
         assert rt["region.density_per_mm2.tumour.tumour"] > 10 * rt["region.density_per_mm2.tumour.stroma"]
     ratio = dens[0.8]["intratumoral_per_mm2"] / dens[0.05]["intratumoral_per_mm2"]
     assert ratio > 5  # planted 16x (thinning of overlapping nuclei lowers it)

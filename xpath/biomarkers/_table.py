@@ -55,17 +55,19 @@ def _assign_classes(classes: Any, px: ObjectPixels, labels: np.ndarray, class_na
         cm = classes[px.rows, px.cols].astype(np.int64)
         if cm.size and cm.min() < 0:
             raise ValueError(f"classes as a class map must be >= 0 (0 = no class), got minimum {cm.min()}")
-        n_cls = int(cm.max()) + 1 if cm.size else 1
-        votes = np.bincount(px.group * n_cls + cm, minlength=n * n_cls).reshape(n, n_cls)
-        votes[:, 0] = 0  # class 0 = none; an object with no classed pixel gets no class
+        # Votes over the class values present (not 0..max: a uint16 map must not make N x 65536 votes).
+        values, inv = np.unique(np.concatenate([[0], cm]), return_inverse=True)
+        inv = inv[1:]
+        k = values.size
+        votes = np.bincount(px.group * k + inv, minlength=n * k).reshape(n, k)
+        votes[:, 0] = 0  # values[0] == 0 = no class; an object with no classed pixel gets no class
         best = votes.argmax(1)
         has = votes.max(1) > 0
-        codes = np.where(has, best, 0)
-        values = np.unique(codes[has]) if has.any() else np.array([], np.int64)
-        names = [class_names.get(int(v), int(v)) if class_names else int(v) for v in values]
-        lut = np.full(n_cls, -1, np.int64)
-        lut[values] = np.arange(values.size)
-        return pd.Categorical.from_codes(np.where(has, lut[codes], -1), categories=pd.Index(names))
+        used = np.unique(best[has])
+        names = [class_names.get(int(v), int(v)) if class_names else int(v) for v in values[used]]  # per class
+        lut = np.full(k, -1, np.int64)
+        lut[used] = np.arange(used.size)
+        return pd.Categorical.from_codes(np.where(has, lut[best], -1), categories=pd.Index(names))
     if isinstance(classes, pd.Series):
         mapped = classes.reindex(px.ids)
     elif isinstance(classes, Mapping):
@@ -75,7 +77,7 @@ def _assign_classes(classes: Any, px: ObjectPixels, labels: np.ndarray, class_na
                         f"(H, W) integer class map, got {type(classes).__name__}")
     mapped = pd.Series(np.asarray(mapped), dtype=object)
     if class_names:
-        mapped = mapped.map(lambda v: class_names.get(v, v))
+        mapped = mapped.replace(dict(class_names))
     return pd.Categorical(mapped)
 
 
