@@ -52,6 +52,16 @@ def test_attributions_point_at_the_planted_cells(task, model):
     assert np.mean(overlap) >= 0.6  # chance is ~8/40 = 0.2
 
 
+def test_gnnexplainer_style_mask_finds_the_planted_cells(task, model):
+    overlap = []
+    for g, planted in task[120:136]:
+        if g[2] == 1:
+            m = model.node_attributions(g, target=1, method="mask")
+            assert ((m > 0) & (m < 1)).all()
+            overlap.append(len(set(np.argsort(-m)[:8]) & set(planted)) / 8)
+    assert np.mean(overlap) >= 0.5  # chance is ~0.2
+
+
 def test_integrated_gradients_completeness(task, model):
     (A, x, _), _ = task[121]
     a = model.node_attributions((A, x), target=1, steps=64)
