@@ -247,3 +247,18 @@ def test_base_runs_forward_and_backward(rng):
     assert out.mask_logits.shape == (1, 1, 64, 64) and torch.isfinite(out.mask_logits).all()
     out.mask_logits.mean().backward()
     assert torch.isfinite(model.heads.mask_embed[0].weight.grad).all()
+
+
+def test_stochastic_depth_only_in_training():
+    from xpath.segmentation.modeling.focalnet import drop_path
+
+    x = torch.ones(1000, 4)
+    torch.manual_seed(0)
+    y = drop_path(x, 0.25, training=True)
+    kept = (y[:, 0] > 0).float().mean().item()
+    assert abs(kept - 0.75) < 0.05
+    torch.testing.assert_close(y[y[:, 0] > 0], torch.full_like(y[y[:, 0] > 0], 1 / 0.75))  # expectation kept
+    assert drop_path(x, 0.25, training=False) is x
+    enc = FocalNetEncoder(embed_dim=8, depths=(1, 1, 2, 1), drop_path_rate=0.3)
+    rates = [b.drop_path_rate for stage in enc.stages for b in stage]
+    assert rates[0] == 0.0 and rates[-1] == pytest.approx(0.3) and rates == sorted(rates)

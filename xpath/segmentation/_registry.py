@@ -41,6 +41,8 @@ class SegmenterConfig:
         Load the encoder's shipped ImageNet weights (EfficientNet-Lite0 only).
     embed_dim, depths, focal_level, focal_window, use_conv_embed, use_layerscale, use_postln, normalize_modulator
         FocalNet settings.
+    drop_path_rate : float
+        FocalNet stochastic depth (of the last block; linear from 0).
     text_encoder : str
         ``"minilm"``, ``"bert-base"`` or a local BERT directory.
     text_frozen : bool
@@ -76,6 +78,7 @@ class SegmenterConfig:
     use_layerscale: bool = False
     use_postln: bool = False
     normalize_modulator: bool = False
+    drop_path_rate: float = 0.0
     text_encoder: str = "minilm"
     text_frozen: bool = True
     text_dim: int = 384
@@ -173,7 +176,8 @@ def xpath_base() -> SegmenterConfig:
     """FocalNet-B (embed 128, 2-2-18-2) + BERT-base-sized text encoder, 1024 px, 256-wide decoder."""
     return SegmenterConfig(
         name="xpath_base", image_size=1024, mpp=0.25, encoder="focalnet", embed_dim=128, depths=(2, 2, 18, 2),
-        focal_level=3, focal_window=3, text_encoder="bert-base", text_frozen=False, text_dim=768, dim=256,
+        focal_level=3, focal_window=3, drop_path_rate=0.2, text_encoder="bert-base", text_frozen=False,
+        text_dim=768, dim=256,
         mask_dim=256, num_queries=100, joint_layers=9, joint_levels=3, num_heads=8, ffn_dim=2048, pixel_layers=6,
         pixel_levels=2, pixel_ffn_dim=1024, grad_checkpointing=True,
     )
@@ -185,8 +189,8 @@ def xpath_large() -> SegmenterConfig:
     return SegmenterConfig(
         name="xpath_large", image_size=1024, mpp=0.25, encoder="focalnet", embed_dim=192, depths=(2, 2, 18, 2),
         focal_level=3, focal_window=5, use_conv_embed=True, use_layerscale=True, use_postln=True,
-        text_encoder="bert-base", text_frozen=False, text_dim=768, dim=512, mask_dim=512, num_queries=100,
-        joint_layers=10, joint_levels=3, num_heads=8, ffn_dim=2048, pixel_layers=6, pixel_levels=2,
+        drop_path_rate=0.3, text_encoder="bert-base", text_frozen=False, text_dim=768, dim=512, mask_dim=512,
+        num_queries=100, joint_layers=10, joint_levels=3, num_heads=8, ffn_dim=2048, pixel_layers=6, pixel_levels=2,
         pixel_ffn_dim=2048, grad_checkpointing=True,
     )
 
@@ -209,7 +213,8 @@ def build_model(config: SegmenterConfig):
             embed_dim=config.embed_dim, depths=config.depths, focal_level=config.focal_level,
             focal_window=config.focal_window, use_conv_embed=config.use_conv_embed,
             use_layerscale=config.use_layerscale, use_postln=config.use_postln,
-            normalize_modulator=config.normalize_modulator, grad_checkpointing=config.grad_checkpointing)
+            normalize_modulator=config.normalize_modulator, drop_path_rate=config.drop_path_rate,
+            grad_checkpointing=config.grad_checkpointing)
     elif config.encoder == "efficientnet_lite0":
         encoder = EfficientNetLiteEncoder(pretrained=config.encoder_pretrained)
     else:

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["FOCALNET_SIZES", "FocalModulation", "FocalNetBlock", "FocalNetEncoder"]
+__all__ = ["FOCALNET_SIZES", "FocalModulation", "FocalNetBlock", "FocalNetEncoder", "drop_path"]
 
 #: The sizes of the FocalNet paper (Table 1 / detection models): embed dim and depths.
 FOCALNET_SIZES = {
@@ -71,14 +71,23 @@ class FocalModulation(nn.Module):
         return self.proj(out.permute(0, 2, 3, 1))
 
 
+def drop_path(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
+    """Stochastic depth: zero the residual branch of whole samples with probability ``rate``."""
+    if rate == 0.0 or not training:
+        return x
+    keep = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(1 - rate)
+    return x * keep / (1 - rate)
+
+
 class FocalNetBlock(nn.Module):
     """Pre-norm (or post-norm) residual block: focal modulation then an MLP."""
 
     def __init__(self, dim: int, *, mlp_ratio: float = 4.0, focal_level: int = 2, focal_window: int = 3,
                  use_layerscale: bool = False, layerscale_value: float = 1e-4, use_postln: bool = False,
-                 normalize_modulator: bool = False) -> None:
+                 normalize_modulator: bool = False, drop_path_rate: float = 0.0) -> None:
         super().__init__()
         self.use_postln = use_postln
+        self.drop_path_rate = drop_path_rate
         self.norm1 = nn.LayerNorm(dim)
         self.modulation = FocalModulation(dim, focal_level=focal_level, focal_window=focal_window,
                                           normalize_modulator=normalize_modulator)
@@ -97,9 +106,11 @@ class FocalNetBlock(nn.Module):
             y = self.norm1(self.modulation(x))
         else:
             y = self.modulation(self.norm1(x))
-        x = x + (y if self.gamma_1 is None else self.gamma_1 * y)
+        y = y if self.gamma_1 is None else self.gamma_1 * y
+        x = x + drop_path(y, self.drop_path_rate, self.training)
         y = self.norm2(self.mlp(x)) if self.use_postln else self.mlp(self.norm2(x))
-        return x + (y if self.gamma_2 is None else self.gamma_2 * y)
+        y = y if self.gamma_2 is None else self.gamma_2 * y
+        return x + drop_path(y, self.drop_path_rate, self.training)
 
 
 class _Downsample(nn.Module):
@@ -133,6 +144,8 @@ class FocalNetEncoder(nn.Module):
         Focal modulation settings shared by all stages.
     use_conv_embed, use_layerscale, use_postln, normalize_modulator : bool
         The stabilisers of the large FocalNets.
+    drop_path_rate : float
+        Stochastic depth of the last block; it rises linearly from 0 over the blocks.
     grad_checkpointing : bool
         Recompute block activations in backward (saves memory at 1024 px).
 
@@ -147,7 +160,7 @@ class FocalNetEncoder(nn.Module):
     def __init__(self, *, embed_dim: int = 96, depths: Sequence[int] = (2, 2, 6, 2), mlp_ratio: float = 4.0,
                  focal_level: int = 2, focal_window: int = 3, use_conv_embed: bool = False,
                  use_layerscale: bool = False, use_postln: bool = False, normalize_modulator: bool = False,
-                 grad_checkpointing: bool = False) -> None:
+                 drop_path_rate: float = 0.0, grad_checkpointing: bool = False) -> None:
         super().__init__()
         if len(depths) != 4:
             raise ValueError(f"depths must have 4 stages, got {tuple(depths)}")
@@ -157,11 +170,14 @@ class FocalNetEncoder(nn.Module):
         self.downsamples = nn.ModuleList(
             [_Downsample(3, dims[0], stem=True, use_conv_embed=use_conv_embed)]
             + [_Downsample(dims[i - 1], dims[i], stem=False, use_conv_embed=use_conv_embed) for i in range(1, 4)])
+        total = sum(depths)
+        rates = [drop_path_rate * k / max(total - 1, 1) for k in range(total)]
         self.stages = nn.ModuleList([
             nn.ModuleList([FocalNetBlock(dims[i], mlp_ratio=mlp_ratio, focal_level=focal_level,
                                          focal_window=focal_window, use_layerscale=use_layerscale,
-                                         use_postln=use_postln, normalize_modulator=normalize_modulator)
-                           for _ in range(depths[i])])
+                                         use_postln=use_postln, normalize_modulator=normalize_modulator,
+                                         drop_path_rate=rates[sum(depths[:i]) + j])
+                           for j in range(depths[i])])
             for i in range(4)])
         self.out_norms = nn.ModuleList([nn.LayerNorm(d) for d in dims])
         self.apply(_init_weights)
