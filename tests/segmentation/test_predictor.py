@@ -53,6 +53,12 @@ class LocalStandIn(torch.nn.Module):
             inside = (xx >= x0) & (xx < x1) & (yy >= y0) & (yy < y1)
             has = ~torch.isnan(boxes).any(-1)[..., None, None]
             logits = torch.where(has, torch.where(inside, 10.0, -10.0), logits)
+        if points is not None:  # (B, P, K, 3): a disc of radius 6 around each positive point
+            yy, xx = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")
+            px, py, lab = (points[..., i, None, None] for i in range(3))  # (B, P, K, 1, 1)
+            near = ((xx - px) ** 2 + (yy - py) ** 2 <= 36) & (lab == 1)
+            has = ~torch.isnan(points).any(-1).any(-1)[..., None, None]  # (B, P, 1, 1)
+            logits = torch.where(has, torch.where(near.any(2), 10.0, -10.0), logits)
         dist = torch.logit(x[:, 1:2].clamp(1e-4, 1 - 1e-4)).expand(b, len(prompts), h, w)
         presence = torch.logit(x[:, :1].mean((2, 3)).clamp(1e-4, 1 - 1e-4)).expand(b, len(prompts))
         return SimpleNamespace(mask_logits=logits, distance_logits=dist, presence_logits=presence)
@@ -122,6 +128,20 @@ def test_box_prompt_and_mpp_resize_map_back_to_input_pixels(rng):
     expected[40:150, 30:110] = True
     got = seg.semantic["red"]
     assert (got & expected).sum() / (got | expected).sum() > 0.97
+
+
+def test_point_prompt_maps_through_tiles_and_mpp(rng):
+    img = _smooth_image(rng, (200, 160))
+    pred = TextPromptPredictor(LocalStandIn(64), overlap=8).set_image(img, mpp=0.25)
+    points = np.array([[[100.0, 130.0, 1.0], [20.0, 20.0, 0.0]]])  # (P=1, K=2, 3) in input pixels
+    seg = pred.predict(["red"], points=points, instances=False)
+    yy, xx = np.mgrid[:200, :160]
+    expected = (((xx + 0.5) / 2 - 50.0) ** 2 + ((yy + 0.5) / 2 - 65.0) ** 2) <= 36  # radius 6 work px
+    got = seg.semantic["red"]
+    assert got[130, 100] and not got[20, 20]
+    assert (got & expected).sum() / (got | expected).sum() > 0.9
+    with pytest.raises(ValueError, match="labels"):
+        pred.predict(["red"], points=np.array([[[10.0, 10.0, 2.0]]]))
 
 
 def test_features_cached_once_and_reused(rng):
