@@ -95,9 +95,9 @@ def test_real_monuseg_image_against_regionprops(shared_data):
     from skimage.color import rgb2hed
     from skimage.measure import regionprops_table
 
-    from xpath.datasets import load_dataset
+    from xpath.datasets import iter_dataset
 
-    rec = load_dataset("monuseg")[0]
+    rec = next(iter_dataset("monuseg", limit=1))
     t = cell_table(rec.instances, rec.image, mpp=rec.mpp)
     ref = regionprops_table(rec.instances, properties=("label", "area", "perimeter", "solidity"))
     np.testing.assert_array_equal(t["id"], ref["label"])
@@ -110,6 +110,32 @@ def test_real_monuseg_image_against_regionprops(shared_data):
     # Nuclei are the haematoxylin-rich structures of the image.
     background_h = np.maximum(rgb2hed(rec.image)[..., 0], 0)[rec.instances == 0]
     assert t["nucleus.stain.hematoxylin.median"].median() > np.median(background_h)
+
+
+def test_real_consep_classes_and_nuclear_sizes(shared_data):
+    """CoNSeP (colorectal, typed nuclei): majority-vote classes equal a pandas mode per object, and
+    inflammatory nuclei (lymphocytes) are smaller and rounder than epithelial ones, as in tissue."""
+    from xpath.datasets import iter_dataset
+
+    tables = []
+    for i, rec in enumerate(iter_dataset("consep", limit=120)):  # loop over images
+        names = {k: v.object for k, v in rec.classes.items()}
+        t = cell_table(rec.instances, mpp=rec.mpp, classes=rec.class_map, class_names=names, properties=("shape",))
+        m = rec.instances > 0
+        pix = pd.DataFrame({"id": rec.instances[m], "cls": rec.class_map[m]})
+        pix = pix[pix.cls > 0]
+        n = pix.groupby(["id", "cls"]).size().reset_index(name="n")
+        mode = n.sort_values(["id", "n", "cls"], ascending=[True, False, True]).drop_duplicates("id").set_index("id")["cls"]
+        got = t.set_index("id")["class"].astype(str)
+        assert (got.loc[mode.index] == mode.map(names)).all()
+        tables.append(t.assign(image=i))
+    allc = pd.concat(tables, ignore_index=True)
+    med = allc.groupby("class", observed=True)[[f"nucleus.shape.{f}" for f in ("area_um2", "eccentricity",
+                                                                                "solidity")]].median()
+    med.columns = ["area", "eccentricity", "solidity"]
+    assert med.loc["inflammatory", "area"] < 0.8 * med.loc["epithelial", "area"]
+    assert med.loc["inflammatory", "eccentricity"] < med.loc["spindle-shaped", "eccentricity"] - 0.1
+    assert med.loc["inflammatory", "solidity"] > med.loc["epithelial", "solidity"]
 
 
 @pytest.mark.parametrize("name", ["_pixels", "_table", "_graph", "_aggregate", "_catalog", "_featurizer"])
