@@ -262,3 +262,29 @@ def test_stochastic_depth_only_in_training():
     enc = FocalNetEncoder(embed_dim=8, depths=(1, 1, 2, 1), drop_path_rate=0.3)
     rates = [b.drop_path_rate for stage in enc.stages for b in stage]
     assert rates[0] == 0.0 and rates[-1] == pytest.approx(0.3) and rates == sorted(rates)
+
+
+def test_text_encoder_from_a_local_bert_directory(tmp_path):
+    """Any local BERT directory works by path: a copy (symlinks) of MiniLM gives MiniLM's embeddings."""
+    from xpath.segmentation.modeling import HFTextEncoder, default_text_encoder_path
+
+    src = default_text_encoder_path()
+    for f in src.iterdir():
+        (tmp_path / f.name).symlink_to(f)
+    by_path = HFTextEncoder(str(tmp_path))
+    default = HFTextEncoder("minilm")
+    texts = ["nuclei-level tumor in breast pathology", "stroma"]
+    with torch.no_grad():
+        a, b = by_path(texts), default(texts)
+    assert by_path.dim == 384 and by_path.reloadable
+    torch.testing.assert_close(a.pooled, b.pooled)
+    assert a.mask.sum(1).tolist() == b.mask.sum(1).tolist()
+
+
+def test_missing_text_encoder_directory_says_where_it_looked(tmp_path):
+    from xpath.segmentation.modeling import HFTextEncoder
+
+    with pytest.raises(FileNotFoundError, match=r"has no config.json.*'minilm', 'bert-base'"):
+        HFTextEncoder(str(tmp_path / "PubMedBERT"))
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        create_model("xpath_tiny", text_encoder=str(tmp_path))
