@@ -44,8 +44,9 @@ _WDBC_DEF = {
                   "1"),
     "concave_points": (("number of concave portions: runs of boundary vertices deeper than 5% of the mean "
                        "radius inside the hull"), "count"),
-    "symmetry": (("Σ|ℓ_j − r_j| sin(jΔ) / Σ(ℓ_j + r_j) sin(jΔ): relative difference of the perpendiculars "
-                 "to the major axis (longest chord through the centroid) on its two sides"), "1"),
+    "symmetry": (("Σ|ℓ(φ+t) − ℓ(φ−t)| sin t / Σ(ℓ(φ+t) + ℓ(φ−t)) sin t: relative difference of the perpendiculars "
+                 "to the major axis φ (principal axis of the boundary points; WDBC: longest chord) on its two "
+                 "sides"), "1"),
     "fractal_dimension": (("coastline approximation − 1: minus the slope of log perimeter against log ruler "
                           "length, rulers of 1, 2, 4, 8 boundary steps"), "1"),
 }
