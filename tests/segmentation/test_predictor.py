@@ -302,3 +302,29 @@ def test_prompt_structure():
     assert prompt_structure("inflammatory nuclei")[1] == "nuclei"
     assert prompt_structure("lymphocytes")[1] in ("cell", "nuclei")
     assert prompt_structure("glands")[1] == "tissue"
+
+
+def test_segmentation_result_plot_and_label_image():
+    sem = np.zeros((300, 200), bool)
+    sem[10:50, 10:50] = True
+    sem[100:120, 150:190] = True
+    inst = np.zeros((300, 200), np.int32)
+    inst[200:220, 20:40] = 1
+    rows = [{"prompt": "stroma", "label": None, "structure": "tissue", "presence": 0.9, "n_instances": pd.NA,
+                 "area_fraction": float(sem.mean())},
+            {"prompt": "nuclei", "label": None, "structure": "nuclei", "presence": 0.2, "n_instances": 1,
+                 "area_fraction": float((inst > 0).mean())}]
+    seg = Segmentation(prompts=("stroma", "nuclei"), semantic={"stroma": sem, "nuclei": inst > 0},
+                       instances={"nuclei": inst}, presence={"stroma": 0.9, "nuclei": 0.2},
+                       classes=Segmentation._classes_table(rows), image_shape=(300, 200),
+                       image=np.full((300, 200, 3), 200, np.uint8))
+    assert seg.classes["n_instances"].dtype == "Int64"
+    lab = seg.to_label_image("stroma")
+    assert lab.max() == 2 and (lab > 0).sum() == sem.sum()
+    assert seg.to_label_image("nuclei") is inst
+    ax = seg.plot(max_side=100)
+    drawn = ax.images[0].get_array()
+    assert drawn.shape[:2] == (100, 67) and ax.get_xlim() == (0.0, 200.0)
+    assert len(ax.get_legend().get_texts()) == 2
+    with pytest.raises(KeyError, match="not in this result"):
+        seg.to_label_image("glands")

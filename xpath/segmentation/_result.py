@@ -89,10 +89,12 @@ class Segmentation:
         labels, _ = ndimage.label(self.semantic[prompt], structure=np.ones((3, 3), bool))
         return labels.astype(np.int32, copy=False)
 
-    def plot(self, ax=None, prompts: list[str] | None = None, *, alpha: float = 0.45, legend: bool = True):
+    def plot(self, ax=None, prompts: list[str] | None = None, *, alpha: float = 0.45, legend: bool = True,
+             max_side: int = 2048):
         """Overlay the masks on the image, one colour per prompt; returns the Axes.
 
-        Instance boundaries are drawn darker. Nothing is shown (no ``plt.show()``).
+        Instance boundaries are drawn darker. Images longer than ``max_side`` pixels are
+        subsampled for display. Nothing is shown (no ``plt.show()``).
 
         Parameters
         ----------
@@ -103,7 +105,9 @@ class Segmentation:
         alpha : float
             Opacity of the mask colours.
         legend : bool
-            Add a legend naming the prompts.
+            Add a legend naming the prompts (with their presence scores).
+        max_side : int
+            Longest side drawn, in pixels (the arrays are strided, never copied whole).
         """
         import matplotlib.pyplot as plt
         from matplotlib.patches import Patch
@@ -112,21 +116,25 @@ class Segmentation:
         if ax is None:
             _, ax = plt.subplots(figsize=(6, 6 * self.image_shape[0] / max(self.image_shape[1], 1)))
         h, w = self.image_shape
-        base = (self.image.astype(np.float32) / 255.0) if self.image is not None else np.ones((h, w, 3), np.float32)
-        rgb = base.copy()
+        step = max(1, -(-max(h, w) // max_side))
+        view = (slice(None, None, step), slice(None, None, step))
+        if self.image is not None:
+            rgb = self.image[view].astype(np.float32) / 255.0
+        else:
+            rgb = np.ones((len(range(0, h, step)), len(range(0, w, step)), 3), np.float32)
         cmap = plt.get_cmap("tab10" if len(chosen) <= 10 else "tab20")
         handles = []
         for k, prompt in enumerate(chosen):
             colour = np.asarray(cmap(k % cmap.N)[:3], np.float32)
-            mask = self.semantic[prompt]
+            mask = self.semantic[prompt][view]
             rgb[mask] = (1 - alpha) * rgb[mask] + alpha * colour
             if prompt in self.instances:
                 from skimage.segmentation import find_boundaries
 
-                edge = find_boundaries(self.instances[prompt], mode="inner")
+                edge = find_boundaries(self.instances[prompt][view], mode="inner")
                 rgb[edge] = 0.6 * colour
             handles.append(Patch(color=colour, label=f"{prompt} ({self.presence[prompt]:.2f})"))
-        ax.imshow(np.clip(rgb, 0, 1))
+        ax.imshow(np.clip(rgb, 0, 1), extent=(0, w, h, 0))  # axes in full-resolution pixels
         ax.set_axis_off()
         if legend and handles:
             ax.legend(handles=handles, loc="upper right", fontsize="small", framealpha=0.8)
