@@ -30,13 +30,20 @@ import time
 import numpy as np
 
 
+def _timed(fn) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process) of one call; CPU time is steadier on a shared machine."""
+    w0, c0 = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - w0, time.process_time() - c0
+
+
 def _median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return statistics.median(_timed(fn)[0] for _ in range(repeats))
+
+
+def _median_times(fn, repeats: int) -> tuple[float, float]:
+    runs = [_timed(fn) for _ in range(repeats)]
+    return statistics.median(w for w, _ in runs), statistics.median(c for _, c in runs)
 
 
 def _image(size: int, seed: int = 0) -> np.ndarray:
@@ -61,47 +68,46 @@ def bench_prompts(model_name: str, repeats: int) -> None:
     pred.predict(["nuclei-level warm-up in unspecified pathology"])
     counter = iter(range(10_000))
 
-    def first(instances: bool, fresh: bool) -> float:
-        t0 = time.perf_counter()
+    def first(instances: bool, fresh: bool) -> None:
         pred.set_image(img)
         pred.predict([f"nuclei variant {next(counter)}" if fresh else "nuclei"], instances=instances)
-        return time.perf_counter() - t0
 
-    def second(instances: bool, fresh: bool) -> float:
-        t0 = time.perf_counter()
+    def second(instances: bool, fresh: bool) -> None:
         pred.predict([f"stroma variant {next(counter)}" if fresh else "stroma"], instances=instances)
-        return time.perf_counter() - t0
 
     pred.predict(["nuclei", "stroma"])  # the text encoder caches these two
-    print(f"\n== decoding on a cached image ({model_name}, one {t}x{t} tile)")
-    print("   first call = set_image + predict(1 prompt); second = predict(another prompt); interleaved pairs")
-    print(f"{'case':<40}{'first call s':>14}{'second prompt s':>17}{'median ratio':>14}")
+    print(f"\n== decoding on a cached image ({model_name}, one {t}x{t} tile, {torch.get_num_threads()} threads)")
+    print("   first call = set_image + predict(1 prompt); second = predict(another prompt); interleaved pairs;")
+    print("   ratios are medians over pairs, of wall-clock and of this process's CPU time")
+    print(f"{'case':<40}{'first s':>9}{'second s':>10}{'wall ratio':>12}{'CPU ratio':>11}")
     cases = (("semantic, prompt text seen before", False, False),
              ("semantic, new prompt text", False, True),
              ("with instances, prompt text seen before", True, False))
     for label, instances, fresh in cases:
-        pairs = [(first(instances, fresh), second(instances, fresh)) for _ in range(repeats)]
-        t1 = statistics.median(a for a, _ in pairs)
-        t2 = statistics.median(b for _, b in pairs)
-        ratio = statistics.median(b / a for a, b in pairs)
-        print(f"{label:<40}{t1:>14.3f}{t2:>17.3f}{ratio:>14.1%}")
+        pairs = [(_timed(lambda: first(instances, fresh)), _timed(lambda: second(instances, fresh)))  # noqa: B023
+                 for _ in range(repeats)]
+        t1 = statistics.median(a[0] for a, _ in pairs)
+        t2 = statistics.median(b[0] for _, b in pairs)
+        wall = statistics.median(b[0] / a[0] for a, b in pairs)
+        cpu = statistics.median(b[1] / a[1] for a, b in pairs)
+        print(f"{label:<40}{t1:>9.3f}{t2:>10.3f}{wall:>12.1%}{cpu:>11.1%}")
 
     print(f"\n== marginal cost of extra prompts on a cached image ({model_name}, semantic only, text seen before)")
     prompts = ["nuclei", "stroma", "lymphocytes", "tumour", "glands", "necrosis", "epithelial nuclei", "fibroblasts"]
     pred.set_image(img)
     pred.predict(prompts, instances=False)  # the text encoder caches all eight
-    print(f"{'prompts':>8}{'predict s':>12}{'per extra prompt s':>20}{'vs set_image':>14}")
-    t_set = _median_time(lambda: pred.set_image(img), repeats)
+    set_wall, set_cpu = _median_times(lambda: pred.set_image(img), repeats)
+    print(f"{'prompts':>8}{'wall s':>9}{'CPU s':>8}{'CPU per extra prompt':>22}{'CPU vs set_image':>18}")
     base = None
     for n in (1, 2, 4, 8):
         def run(n: int = n) -> None:
             pred.predict(prompts[:n], instances=False)
 
-        dt = _median_time(run, repeats)
-        base = dt if base is None else base
-        extra = "" if n == 1 else f"{(dt - base) / (n - 1):.3f}"
-        print(f"{n:>8}{dt:>12.3f}{extra:>20}{dt / t_set:>14.1%}")
-    print(f"   set_image (encoding the tile): {t_set:.3f} s")
+        wall, cpu = _median_times(run, repeats)
+        base = cpu if base is None else base
+        extra = "" if n == 1 else f"{(cpu - base) / (n - 1):.3f}"
+        print(f"{n:>8}{wall:>9.3f}{cpu:>8.3f}{extra:>22}{cpu / set_cpu:>18.1%}")
+    print(f"   set_image (encoding the tile): wall {set_wall:.3f} s, CPU {set_cpu:.3f} s")
 
 
 def bench_throughput(model_name: str, repeats: int) -> None:
@@ -131,15 +137,16 @@ def bench_throughput(model_name: str, repeats: int) -> None:
 
     encoder_backbone()
     full()  # warm-up
-    tb = _median_time(encoder_backbone, repeats)
-    te = _median_time(encoder_only, repeats)
-    tf = _median_time(full, repeats)
+    tb, cb = _median_times(encoder_backbone, repeats)
+    te, ce = _median_times(encoder_only, repeats)
+    tf, cf = _median_times(full, repeats)
     print(f"\n== CPU throughput, {model_name}, {t} px tiles, {torch.get_num_threads()} threads")
-    print(f"{'run':<52}{'tiles/s':>9}{'vs backbone':>13}")
-    print(f"{'image backbone alone (baseline), batch 4':<52}{4 / tb:>9.2f}{1.0:>13.2f}")
-    print(f"{'encode_image (backbone + pixel decoder), batch 4':<52}{4 / te:>9.2f}{tb / te:>13.2f}")
+    print("   (CPU s/tile: this process's CPU time, steadier than wall-clock on a shared machine)")
+    print(f"{'run':<52}{'tiles/s':>9}{'vs backbone':>13}{'CPU s/tile':>12}")
+    print(f"{'image backbone alone (baseline), batch 4':<52}{4 / tb:>9.2f}{1.0:>13.2f}{cb / 4:>12.3f}")
+    print(f"{'encode_image (backbone + pixel decoder), batch 4':<52}{4 / te:>9.2f}{tb / te:>13.2f}{ce / 4:>12.3f}")
     label = f"segment(), 1 nuclei prompt, {size}x{size} = {n_tiles} tiles"
-    print(f"{label:<52}{n_tiles / tf:>9.2f}{(n_tiles / tf) / (4 / tb):>13.2f}")
+    print(f"{label:<52}{n_tiles / tf:>9.2f}{(n_tiles / tf) / (4 / tb):>13.2f}{cf / n_tiles:>12.3f}")
 
 
 def _memory_child(model_name: str, size: int) -> None:
