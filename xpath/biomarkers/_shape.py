@@ -68,9 +68,9 @@ def shape_features(labels: np.ndarray, px: ObjectPixels, mom: dict, *, mpp: floa
     l2 = np.clip(half_tr - rad, 0, None)
     with np.errstate(invalid="ignore", divide="ignore"):
         ecc = np.where(l1 > 0, np.sqrt(np.clip(1 - l2 / l1, 0, 1)), 0.0)
-    # scikit-image's formula; its special case for a == c (returning -pi/4 when b < 0) contradicts
-    # the limit of this same formula (+pi/4), so it is not copied.
-    orient = 0.5 * np.arctan2(-2 * b, c - a)
+    # scikit-image's definition, including its convention for a == c (the formula's limit for
+    # b != 0; -pi/4 for an isotropic object, whose orientation is undefined).
+    orient = np.where(a - c == 0, np.where(b < 0, math.pi / 4, -math.pi / 4), 0.5 * np.arctan2(-2 * b, c - a))
 
     perim = _kernels.perimeter_kernel(labels, px.ids, px.offsets, px.rows, px.cols, _kernels._PERIM_W)
     hull = _kernels.hull_kernel(px.offsets, px.rows, px.cols, px.bbox)
