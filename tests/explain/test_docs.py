@@ -12,7 +12,9 @@ FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 @pytest.mark.parametrize("page", ["models.md", "explain.md"])
 def test_docs_examples(page):
-    result = doctest.testfile(str(ROOT / "docs" / page), module_relative=False, encoding="utf-8", optionflags=FLAGS)
+    result = doctest.testfile(
+        str(ROOT / "docs" / page), module_relative=False, encoding="utf-8", optionflags=FLAGS
+    )
     assert result.attempted > 5 and result.failed == 0
 
 

@@ -1,4 +1,4 @@
-"""BiomarkerReport renders on GBSG2 and on the planted cohort: Markdown, HTML, non-empty PNGs, atomic."""
+"""BiomarkerReport renders on GBSG2 and a planted cohort: Markdown, HTML, non-empty PNGs, atomic."""
 
 import numpy as np
 import pandas as pd
@@ -24,35 +24,71 @@ def gbsg2_report():
     d = load_gbsg2()
     X = pd.get_dummies(d.drop(columns=["time", "cens"]), drop_first=True, dtype=float)
     return BiomarkerReport(model=CoxModel(n_bootstrap=30), stability_resamples=3, top_k=5).fit(
-        X, d["time"], d["cens"])
+        X, d["time"], d["cens"]
+    )
 
 
 def test_gbsg2_report(tmp_path, gbsg2_report):
     out = gbsg2_report.render(tmp_path / "gbsg2")
-    _check_pngs(out, ["forest_univariable", "forest_model", "km_risk_groups", "calibration", "shap_bar",
-                      "shap_beeswarm", "stability"])
+    _check_pngs(
+        out,
+        [
+            "forest_univariable",
+            "forest_model",
+            "km_risk_groups",
+            "calibration",
+            "shap_bar",
+            "shap_beeswarm",
+            "stability",
+        ],
+    )
     assert len(list(out.glob("shap_waterfall_row*.png"))) == 2
     md = (out / "report.md").read_text()
-    for text in ("## Cohort", "| events | 299 |", "harrell_c", "Proportional-hazards check",
-                 "![Kaplan–Meier curves of out-of-fold risk groups](km_risk_groups.png)", "pnodes"):
+    for text in (
+        "## Cohort",
+        "| events | 299 |",
+        "harrell_c",
+        "Proportional-hazards check",
+        "![Kaplan–Meier curves of out-of-fold risk groups](km_risk_groups.png)",
+        "pnodes",
+    ):
         assert text in md, text
-    assert "<img src=\"shap_beeswarm.png\"" in (out / "report.html").read_text()
+    assert '<img src="shap_beeswarm.png"' in (out / "report.html").read_text()
     assert pd.read_csv(out / "univariable_screen.csv", index_col=0).loc["pnodes", "q"] < 1e-6
 
 
 def test_synthetic_diagnosis_report_and_catalogue(tmp_path):
     c = synthetic_cohort(200, n_null=10, seed=0)
-    r = BiomarkerReport(model=DiagnosticModel("logistic", n_bootstrap=30), stability_resamples=3, top_k=5,
-                        waterfall=[0]).fit(c.X, c.y)
+    r = BiomarkerReport(
+        model=DiagnosticModel("logistic", n_bootstrap=30),
+        stability_resamples=3,
+        top_k=5,
+        waterfall=[0],
+    ).fit(c.X, c.y)
     out = r.render(tmp_path / "dx")
-    _check_pngs(out, ["forest_univariable", "roc", "calibration", "shap_bar", "shap_beeswarm",
-                      "shap_waterfall_row0", "stability"])
+    _check_pngs(
+        out,
+        [
+            "forest_univariable",
+            "roc",
+            "calibration",
+            "shap_bar",
+            "shap_beeswarm",
+            "shap_waterfall_row0",
+            "stability",
+        ],
+    )
     assert set(r.top_features_) == set(c.informative)
     md = (out / "report.md").read_text()
     assert "auroc" in md and "Top biomarkers: feature catalogue" in md
     # the informative names follow the catalogue convention; the nulls have no entry
-    entries = catalog_entries(["nucleus.shape.area_um2.mean", "region.density_per_mm2.lymphocyte.tumour",
-                               "null.random.f00"])
+    entries = catalog_entries(
+        [
+            "nucleus.shape.area_um2.mean",
+            "region.density_per_mm2.lymphocyte.tumour",
+            "null.random.f00",
+        ]
+    )
     assert entries.loc["null.random.f00", "definition"] == "no catalogue entry"
     try:
         from xpath.biomarkers import feature_catalog
@@ -61,15 +97,18 @@ def test_synthetic_diagnosis_report_and_catalogue(tmp_path):
     except Exception:  # noqa: BLE001 - the report must work without the catalogue
         assert (entries["definition"] == "no catalogue entry").all()
     else:
-        assert entries["catalogue_name"].tolist()[:2] == ["nucleus.shape.area_um2",
-                                                           "region.density_per_mm2.{class}.{region}"]
+        assert entries["catalogue_name"].tolist()[:2] == [
+            "nucleus.shape.area_um2",
+            "region.density_per_mm2.{class}.{region}",
+        ]
         assert "region.density_per_mm2.{class}.{region}" in md
 
 
 def test_synthetic_survival_report_with_patient_groups(tmp_path):
     c = synthetic_cohort(120, n_null=5, images_per_patient=2, seed=4)
     r = BiomarkerReport(model=CoxModel(n_bootstrap=20), stability_resamples=0, top_k=5).fit(
-        c.X, c.durations, c.events, groups=c.groups)
+        c.X, c.durations, c.events, groups=c.groups
+    )
     out = r.render(tmp_path / "surv", figure_format="svg")
     assert (out / "km_risk_groups.svg").stat().st_size > 5000
     assert "grouped by patient" in (out / "report.md").read_text()

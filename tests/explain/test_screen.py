@@ -1,4 +1,4 @@
-"""Univariable screens and adjusted Cox against references; planted-truth recovery with FDR control."""
+"""Univariable screens and adjusted Cox against references; planted-truth recovery, FDR control."""
 
 import numpy as np
 import pandas as pd
@@ -28,7 +28,11 @@ def test_survival_screen_matches_lifelines_and_bh():
     X = d[["age", "tsize", "pnodes", "progrec", "estrec"]].astype(float)
     s = univariable_screen(X, d["time"], d["cens"])
     z = (X["pnodes"] - X["pnodes"].mean()) / X["pnodes"].std(ddof=1)
-    ref = CoxPHFitter().fit(pd.DataFrame({"z": z, "t": d["time"], "e": d["cens"]}), "t", "e").summary.loc["z"]
+    ref = (
+        CoxPHFitter()
+        .fit(pd.DataFrame({"z": z, "t": d["time"], "e": d["cens"]}), "t", "e")
+        .summary.loc["z"]
+    )
     assert s.loc["pnodes", "hr"] == pytest.approx(ref["exp(coef)"], rel=1e-6)
     assert s.loc["pnodes", "p"] == pytest.approx(ref["p"], rel=1e-6)
     assert s.loc["pnodes", "direction"] == "risk" and s.loc["progrec", "direction"] == "protective"
@@ -49,8 +53,13 @@ def test_binary_screen_matches_statsmodels_and_sklearn(rng):
 
 
 def test_constant_feature_and_separation_do_not_crash(rng):
-    X = pd.DataFrame({"const": np.ones(60), "sep": np.r_[np.zeros(30), np.ones(30)] + 0.01 * rng.normal(size=60),
-                      "noise": rng.normal(size=60)})
+    X = pd.DataFrame(
+        {
+            "const": np.ones(60),
+            "sep": np.r_[np.zeros(30), np.ones(30)] + 0.01 * rng.normal(size=60),
+            "noise": rng.normal(size=60),
+        }
+    )
     y = np.r_[np.zeros(30), np.ones(30)]
     s = univariable_screen(X, y)
     assert s.loc["const", "note"] == "constant" and np.isnan(s.loc["const", "p"])
@@ -93,7 +102,10 @@ def test_planted_features_recovered_with_fdp_control():
             e = shap_values(m, c.X, seed=seed)
             top = pd.Series(np.abs(e.values).mean(0), index=e.feature_names).nlargest(5).index
             assert set(top) == planted, (seed, type(m).__name__, list(top))
-    print(f"planted cohort FDP over 5 seeds: survival {np.mean(fdp_surv):.3f}, diagnosis {np.mean(fdp_dx):.3f}")
+    print(
+        f"planted cohort FDP over 5 seeds: survival {np.mean(fdp_surv):.3f}, "
+        f"diagnosis {np.mean(fdp_dx):.3f}"
+    )
     assert np.mean(fdp_surv) <= 0.10 and np.mean(fdp_dx) <= 0.10
 
 

@@ -10,9 +10,15 @@ from sklearn.datasets import load_breast_cancer, load_iris
 from xpath.explain import shap_values
 from xpath.models import CoxModel, DiagnosticModel
 
-# Street, Wolberg & Mangasarian 1993 / Wolberg et al. 1995: the most discriminative WDBC nuclear features
-PUBLISHED = {"worst concave points", "mean concave points", "worst perimeter", "worst radius", "worst area",
-             "worst texture"}
+# Street, Wolberg & Mangasarian 1993 / Wolberg et al. 1995: the most discriminative WDBC features
+PUBLISHED = {
+    "worst concave points",
+    "mean concave points",
+    "worst perimeter",
+    "worst radius",
+    "worst area",
+    "worst texture",
+}
 
 
 @pytest.fixture(scope="module")

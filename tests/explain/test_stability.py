@@ -17,7 +17,10 @@ def test_planted_features_are_stable_nulls_are_not(cohort):
     c = cohort
     s = importance_stability(CoxModel(), c.X, c.durations, c.events, n_resamples=10, top_k=5)
     assert set(s.index[:5]) == set(c.informative)
-    assert s.loc[c.informative, "top_k_frequency"].min() >= 0.8 and s.loc[c.informative, "stable"].all()
+    assert (
+        s.loc[c.informative, "top_k_frequency"].min() >= 0.8
+        and s.loc[c.informative, "stable"].all()
+    )
     assert not s.loc[c.null_features, "stable"].any()
     once = s["top_k_count"] == 1
     assert (s.loc[once, "flag"] == "top-k in one resample only").all()
@@ -26,8 +29,9 @@ def test_planted_features_are_stable_nulls_are_not(cohort):
 
 def test_cv_mode_with_patient_groups(cohort):
     c = synthetic_cohort(100, n_null=5, images_per_patient=2, seed=2)
-    s = importance_stability(DiagnosticModel("logistic"), c.X, c.y, groups=c.groups, method="cv",
-                             n_resamples=4, top_k=3)
+    s = importance_stability(
+        DiagnosticModel("logistic"), c.X, c.y, groups=c.groups, method="cv", n_resamples=4, top_k=3
+    )
     assert s.shape[0] == 10 and s["top_k_frequency"].between(0, 1).all()
     assert np.isclose(s["top_k_count"].sum(), 4 * 3)  # exactly k features per resample (no ties)
 

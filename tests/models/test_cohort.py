@@ -38,8 +38,16 @@ def test_null_correlation():
     assert np.mean(r[np.triu_indices(10, 1)]) == pytest.approx(0.5, abs=0.05)
 
 
-@pytest.mark.parametrize("kw", [{"n_patients": 5}, {"censoring": 1.0}, {"prevalence": 0.0},
-                                {"images_per_patient": 0}, {"null_correlation": 1.0}])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"n_patients": 5},
+        {"censoring": 1.0},
+        {"prevalence": 0.0},
+        {"images_per_patient": 0},
+        {"null_correlation": 1.0},
+    ],
+)
 def test_bad_arguments(kw):
     with pytest.raises(ValueError):
         synthetic_cohort(**kw)

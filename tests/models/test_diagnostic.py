@@ -26,10 +26,15 @@ def test_wdbc_auroc_with_ci(wdbc, wdbc_model):
     _X, y = wdbc
     m = wdbc_model
     lo, hi = m.auroc_ci_
-    print(f"WDBC HGB 5-fold CV AUROC = {m.auroc_:.4f} (95% CI {lo:.4f}-{hi:.4f}), Brier {m.brier_:.4f}")
+    print(
+        f"WDBC HGB 5-fold CV AUROC = {m.auroc_:.4f} (95% CI {lo:.4f}-{hi:.4f}), "
+        f"Brier {m.brier_:.4f}"
+    )
     assert m.auroc_ >= 0.97
     assert lo < m.auroc_ < hi and lo > 0.95
-    assert m.auroc_ == pytest.approx(roc_auc_score(y, m.oof_proba_[:, 1]))  # out-of-fold, not training
+    assert m.auroc_ == pytest.approx(
+        roc_auc_score(y, m.oof_proba_[:, 1])
+    )  # out-of-fold, not training
     assert m.brier_ == pytest.approx(brier_score_loss(y, m.oof_proba_[:, 1])) and m.brier_ < 0.05
     np.testing.assert_array_equal(m.confusion_matrix_.to_numpy(), confusion_matrix(y, m.oof_pred_))
     assert m.f1_.min() > 0.9 and list(m.f1_.index) == [0, 1]

@@ -1,4 +1,4 @@
-"""GraphDiagnosticModel: a planted cell-graph task, attributions on the planted cells, input forms."""
+"""GraphDiagnosticModel: a planted cell-graph task, attributions on planted cells, input forms."""
 
 import subprocess
 import sys
@@ -12,8 +12,8 @@ from xpath.models import GraphDiagnosticModel
 
 
 def _graph(rng, label):
-    """A Delaunay cell graph; label 1 plants a cluster of 8 cells with high feature 0, label 0 a decoy
-    cluster with high feature 1 (so the class is not just 'a cluster exists')."""
+    """A Delaunay cell graph; label 1 plants a cluster of 8 cells with high feature 0, label 0 a
+    decoy cluster with high feature 1 (so the class is not just 'a cluster exists')."""
     n = int(rng.integers(30, 50))
     pos = rng.uniform(0, 100, (n, 2))
     x = rng.normal(size=(n, 4)).astype(np.float32)
@@ -78,8 +78,13 @@ def test_pyg_data_and_csr_tuples_are_the_same_input(task, model):
 
     (A, x, _), _ = task[130]
     coo = A.tocoo()
-    data = Data(x=torch.from_numpy(x), edge_index=torch.from_numpy(np.stack([coo.row, coo.col]).astype(np.int64)))
-    np.testing.assert_allclose(model.predict_proba([data]), model.predict_proba([(A, x)]), atol=1e-6)
+    data = Data(
+        x=torch.from_numpy(x),
+        edge_index=torch.from_numpy(np.stack([coo.row, coo.col]).astype(np.int64)),
+    )
+    np.testing.assert_allclose(
+        model.predict_proba([data]), model.predict_proba([(A, x)]), atol=1e-6
+    )
 
 
 def test_cell_graphs_from_biomarkers(rng, model):
@@ -120,5 +125,7 @@ def test_bad_input(task):
 
 def test_importing_models_explain_plotting_does_not_import_torch():
     code = "import sys, xpath.models, xpath.explain, xpath.plotting; print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert out == "False"

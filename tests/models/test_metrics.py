@@ -1,4 +1,4 @@
-"""Survival and classification metrics against reference implementations and hand-derived answers."""
+"""Survival and classification metrics against reference implementations and hand derivations."""
 
 import numpy as np
 import pytest
@@ -57,7 +57,9 @@ def test_uno_equals_bruteforce_ipcw(rng):
 def test_uno_equals_harrell_without_censoring(rng):
     r, t, _ = _data(rng, ties=False)
     e = np.ones_like(t, dtype=int)
-    assert concordance_uno(r, t, e, tau=t.max() + 1) == pytest.approx(concordance_harrell(r, t, e), abs=1e-12)
+    assert concordance_uno(r, t, e, tau=t.max() + 1) == pytest.approx(
+        concordance_harrell(r, t, e), abs=1e-12
+    )
 
 
 def test_kaplan_meier_equals_lifelines(rng):
@@ -96,11 +98,16 @@ def test_bootstrap_ci_of_a_mean_has_the_normal_width(rng):
 
 
 def test_bootstrap_ci_resamples_whole_patients():
-    # 10 patients × 5 identical rows: resampling patients gives 10 distinct values per resample at most
+    # 10 patients × 5 identical rows: resampling patients keeps each patient's 5 rows together
     groups = np.repeat(np.arange(10), 5)
     x = np.repeat(np.arange(10.0), 5)
     seen = []
-    lo, hi = bootstrap_ci(lambda v: seen.append(np.bincount(v.astype(int), minlength=10)) or v.mean(), x,
-                          n_bootstrap=20, seed=0, groups=groups)
+    lo, hi = bootstrap_ci(
+        lambda v: seen.append(np.bincount(v.astype(int), minlength=10)) or v.mean(),
+        x,
+        n_bootstrap=20,
+        seed=0,
+        groups=groups,
+    )
     assert all((c % 5 == 0).all() for c in seen)  # every patient drawn with all of its 5 rows
     assert lo <= hi

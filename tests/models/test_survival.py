@@ -27,31 +27,43 @@ def test_coefficients_equal_a_direct_lifelines_fit(gbsg2, fitted):
     X, t, e = gbsg2
     direct = CoxPHFitter().fit(X.assign(T=t, E=e), "T", "E")
     per_unit = fitted.summary["coef_per_unit"]
-    np.testing.assert_allclose(per_unit.to_numpy(), direct.params_[per_unit.index].to_numpy(), atol=1e-6)
+    np.testing.assert_allclose(
+        per_unit.to_numpy(), direct.params_[per_unit.index].to_numpy(), atol=1e-6
+    )
     z = (X - X.mean()) / X.std(ddof=1)
     direct_sd = CoxPHFitter().fit(z.assign(T=t, E=e), "T", "E")
-    np.testing.assert_allclose(fitted.coef_.to_numpy(), direct_sd.params_[fitted.coef_.index].to_numpy(), atol=1e-6)
-    np.testing.assert_allclose(fitted.summary["p"], direct.summary.loc[per_unit.index, "p"], rtol=1e-5)
+    np.testing.assert_allclose(
+        fitted.coef_.to_numpy(), direct_sd.params_[fitted.coef_.index].to_numpy(), atol=1e-6
+    )
+    np.testing.assert_allclose(
+        fitted.summary["p"], direct.summary.loc[per_unit.index, "p"], rtol=1e-5
+    )
 
 
 def test_cv_c_index_in_the_published_range_with_ci(fitted):
     r = fitted.cv_results_
     lo, hi = r["harrell_c_ci"]
-    print(f"GBSG2 CoxModel 5-fold CV Harrell C = {r['harrell_c']:.3f} (95% CI {lo:.3f}-{hi:.3f}), "
-          f"Uno C = {r['uno_c']:.3f} {tuple(round(v, 3) for v in r['uno_c_ci'])}, "
-          f"IBS = {r['integrated_brier_score']:.3f}, mean AUC(t) = {r['mean_auc']:.3f}")
+    print(
+        f"GBSG2 CoxModel 5-fold CV Harrell C = {r['harrell_c']:.3f} (95% CI {lo:.3f}-{hi:.3f}), "
+        f"Uno C = {r['uno_c']:.3f} {tuple(round(v, 3) for v in r['uno_c_ci'])}, "
+        f"IBS = {r['integrated_brier_score']:.3f}, mean AUC(t) = {r['mean_auc']:.3f}"
+    )
     assert 0.64 <= r["harrell_c"] <= 0.71
     assert lo < r["harrell_c"] < hi and hi - lo < 0.1
     assert 0.62 <= r["uno_c"] <= 0.72
     assert 0.6 < r["mean_auc"] < 0.8
-    assert 0.1 < r["integrated_brier_score"] < 0.25  # below the 0.25 of an uninformative 0.5 prediction
+    assert (
+        0.1 < r["integrated_brier_score"] < 0.25
+    )  # below the 0.25 of an uninformative 0.5 prediction
     assert r["logrank_p"] < 1e-6  # out-of-fold high/low risk groups separate
 
 
 def test_known_risk_factors(fitted):
     s = fitted.summary
     assert s.loc["pnodes", "hr"] > 1 and s.loc["pnodes", "p"] < 1e-4
-    assert s.loc["progrec", "hr"] < 1 and s.loc["progrec", "p"] < 0.01  # low progesterone receptor = risk
+    assert (
+        s.loc["progrec", "hr"] < 1 and s.loc["progrec", "p"] < 0.01
+    )  # low progesterone receptor = risk
 
 
 def test_predict_risk_higher_is_worse(gbsg2, fitted):
@@ -77,7 +89,9 @@ def test_risk_group_cutpoints_come_from_training_folds_only(gbsg2, fitted):
         m = CoxModel(cv=None).fit(X[~test], t[~test], e[~test])
         cuts = np.quantile(m.predict_risk(X[~test]), [0.5])
         np.testing.assert_allclose(fitted.oof_risk_[test], m.predict_risk(X[test]), atol=1e-9)
-        np.testing.assert_array_equal(fitted.oof_group_[test], np.searchsorted(cuts, fitted.oof_risk_[test], side="right"))
+        np.testing.assert_array_equal(
+            fitted.oof_group_[test], np.searchsorted(cuts, fitted.oof_risk_[test], side="right")
+        )
 
 
 def test_grouped_cv_keeps_patients_together(gbsg2):
@@ -93,7 +107,9 @@ def test_strata_match_lifelines(gbsg2):
     Xs = X.drop(columns=["tgrade_III"]).assign(grade3=X["tgrade_III"])
     m = CoxModel(strata=["grade3"], cv=None).fit(Xs, t, e)
     direct = CoxPHFitter(strata=["grade3"]).fit(Xs.assign(T=t, E=e), "T", "E")
-    np.testing.assert_allclose(m.summary["coef_per_unit"], direct.params_[m.summary.index], atol=1e-6)
+    np.testing.assert_allclose(
+        m.summary["coef_per_unit"], direct.params_[m.summary.index], atol=1e-6
+    )
 
 
 def test_outcome_columns_by_name(gbsg2):
@@ -113,12 +129,24 @@ def _bad(rng, n=120):
 @pytest.mark.parametrize(
     "mutate, match",
     [
-        (lambda X, t, e: (X, np.where(np.arange(len(t)) == 3, np.nan, t), e), "durations contains NaN"),
-        (lambda X, t, e: (X, np.where(np.arange(len(t)) == 3, -1.0, t), e), "durations must be >= 0"),
-        (lambda X, t, e: (X, t, np.where(np.arange(len(e)) == 0, 2, e)), "events must be 0 .censored. or 1"),
+        (
+            lambda X, t, e: (X, np.where(np.arange(len(t)) == 3, np.nan, t), e),
+            "durations contains NaN",
+        ),
+        (
+            lambda X, t, e: (X, np.where(np.arange(len(t)) == 3, -1.0, t), e),
+            "durations must be >= 0",
+        ),
+        (
+            lambda X, t, e: (X, t, np.where(np.arange(len(e)) == 0, 2, e)),
+            "events must be 0 .censored. or 1",
+        ),
         (lambda X, t, e: (X, t, np.zeros_like(e)), "no events"),
         (lambda X, t, e: (X, t[:-1], e[:-1]), "durations has 119 entries but X has 120 rows"),
-        (lambda X, t, e: (X.assign(b=np.where(np.arange(len(t)) == 5, np.nan, X["b"])), t, e), "NaN in columns {'b': 1}"),
+        (
+            lambda X, t, e: (X.assign(b=np.where(np.arange(len(t)) == 5, np.nan, X["b"])), t, e),
+            "NaN in columns {'b': 1}",
+        ),
         (lambda X, t, e: (X.assign(c=3.0), t, e), r"constant columns \['c'\]"),
         (lambda X, t, e: (X.assign(c=2 * X["a"] + 1), t, e), "'a' and 'c' are near-collinear"),
         (lambda X, t, e: (X.assign(d=X["a"] + X["b"]), t, e), "exact linear combinations"),

@@ -25,8 +25,12 @@ def _no_show(monkeypatch):
 @pytest.fixture
 def explanation(rng):
     values = rng.normal(size=(40, 6)) * np.array([3, 2, 1, 0.5, 0.2, 0.1])
-    return shap.Explanation(values=values, base_values=np.full(40, 0.7), data=rng.normal(size=(40, 6)),
-                            feature_names=[f"f{i}" for i in range(6)])
+    return shap.Explanation(
+        values=values,
+        base_values=np.full(40, 0.7),
+        data=rng.normal(size=(40, 6)),
+        feature_names=[f"f{i}" for i in range(6)],
+    )
 
 
 def test_km_lines_logrank_and_at_risk(rng):
@@ -37,15 +41,24 @@ def test_km_lines_logrank_and_at_risk(rng):
     out = plotting.plot_km(t, e, g, ax=ax, order=["low", "high"])
     assert out is ax
     labels = [line.get_label() for line in ax.get_lines()]
-    assert any(lbl.startswith("low (n=") for lbl in labels) and any(lbl.startswith("high (n=") for lbl in labels)
+    assert any(lbl.startswith("low (n=") for lbl in labels) and any(
+        lbl.startswith("high (n=") for lbl in labels
+    )
     p = multivariate_logrank_test(t, g, e).p_value
     assert ax.get_title() == f"log-rank p = {p:.2g}"
     assert len(ax.figure.axes) >= 2  # the at-risk table axes
 
 
 def test_forest_rows_in_p_order_and_log_axis():
-    table = pd.DataFrame({"hr": [2.0, 0.5, 1.1], "hr_lower": [1.5, 0.3, 0.9], "hr_upper": [2.6, 0.8, 1.3],
-                          "p": [0.001, 0.01, 0.4]}, index=["a", "b", "c"])
+    table = pd.DataFrame(
+        {
+            "hr": [2.0, 0.5, 1.1],
+            "hr_lower": [1.5, 0.3, 0.9],
+            "hr_upper": [2.6, 0.8, 1.3],
+            "p": [0.001, 0.01, 0.4],
+        },
+        index=["a", "b", "c"],
+    )
     _, ax = plt.subplots()
     assert plotting.plot_forest(table, ax=ax) is ax
     assert [t.get_text() for t in ax.get_yticklabels()] == ["c", "b", "a"]  # smallest p on top
@@ -101,14 +114,17 @@ def test_survival_calibration_and_stability_and_attributions(rng):
     t = rng.exponential(10, 200)
     e = rng.integers(0, 2, 200)
     _, ax = plt.subplots()
-    assert plotting.plot_survival_calibration(rng.uniform(size=200), t, e, 5.0, ax=ax, n_bins=4) is ax
+    assert (
+        plotting.plot_survival_calibration(rng.uniform(size=200), t, e, 5.0, ax=ax, n_bins=4) is ax
+    )
     table = pd.DataFrame({"top_k_frequency": [1.0, 0.2], "stable": [True, False]}, index=["a", "b"])
     _, ax = plt.subplots()
     plotting.plot_stability(table, ax=ax)
     assert [p.get_width() for p in ax.patches] == [0.2, 1.0]
     _, ax = plt.subplots()
-    plotting.plot_node_attributions(rng.uniform(size=(10, 2)), rng.normal(size=10),
-                                    edge_index=np.array([[0, 1], [1, 2]]), ax=ax)
+    plotting.plot_node_attributions(
+        rng.uniform(size=(10, 2)), rng.normal(size=10), edge_index=np.array([[0, 1], [1, 2]]), ax=ax
+    )
     with pytest.raises(ValueError, match="pos must be"):
         plotting.plot_node_attributions(np.zeros((3, 2)), np.zeros(4), ax=ax)
 
@@ -129,6 +145,8 @@ def test_model_plot_methods_return_axes():
     for draw in (cox.plot, cox.plot_km, dx.plot, dx.plot_calibration):
         _, ax = plt.subplots()
         assert draw(ax=ax) is ax
-    assert [t.get_text() for t in cox.plot(ax=plt.subplots()[1]).get_yticklabels()][-1] in c.informative
+    assert [t.get_text() for t in cox.plot(ax=plt.subplots()[1]).get_yticklabels()][
+        -1
+    ] in c.informative
     with pytest.raises(RuntimeError, match="cv set"):
         CoxModel(cv=None).fit(c.X, c.durations, c.events).plot_km()

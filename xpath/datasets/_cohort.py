@@ -58,7 +58,7 @@ class SyntheticCohort:
     groups : (n_rows,) ndarray of int
         Patient id of each row.
     log_hazard_ratios, log_odds_ratios : pandas.Series
-        Planted effect per SD of the patient-level latent, one per column of ``X`` (0 for null features).
+        Planted effect per SD of the patient-level latent, one per column of ``X`` (0 for nulls).
     params : dict
         The arguments that made the cohort.
     """
@@ -85,7 +85,9 @@ class SyntheticCohort:
 
     def frame(self) -> pd.DataFrame:
         """``X`` with ``duration``, ``event``, ``diagnosis`` and ``patient`` columns appended."""
-        return self.X.assign(duration=self.durations, event=self.events, diagnosis=self.y, patient=self.groups)
+        return self.X.assign(
+            duration=self.durations, event=self.events, diagnosis=self.y, patient=self.groups
+        )
 
 
 def _bisect(f, lo: float, hi: float, target: float, n: int = 60) -> float:
@@ -181,7 +183,10 @@ def synthetic_cohort(
         for start in range(0, n_null, 10):
             block = slice(k + start, k + min(start + 10, n_null))
             shared = rng.standard_normal((n, 1))
-            latent[:, block] = np.sqrt(null_correlation) * shared + np.sqrt(1 - null_correlation) * latent[:, block]
+            latent[:, block] = (
+                np.sqrt(null_correlation) * shared
+                + np.sqrt(1 - null_correlation) * latent[:, block]
+            )
     beta = np.array([hr.get(c, 0.0) for c in names])
     gamma = np.array([odds.get(c, 0.0) for c in names])
 

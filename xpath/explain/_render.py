@@ -20,7 +20,9 @@ def _fmt(v) -> str:
         if np.isnan(v):
             return ""
         a = abs(v)
-        return f"{v:.3g}" if (a < 1e-3 and a != 0) or a >= 1e4 else f"{v:.3f}".rstrip("0").rstrip(".")
+        return (
+            f"{v:.3g}" if (a < 1e-3 and a != 0) or a >= 1e4 else f"{v:.3f}".rstrip("0").rstrip(".")
+        )
     if isinstance(v, (bool, np.bool_)):
         return "yes" if v else "no"
     return str(v)
@@ -31,13 +33,19 @@ def markdown_table(df: pd.DataFrame, *, index: bool = True) -> str:
     cols = ([df.index.name or ""] if index else []) + [str(c) for c in df.columns]
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join(["---"] * len(cols)) + "|"]
     for key, row in df.iterrows():
-        cells = ([str(key)] if index else []) + [_fmt(v).replace("|", "\\|") for v in row.to_numpy()]
+        cells = ([str(key)] if index else []) + [
+            _fmt(v).replace("|", "\\|") for v in row.to_numpy()
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def blocks_to_markdown(blocks: list[tuple]) -> str:
-    """Blocks are ``("h1"|"h2", text)``, ``("p", text)``, ``("table", DataFrame)``, ``("img", path, caption)``."""
+    """Render blocks to Markdown.
+
+    Blocks are ``("h1"|"h2", text)``, ``("p", text)``, ``("table", DataFrame)`` and
+    ``("img", path, caption)``.
+    """
     out = []
     for kind, *rest in blocks:
         if kind == "h1":
@@ -61,15 +69,23 @@ def blocks_to_html(blocks: list[tuple], *, title: str) -> str:
         elif kind == "p":
             body.append(f"<p>{html.escape(rest[0])}</p>")
         elif kind == "table":
-            body.append(rest[0].to_html(float_format=lambda v: _fmt(v), na_rep="", border=0, classes="t"))
+            body.append(
+                rest[0].to_html(float_format=lambda v: _fmt(v), na_rep="", border=0, classes="t")
+            )
         elif kind == "img":
-            body.append(f'<figure><img src="{html.escape(rest[0])}" alt="{html.escape(rest[1])}">'
-                        f"<figcaption>{html.escape(rest[1])}</figcaption></figure>")
-    style = ("body{font-family:sans-serif;max-width:1000px;margin:2em auto}"
-             "table.t{border-collapse:collapse;font-size:0.85em}table.t td,table.t th{padding:2px 8px;"
-             "border-bottom:1px solid #ddd}img{max-width:100%}")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+            body.append(
+                f'<figure><img src="{html.escape(rest[0])}" alt="{html.escape(rest[1])}">'
+                f"<figcaption>{html.escape(rest[1])}</figcaption></figure>"
+            )
+    style = (
+        "body{font-family:sans-serif;max-width:1000px;margin:2em auto}"
+        "table.t{border-collapse:collapse;font-size:0.85em}table.t td,table.t th{padding:2px 8px;"
+        "border-bottom:1px solid #ddd}img{max-width:100%}"
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )
 
 
 class atomic_folder:
@@ -83,7 +99,9 @@ class atomic_folder:
 
     def __enter__(self) -> Path:
         self.folder.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.folder.name}.tmp-", dir=self.folder.parent))
+        self.tmp = Path(
+            tempfile.mkdtemp(prefix=f".{self.folder.name}.tmp-", dir=self.folder.parent)
+        )
         os.chmod(self.tmp, 0o755)  # mkdtemp makes it private (0700); a report folder is not
         return self.tmp
 

@@ -1,4 +1,4 @@
-"""``BiomarkerReport``: screen, model, SHAP and stability of a biomarker table, rendered to a folder.
+"""``BiomarkerReport``: screen, model, SHAP and stability of a biomarker table, as a folder.
 
 ``BiomarkerReport().fit(X, durations, events)`` (survival) or ``.fit(X, y)`` (diagnosis) runs the
 univariable screen with BH q-values, a cross-validated model (``CoxModel`` or ``DiagnosticModel``),
@@ -38,8 +38,11 @@ def catalog_entries(features: Sequence[str]) -> pd.DataFrame:
     if not isinstance(catalog, dict):
         catalog = {}
     # template names such as "region.density_per_mm2.{class}.{region}" match any filled-in name
-    templates = [(re.compile("^" + re.sub(r"\\\{[^}]*\\\}", r"[^.]+", re.escape(k)) + "$"), k)
-                 for k in catalog if "{" in k]
+    templates = [
+        (re.compile("^" + re.sub(r"\\\{[^}]*\\\}", r"[^.]+", re.escape(k)) + "$"), k)
+        for k in catalog
+        if "{" in k
+    ]
     rows = []
     for f in features:
         parts = str(f).split(".")
@@ -54,12 +57,20 @@ def catalog_entries(features: Sequence[str]) -> pd.DataFrame:
                 entry, matched = catalog[hit], hit
                 break
         if isinstance(entry, dict):
-            rows.append((f, matched, str(entry.get("definition", "")), str(entry.get("unit", "")),
-                         str(entry.get("reference", ""))))
+            rows.append(
+                (
+                    f,
+                    matched,
+                    str(entry.get("definition", "")),
+                    str(entry.get("unit", "")),
+                    str(entry.get("reference", "")),
+                )
+            )
         else:
             rows.append((f, "", "no catalogue entry", "", ""))
-    return pd.DataFrame(rows, columns=["feature", "catalogue_name", "definition", "unit", "reference"]).set_index(
-        "feature")
+    return pd.DataFrame(
+        rows, columns=["feature", "catalogue_name", "definition", "unit", "reference"]
+    ).set_index("feature")
 
 
 class BiomarkerReport:
@@ -69,8 +80,8 @@ class BiomarkerReport:
     ----------
     model : CoxModel or DiagnosticModel, optional
         The model to validate and explain (default: ``CoxModel`` for survival, penalised with
-        ``penalizer=0.1`` when there are fewer than 10 events per feature; ``DiagnosticModel("hgb")``
-        for diagnosis). Its ``cv`` and ``n_bootstrap`` are used as set.
+        ``penalizer=0.1`` when there are fewer than 10 events per feature;
+        ``DiagnosticModel("hgb")`` for diagnosis). Its ``cv`` and ``n_bootstrap`` are used as set.
     top_k : int
         Biomarkers listed (and the k of the stability count).
     stability_resamples : int
@@ -145,9 +156,13 @@ class BiomarkerReport:
             model = clone(self.model)
         elif self.task_ == "survival":
             epv = outcome_arrays[1].sum() / df.shape[1]
-            model = CoxModel(penalizer=0.0 if epv >= 10 else 0.1, seed=self.seed, progress=self.progress)
+            model = CoxModel(
+                penalizer=0.0 if epv >= 10 else 0.1, seed=self.seed, progress=self.progress
+            )
             if epv < 10:
-                logger.info("%.1f events per feature: Cox model penalised (ridge, penalizer=0.1)", epv)
+                logger.info(
+                    "%.1f events per feature: Cox model penalised (ridge, penalizer=0.1)", epv
+                )
         else:
             model = DiagnosticModel("hgb", seed=self.seed, progress=self.progress)
         self.model_ = model.fit(df, *outcome_arrays, groups=g)
@@ -160,8 +175,14 @@ class BiomarkerReport:
         self.stability_ = None
         if self.stability_resamples:
             self.stability_ = importance_stability(
-                self.model_, df, *outcome_arrays, groups=g, n_resamples=self.stability_resamples,
-                top_k=self.top_k, seed=self.seed, progress=self.progress,
+                self.model_,
+                df,
+                *outcome_arrays,
+                groups=g,
+                n_resamples=self.stability_resamples,
+                top_k=self.top_k,
+                seed=self.seed,
+                progress=self.progress,
             )
         self.catalog_ = catalog_entries(self.top_features_)
         self._data = (df, outcome_arrays)
@@ -172,16 +193,22 @@ class BiomarkerReport:
     def _cohort(df, outcome, g) -> pd.DataFrame:
         from lifelines import KaplanMeierFitter
 
-        rows = [("rows", df.shape[0]), ("patients", df.shape[0] if g is None else np.unique(g).size),
-                ("features", df.shape[1])]
+        rows = [
+            ("rows", df.shape[0]),
+            ("patients", df.shape[0] if g is None else np.unique(g).size),
+            ("features", df.shape[1]),
+        ]
         if len(outcome) == 2:
             t, e = outcome
             reverse = KaplanMeierFitter().fit(t, 1 - e)  # reverse KM: median potential follow-up
-            rows += [("events", int(e.sum())), ("censored", int((1 - e).sum())),
-                     ("median follow-up (reverse KM)", float(reverse.median_survival_time_))]
+            rows += [
+                ("events", int(e.sum())),
+                ("censored", int((1 - e).sum())),
+                ("median follow-up (reverse KM)", float(reverse.median_survival_time_)),
+            ]
         else:
             values, counts = np.unique(outcome[0], return_counts=True)
-            rows += [(f"class {v}", int(c)) for v, c in zip(values, counts)]
+            rows += [(f"class {v}", int(c)) for v, c in zip(values, counts, strict=True)]
         return pd.DataFrame(rows, columns=["quantity", "value"]).set_index("quantity")
 
     # ---------------------------------------------------------------------------- render
@@ -204,7 +231,9 @@ class BiomarkerReport:
             figures = self._figures(tmp, figure_format, dpi)
             blocks = self._blocks(figures)
             (tmp / "report.md").write_text(blocks_to_markdown(blocks), encoding="utf-8")
-            (tmp / "report.html").write_text(blocks_to_html(blocks, title=self.title), encoding="utf-8")
+            (tmp / "report.html").write_text(
+                blocks_to_html(blocks, title=self.title), encoding="utf-8"
+            )
             self.screen_.to_csv(tmp / "univariable_screen.csv")
             if self.stability_ is not None:
                 self.stability_.to_csv(tmp / "importance_stability.csv")
@@ -228,25 +257,51 @@ class BiomarkerReport:
 
         n_top = min(self.top_k, df.shape[1])
         tall = (6.5, 0.35 * min(15, df.shape[1]) + 1.4)
-        save("forest_univariable", lambda ax: plotting.plot_forest(self.screen_, ax=ax, max_display=15), tall)
+        save(
+            "forest_univariable",
+            lambda ax: plotting.plot_forest(self.screen_, ax=ax, max_display=15),
+            tall,
+        )
         m = self.model_
         if self.task_ == "survival":
             save("forest_model", lambda ax: m.plot(ax=ax), (6.5, 0.35 * min(20, df.shape[1]) + 1.4))
             if hasattr(m, "oof_group_"):
                 save("km_risk_groups", lambda ax: m.plot_km(ax=ax), (6.5, 5))
                 k = int(np.argmin(np.abs(m.times_ - np.median(m.times_))))
-                save("calibration", lambda ax: plotting.plot_survival_calibration(
-                    m.oof_survival_[:, k], *outcome, m.times_[k], ax=ax), (4.8, 4.5))
+                save(
+                    "calibration",
+                    lambda ax: plotting.plot_survival_calibration(
+                        m.oof_survival_[:, k], *outcome, m.times_[k], ax=ax
+                    ),
+                    (4.8, 4.5),
+                )
         elif hasattr(m, "oof_proba_") and m.classes_.size == 2:
             save("roc", lambda ax: m.plot(ax=ax), (4.8, 4.5))
             save("calibration", lambda ax: m.plot_calibration(ax=ax), (4.8, 4.5))
-        save("shap_bar", lambda ax: plotting.plot_shap_bar(self.shap_, ax=ax, max_display=n_top), tall)
-        save("shap_beeswarm", lambda ax: plotting.plot_shap_beeswarm(self.shap_, ax=ax, max_display=n_top), tall)
+        save(
+            "shap_bar",
+            lambda ax: plotting.plot_shap_bar(self.shap_, ax=ax, max_display=n_top),
+            tall,
+        )
+        save(
+            "shap_beeswarm",
+            lambda ax: plotting.plot_shap_beeswarm(self.shap_, ax=ax, max_display=n_top),
+            tall,
+        )
         output = self.shap_.base_values + self.shap_.values.sum(axis=1)
-        rows = list(self.waterfall) if self.waterfall is not None else [int(np.argmax(output)), int(np.argmin(output))]
+        rows = (
+            list(self.waterfall)
+            if self.waterfall is not None
+            else [int(np.argmax(output)), int(np.argmin(output))]
+        )
         for r in rows:
-            save(f"shap_waterfall_row{r}",
-                 lambda ax, r=r: plotting.plot_shap_waterfall(self.shap_, r, ax=ax, max_display=n_top), tall)
+            save(
+                f"shap_waterfall_row{r}",
+                lambda ax, r=r: plotting.plot_shap_waterfall(
+                    self.shap_, r, ax=ax, max_display=n_top
+                ),
+                tall,
+            )
         if self.stability_ is not None:
             save("stability", lambda ax: plotting.plot_stability(self.stability_, ax=ax), tall)
         return out
@@ -258,39 +313,78 @@ class BiomarkerReport:
         if self.task_ == "survival":
             if hasattr(m, "cv_summary_"):
                 grouped = ", grouped by patient" if self._grouped else ""
-                text = (f"{type(m).__name__}: {m.cv} folds{grouped}; 95% CI from {m.n_bootstrap} bootstrap "
-                        "resamples of patients; risk-group cut-points chosen inside each training fold.")
+                text = (
+                    f"{type(m).__name__}: {m.cv} folds{grouped}; 95% CI from {m.n_bootstrap} "
+                    "bootstrap resamples of patients; risk-group cut-points chosen inside each "
+                    "training fold."
+                )
                 b += [("p", text), ("table", m.cv_summary_)]
-            b += [("h2", "Multivariable Cox model (hazard ratio per SD)"),
-                  ("table", m.summary[["hr", "hr_lower", "hr_upper", "p", "hr_per_unit"]])]
+            b += [
+                ("h2", "Multivariable Cox model (hazard ratio per SD)"),
+                ("table", m.summary[["hr", "hr_lower", "hr_upper", "p", "hr_per_unit"]]),
+            ]
             try:
                 ph = m.check_proportional_hazards()
                 bad = list(ph.index[ph["violated"]])
-                b += [("p", "Proportional-hazards check (Schoenfeld residuals, rank time): "
-                            + (f"p < 0.05 for {bad}." if bad else "no covariate with p < 0.05.")),
-                      ("table", ph)]
+                b += [
+                    (
+                        "p",
+                        "Proportional-hazards check (Schoenfeld residuals, rank time): "
+                        + (f"p < 0.05 for {bad}." if bad else "no covariate with p < 0.05."),
+                    ),
+                    ("table", ph),
+                ]
             except Exception as err:  # noqa: BLE001 - a failed PH test is reported, not fatal
                 b.append(("p", f"Proportional-hazards check could not run: {err}"))
         elif hasattr(m, "summary"):
             grouped = ", grouped by patient" if self._grouped else ""
-            b += [("p", f"{m.cv} folds{grouped}, 95% CI from {m.n_bootstrap} bootstrap resamples of patients."),
-                  ("table", m.summary), ("p", "Confusion matrix (rows = true class):"),
-                  ("table", m.confusion_matrix_)]
-        for name, cap in (("km_risk_groups", "Kaplan–Meier curves of out-of-fold risk groups"),
-                          ("calibration", "Calibration"), ("roc", "Out-of-fold ROC curve")):
+            b += [
+                (
+                    "p",
+                    (
+                        f"{m.cv} folds{grouped}, 95% CI from {m.n_bootstrap} bootstrap resamples "
+                        "of patients."
+                    ),
+                ),
+                ("table", m.summary),
+                ("p", "Confusion matrix (rows = true class):"),
+                ("table", m.confusion_matrix_),
+            ]
+        for name, cap in (
+            ("km_risk_groups", "Kaplan–Meier curves of out-of-fold risk groups"),
+            ("calibration", "Calibration"),
+            ("roc", "Out-of-fold ROC curve"),
+        ):
             if name in figures:
                 b.append(("img", figures[name], cap))
-        b += [("h2", "Univariable screen (Benjamini–Hochberg q-values)"),
-              ("table", self.screen_.drop(columns=["note"], errors="ignore").head(20)),
-              ("img", figures["forest_univariable"], "Forest plot, univariable effects per SD")]
+        b += [
+            ("h2", "Univariable screen (Benjamini–Hochberg q-values)"),
+            ("table", self.screen_.drop(columns=["note"], errors="ignore").head(20)),
+            ("img", figures["forest_univariable"], "Forest plot, univariable effects per SD"),
+        ]
         if "forest_model" in figures:
             b.append(("img", figures["forest_model"], "Forest plot, multivariable Cox model"))
-        b += [("h2", "SHAP importance"), ("img", figures["shap_bar"], "Mean |SHAP value|"),
-              ("img", figures["shap_beeswarm"], "SHAP beeswarm")]
-        b += [("img", p, f"SHAP waterfall, {k.split('_')[-1]}") for k, p in figures.items()
-              if k.startswith("shap_waterfall")]
+        b += [
+            ("h2", "SHAP importance"),
+            ("img", figures["shap_bar"], "Mean |SHAP value|"),
+            ("img", figures["shap_beeswarm"], "SHAP beeswarm"),
+        ]
+        b += [
+            ("img", p, f"SHAP waterfall, {k.split('_')[-1]}")
+            for k, p in figures.items()
+            if k.startswith("shap_waterfall")
+        ]
         if self.stability_ is not None:
-            b += [("h2", f"Importance stability ({self.stability_.attrs.get('n_resamples')} bootstrap resamples)"),
-                  ("table", self.stability_.head(20)), ("img", figures["stability"], "Top-k frequency")]
+            b += [
+                (
+                    "h2",
+                    (
+                        "Importance stability "
+                        f"({self.stability_.attrs.get('n_resamples')} bootstrap resamples)"
+                    ),
+                ),
+                ("table", self.stability_.head(20)),
+                ("img", figures["stability"], "Top-k frequency"),
+            ]
         b += [("h2", "Top biomarkers: feature catalogue"), ("table", self.catalog_)]
         return b

@@ -48,11 +48,11 @@ def univariable_screen(X, durations_or_y, events=None, *, progress: bool = False
     Returns
     -------
     pandas.DataFrame
-        Indexed by feature, sorted by p-value. Survival: ``n, n_events, hr, hr_lower, hr_upper, p, q,
-        c_index, direction`` (``hr`` per SD; ``c_index`` of the feature as a risk score; direction
-        ``risk`` if HR > 1 else ``protective``). Binary: ``n, or, or_lower, or_upper, p, q, auroc,
-        direction`` (``higher in <positive class>`` / ``lower in ...``). Multi-class: ``n, statistic,
-        p, q`` (Kruskal–Wallis). Constant features get NaN and a ``note``.
+        Indexed by feature, sorted by p-value. Survival: ``n, n_events, hr, hr_lower, hr_upper,
+        p, q, c_index, direction`` (``hr`` per SD; ``c_index`` of the feature as a risk score;
+        direction ``risk`` if HR > 1 else ``protective``). Binary: ``n, or, or_lower, or_upper, p,
+        q, auroc, direction`` (``higher in <positive class>`` / ``lower in ...``). Multi-class:
+        ``n, statistic, p, q`` (Kruskal–Wallis). Constant features get NaN and a ``note``.
 
     Examples
     --------
@@ -69,25 +69,40 @@ def univariable_screen(X, durations_or_y, events=None, *, progress: bool = False
     df = check_table(X)
     if events is not None:
         t, e = check_survival(durations_or_y, events, n=df.shape[0])
-        rows = [_cox_one(df[c].to_numpy(float), t, e) for c in tqdm(df.columns, desc="screen", disable=not progress)]
+        rows = [
+            _cox_one(df[c].to_numpy(float), t, e)
+            for c in tqdm(df.columns, desc="screen", disable=not progress)
+        ]
         cols = ["n", "n_events", "hr", "hr_lower", "hr_upper", "p", "c_index", "note"]
     else:
         y = check_labels_1d(durations_or_y, n=df.shape[0])
         classes = np.unique(y)
         if classes.size == 2:
-            rows = [_logit_one(df[c].to_numpy(float), y == classes[1])
-                    for c in tqdm(df.columns, desc="screen", disable=not progress)]
+            rows = [
+                _logit_one(df[c].to_numpy(float), y == classes[1])
+                for c in tqdm(df.columns, desc="screen", disable=not progress)
+            ]
             cols = ["n", "or", "or_lower", "or_upper", "p", "auroc", "note"]
         else:
-            rows = [_kruskal_one(df[c].to_numpy(float), y) for c in tqdm(df.columns, desc="screen", disable=not progress)]
+            rows = [
+                _kruskal_one(df[c].to_numpy(float), y)
+                for c in tqdm(df.columns, desc="screen", disable=not progress)
+            ]
             cols = ["n", "statistic", "p", "note"]
-    out = pd.DataFrame(rows, columns=cols, index=pd.Index([str(c) for c in df.columns], name="feature"))
+    out = pd.DataFrame(
+        rows, columns=cols, index=pd.Index([str(c) for c in df.columns], name="feature")
+    )
     out.insert(out.columns.get_loc("p") + 1, "q", _bh(out["p"].to_numpy(float)))
     if events is not None:
-        out["direction"] = np.where(out["hr"] > 1, "risk", np.where(out["hr"] < 1, "protective", ""))
+        out["direction"] = np.where(
+            out["hr"] > 1, "risk", np.where(out["hr"] < 1, "protective", "")
+        )
     elif classes.size == 2:
-        out["direction"] = np.where(out["or"] > 1, f"higher in {classes[1]}",
-                                    np.where(out["or"] < 1, f"lower in {classes[1]}", ""))
+        out["direction"] = np.where(
+            out["or"] > 1,
+            f"higher in {classes[1]}",
+            np.where(out["or"] < 1, f"lower in {classes[1]}", ""),
+        )
     return out.sort_values("p", kind="stable", na_position="last")
 
 
@@ -108,7 +123,16 @@ def _cox_one(x: np.ndarray, t: np.ndarray, e: np.ndarray) -> tuple:
     z = _standardise(x[ok])
     n, ne = int(ok.sum()), int(e[ok].sum())
     if z is None or ne == 0:
-        return (n, ne, np.nan, np.nan, np.nan, np.nan, np.nan, "constant" if z is None else "no events")
+        return (
+            n,
+            ne,
+            np.nan,
+            np.nan,
+            np.nan,
+            np.nan,
+            np.nan,
+            "constant" if z is None else "no events",
+        )
     data = pd.DataFrame({"z": z, "t": t[ok], "e": e[ok]})
     try:
         with warnings.catch_warnings():
@@ -117,7 +141,16 @@ def _cox_one(x: np.ndarray, t: np.ndarray, e: np.ndarray) -> tuple:
     except ConvergenceError:
         return (n, ne, np.nan, np.nan, np.nan, np.nan, np.nan, "did not converge")
     c = concordance_harrell(z, t[ok], e[ok])
-    return (n, ne, s["exp(coef)"], s["exp(coef) lower 95%"], s["exp(coef) upper 95%"], s["p"], c, "")
+    return (
+        n,
+        ne,
+        s["exp(coef)"],
+        s["exp(coef) lower 95%"],
+        s["exp(coef) upper 95%"],
+        s["p"],
+        c,
+        "",
+    )
 
 
 def _logit_one(x: np.ndarray, positive: np.ndarray) -> tuple:
@@ -130,7 +163,15 @@ def _logit_one(x: np.ndarray, positive: np.ndarray) -> tuple:
     yy = positive[ok].astype(float)
     n = int(ok.sum())
     if z is None or np.unique(yy).size < 2:
-        return (n, np.nan, np.nan, np.nan, np.nan, np.nan, "constant" if z is None else "single class")
+        return (
+            n,
+            np.nan,
+            np.nan,
+            np.nan,
+            np.nan,
+            np.nan,
+            "constant" if z is None else "single class",
+        )
     auc = float(roc_auc_score(yy, x[ok]))
     try:
         with warnings.catch_warnings():
@@ -140,7 +181,11 @@ def _logit_one(x: np.ndarray, positive: np.ndarray) -> tuple:
         if not np.isfinite(se) or se > 50:
             raise ValueError("separation")
         return (n, np.exp(b), np.exp(b - 1.959964 * se), np.exp(b + 1.959964 * se), p, auc, "")
-    except (ValueError, np.linalg.LinAlgError, OverflowError):  # (quasi-)separation: use the rank test
+    except (
+        ValueError,
+        np.linalg.LinAlgError,
+        OverflowError,
+    ):  # (quasi-)separation: use the rank test
         p = float(stats.mannwhitneyu(x[ok][yy == 1], x[ok][yy == 0]).pvalue)
         return (n, np.nan, np.nan, np.nan, p, auc, "separation: Mann-Whitney p")
 
@@ -166,7 +211,7 @@ def multivariable_cox(
     penalizer: float = 0.0,
     progress: bool = False,
 ) -> pd.DataFrame:
-    """Each feature's hazard ratio per SD adjusted for clinical covariates (one Cox model per feature).
+    """Each feature's hazard ratio per SD adjusted for covariates (one Cox model per feature).
 
     Parameters
     ----------
@@ -183,7 +228,8 @@ def multivariable_cox(
     Returns
     -------
     pandas.DataFrame
-        Indexed by feature, sorted by p: ``hr, hr_lower, hr_upper, p, q`` per SD of the feature, adjusted.
+        Indexed by feature, sorted by p: ``hr, hr_lower, hr_upper, p, q`` per SD of the feature,
+        adjusted.
         Pre-flight errors (NaN, constant, collinear with an adjustment covariate) name the column.
     """
     from tqdm.auto import tqdm
@@ -205,7 +251,9 @@ def multivariable_cox(
         m = CoxModel(penalizer=penalizer, cv=None).fit(df[[f, *adjust]], durations, events)
         s = m.summary.loc[f]
         rows.append((s["hr"], s["hr_lower"], s["hr_upper"], s["p"]))
-    out = pd.DataFrame(rows, columns=["hr", "hr_lower", "hr_upper", "p"], index=pd.Index(feats, name="feature"))
+    out = pd.DataFrame(
+        rows, columns=["hr", "hr_lower", "hr_upper", "p"], index=pd.Index(feats, name="feature")
+    )
     out["q"] = _bh(out["p"].to_numpy(float))
     out["adjusted_for"] = ", ".join(adjust)
     return out.sort_values("p", kind="stable")

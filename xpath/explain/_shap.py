@@ -1,4 +1,4 @@
-"""``shap_values``: SHAP explanations of xpath models and scikit-learn estimators, additivity checked.
+"""``shap_values``: SHAP values of xpath models and scikit-learn estimators, additivity checked.
 
 The explainer is chosen from the model:
 
@@ -27,10 +27,20 @@ __all__ = ["shap_values"]
 
 logger = logging.getLogger(__name__)
 
-_TREES_RAW_DECISION = ("HistGradientBoostingClassifier", "GradientBoostingClassifier",
-                       "HistGradientBoostingRegressor", "GradientBoostingRegressor")
-_TREES_PROBA = ("RandomForestClassifier", "ExtraTreesClassifier", "DecisionTreeClassifier",
-                "RandomForestRegressor", "ExtraTreesRegressor", "DecisionTreeRegressor")
+_TREES_RAW_DECISION = (
+    "HistGradientBoostingClassifier",
+    "GradientBoostingClassifier",
+    "HistGradientBoostingRegressor",
+    "GradientBoostingRegressor",
+)
+_TREES_PROBA = (
+    "RandomForestClassifier",
+    "ExtraTreesClassifier",
+    "DecisionTreeClassifier",
+    "RandomForestRegressor",
+    "ExtraTreesRegressor",
+    "DecisionTreeRegressor",
+)
 
 
 def _split_pipeline(model):
@@ -138,13 +148,16 @@ def shap_values(
         Xt = np.asarray(pre.transform(df) if pre is not None else df.to_numpy(float), float)
         if Xt.shape[1] != df.shape[1]:
             raise ValueError(
-                f"the pipeline's preprocessing changes the number of columns ({df.shape[1]} → {Xt.shape[1]}); "
+                "the pipeline's preprocessing changes the number of columns "
+                f"({df.shape[1]} → {Xt.shape[1]}); "
                 "SHAP values on the original features need column-wise preprocessing"
             )
         cls = type(final).__name__
         fitted_names = getattr(final, "feature_names_in_", None)
 
-        def frame(Z):  # the estimator was fitted on a DataFrame: give it one (no feature-name warning)
+        def frame(
+            Z,
+        ):  # the estimator was fitted on a DataFrame: give it one (no feature-name warning)
             return pd.DataFrame(Z, columns=fitted_names) if fitted_names is not None else Z
 
         if cls in _TREES_RAW_DECISION or cls in _TREES_PROBA:
@@ -153,7 +166,11 @@ def shap_values(
             values = np.concatenate(parts, axis=0)
             base = np.asarray(explainer.expected_value, float)
             if cls in _TREES_RAW_DECISION:
-                out = final.decision_function if hasattr(final, "decision_function") else final.predict
+                out = (
+                    final.decision_function
+                    if hasattr(final, "decision_function")
+                    else final.predict
+                )
                 fx = out(frame(Xt))
                 kind = "raw output (log-odds for classifiers)"
             elif hasattr(final, "predict_proba"):
@@ -175,7 +192,9 @@ def shap_values(
             f, kind = _agnostic_output(final, frame)
             masker = shap.maskers.Independent(Xt[bg_rows], max_samples=len(bg_rows))
             explainer = shap.PermutationExplainer(f, masker)
-            parts = [explainer(Xt[s], silent=True, max_evals=max(500, 2 * Xt.shape[1] + 1)) for s in bar]
+            parts = [
+                explainer(Xt[s], silent=True, max_evals=max(500, 2 * Xt.shape[1] + 1)) for s in bar
+            ]
             values = np.concatenate([p.values for p in parts], axis=0)
             base = np.concatenate([np.asarray(p.base_values, float).reshape(-1) for p in parts])
             fx = f(Xt)
@@ -185,12 +204,16 @@ def shap_values(
         np.testing.assert_allclose(total, fx, atol=atol, rtol=0)
     except AssertionError as err:
         raise RuntimeError(
-            f"SHAP additivity failed: base + sum(values) differs from the model output ({kind}) by up to "
+            "SHAP additivity failed: base + sum(values) differs from the model output "
+            f"({kind}) by up to "
             f"{np.max(np.abs(total - fx)):.3g} > atol={atol}\n{err}"
         ) from None
     logger.info("SHAP values on the %s scale for %d rows", kind, values.shape[0])
     return shap.Explanation(
-        values=values, base_values=base_rows, data=df.to_numpy(float), feature_names=names,
+        values=values,
+        base_values=base_rows,
+        data=df.to_numpy(float),
+        feature_names=names,
     )
 
 
@@ -236,6 +259,10 @@ def _cox(model, df: pd.DataFrame, bg_rows: np.ndarray):
     mu = z[bg_rows].mean(axis=0)
     values = (z - mu) * beta
     base = float((mu - ref) @ beta)
-    fx = np.asarray(model.lifelines_.predict_log_partial_hazard(
-        pd.DataFrame(z, columns=model.feature_names_in_)), float).ravel()
+    fx = np.asarray(
+        model.lifelines_.predict_log_partial_hazard(
+            pd.DataFrame(z, columns=model.feature_names_in_)
+        ),
+        float,
+    ).ravel()
     return values, base, fx

@@ -19,9 +19,10 @@ logger = logging.getLogger(__name__)
 def feature_importance(model, X, *, importance: str = "auto", seed: int = 0) -> pd.Series:
     """Importance of each feature of a fitted model.
 
-    ``importance="coef"``: |log hazard ratio per SD| of a ``CoxModel``. ``"shap"``: mean |SHAP value|
-    over the rows of ``X`` (:func:`xpath.explain.shap_values`; multi-class explanations are averaged
-    over classes). ``"auto"``: ``coef`` for ``CoxModel``, ``shap`` otherwise.
+    ``importance="coef"``: |log hazard ratio per SD| of a ``CoxModel``. ``"shap"``: mean
+    |SHAP value| over the rows of ``X`` (:func:`xpath.explain.shap_values`; multi-class
+    explanations are averaged over classes). ``"auto"``: ``coef`` for ``CoxModel``, ``shap``
+    otherwise.
     """
     from ..models import CoxModel
     from ._shap import shap_values
@@ -101,7 +102,7 @@ def importance_stability(
     if not is_cox and len(outcome) != 1:
         raise TypeError("a classifier needs importance_stability(model, X, y)")
     arrays = [np.asarray(df[o]) if isinstance(o, str) else np.asarray(o) for o in outcome]
-    for a, name in zip(arrays, ("durations", "events") if is_cox else ("y",)):
+    for a, name in zip(arrays, ("durations", "events") if is_cox else ("y",), strict=True):
         if a.shape[0] != n:
             raise ValueError(f"{name} has {a.shape[0]} entries but X has {n} rows; they must match")
     g = None if groups is None else np.asarray(groups)
@@ -116,11 +117,16 @@ def importance_stability(
         else:
             uniq, inv = np.unique(g, return_inverse=True)
             members = np.split(np.argsort(inv, kind="stable"), np.cumsum(np.bincount(inv))[:-1])
-            samples = [np.concatenate([members[i] for i in rng.integers(0, uniq.size, uniq.size)])
-                       for _ in range(n_resamples)]
+            samples = [
+                np.concatenate([members[i] for i in rng.integers(0, uniq.size, uniq.size)])
+                for _ in range(n_resamples)
+            ]
     else:
-        splitter = (KFold(n_resamples, shuffle=True, random_state=seed) if g is None
-                    else GroupKFold(n_resamples))
+        splitter = (
+            KFold(n_resamples, shuffle=True, random_state=seed)
+            if g is None
+            else GroupKFold(n_resamples)
+        )
         samples = [tr for tr, _ in splitter.split(np.zeros(n), groups=g)]
     base = clone(model)
     if "cv" in base.get_params():
@@ -137,7 +143,9 @@ def importance_stability(
             continue
         imps.append(feature_importance(m, sub, importance=importance, seed=seed).reindex(features))
     if len(imps) < 2:
-        raise ValueError(f"only {len(imps)} of {len(samples)} resamples could be fitted; see the log")
+        raise ValueError(
+            f"only {len(imps)} of {len(samples)} resamples could be fitted; see the log"
+        )
     table = pd.DataFrame(imps).reset_index(drop=True)  # (resamples, features)
     ranks = table.rank(axis=1, ascending=False, method="min")
     count = (ranks <= top_k).sum(axis=0)
@@ -152,8 +160,11 @@ def importance_stability(
             "stable": freq >= threshold,
         }
     )
-    out["flag"] = np.where(count == 1, "top-k in one resample only",
-                           np.where((count > 1) & (freq < threshold), "unstable", ""))
+    out["flag"] = np.where(
+        count == 1,
+        "top-k in one resample only",
+        np.where((count > 1) & (freq < threshold), "unstable", ""),
+    )
     out.index.name = "feature"
     out.attrs.update(method=method, n_resamples=len(table), top_k=top_k, threshold=threshold)
     return out.sort_values(["top_k_frequency", "mean_importance"], ascending=False, kind="stable")

@@ -2,7 +2,8 @@
 
 - :class:`DiagnosticModel`: scikit-learn classifiers (HGB, logistic, RF, any) with grouped CV,
   out-of-fold AUROC with bootstrap CI, F1, confusion matrix, calibration.
-- :class:`GraphDiagnosticModel`: torch-geometric graph classifier on cell graphs with node attributions.
+- :class:`GraphDiagnosticModel`: torch-geometric graph classifier on cell graphs with node
+  attributions.
 - :class:`CoxModel`: lifelines Cox model with pre-flight checks, Harrell/Uno C-index, time-dependent
   AUC, integrated Brier score, risk groups and Kaplan–Meier.
 - metrics: :func:`concordance_harrell`, :func:`concordance_uno`, :func:`time_dependent_auc`,

@@ -41,13 +41,19 @@ def check_table(X: Any, *, name: str = "X", allow_nan: bool = True) -> pd.DataFr
     elif isinstance(X, np.ndarray) and X.ndim == 2:
         df = pd.DataFrame(X, columns=[f"x{i}" for i in range(X.shape[1])])
     else:
-        raise TypeError(f"{name} must be a pandas DataFrame or a 2-D numpy array, got {_describe(X)}")
+        raise TypeError(
+            f"{name} must be a pandas DataFrame or a 2-D numpy array, got {_describe(X)}"
+        )
     if df.shape[0] == 0 or df.shape[1] == 0:
         raise ValueError(f"{name} must have at least one row and one column, got shape {df.shape}")
     if df.columns.duplicated().any():
         dup = list(df.columns[df.columns.duplicated()])
         raise ValueError(f"{name} has duplicated column names {dup}")
-    bad = [c for c in df.columns if not (pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c]))]
+    bad = [
+        c
+        for c in df.columns
+        if not (pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c]))
+    ]
     if bad:
         kinds = {c: str(df[c].dtype) for c in bad[:5]}
         raise TypeError(
@@ -68,7 +74,9 @@ def check_table(X: Any, *, name: str = "X", allow_nan: bool = True) -> pd.DataFr
     return df
 
 
-def _as_1d(values: Any, *, name: str, n: int | None, frame: pd.DataFrame | None = None) -> np.ndarray:
+def _as_1d(
+    values: Any, *, name: str, n: int | None, frame: pd.DataFrame | None = None
+) -> np.ndarray:
     if isinstance(values, str):
         if frame is None or values not in frame.columns:
             raise ValueError(f"{name}={values!r} is not a column of X")
@@ -102,13 +110,17 @@ def check_survival(
     t = _as_1d(durations, name="durations", n=n, frame=frame)
     e = _as_1d(events, name="events", n=None if n is None else n, frame=frame)
     if e.shape[0] != t.shape[0]:
-        raise ValueError(f"events has {e.shape[0]} entries but durations has {t.shape[0]}; they must match")
+        raise ValueError(
+            f"events has {e.shape[0]} entries but durations has {t.shape[0]}; they must match"
+        )
     if not (np.issubdtype(t.dtype, np.number) and not np.issubdtype(t.dtype, np.complexfloating)):
         raise TypeError(f"durations must be numeric, got dtype {t.dtype}")
     t = t.astype(float)
     if np.isnan(t).any():
         rows = np.flatnonzero(np.isnan(t))
-        raise ValueError(f"durations contains NaN at {rows.size} rows (first positions {rows[:5].tolist()})")
+        raise ValueError(
+            f"durations contains NaN at {rows.size} rows (first positions {rows[:5].tolist()})"
+        )
     if np.isinf(t).any():
         raise ValueError("durations contains infinite values")
     if (t < 0).any():
@@ -127,7 +139,8 @@ def check_survival(
     bad = ~np.isin(ef, (0.0, 1.0))
     if bad.any():
         raise ValueError(
-            f"events must be 0 (censored) or 1 (event), got values {np.unique(ef[bad])[:5].tolist()}"
+            "events must be 0 (censored) or 1 (event), got values "
+            f"{np.unique(ef[bad])[:5].tolist()}"
         )
     e = ef.astype(np.int64)
     if e.sum() == 0:
@@ -145,7 +158,9 @@ def check_labels_1d(y: Any, *, n: int | None = None) -> np.ndarray:
         raise ValueError(f"y contains {int(pd.isna(arr).sum())} missing labels")
     classes = np.unique(arr)
     if classes.size < 2:
-        raise ValueError(f"y must contain at least two classes, got a single class {classes.tolist()}")
+        raise ValueError(
+            f"y must contain at least two classes, got a single class {classes.tolist()}"
+        )
     return arr
 
 
@@ -158,7 +173,9 @@ def check_groups(groups: Any, *, n: int, n_splits: int | None = None) -> np.ndar
         raise ValueError("groups contains missing patient ids")
     n_groups = np.unique(g).size
     if n_groups < 2:
-        raise ValueError(f"groups must contain at least 2 distinct patients for grouped CV, got {n_groups}")
+        raise ValueError(
+            f"groups must contain at least 2 distinct patients for grouped CV, got {n_groups}"
+        )
     if n_splits is not None and n_groups < n_splits:
         raise ValueError(f"groups has {n_groups} distinct patients, fewer than cv={n_splits} folds")
     return g
@@ -177,14 +194,21 @@ def check_features(
     values = df[cols].to_numpy(dtype=float)
     nan = np.isnan(values).sum(axis=0)
     if nan.any():
-        bad = {c: int(k) for c, k in zip(cols, nan) if k}
+        bad = {c: int(k) for c, k in zip(cols, nan, strict=True) if k}
         raise ValueError(
-            f"{name} contains NaN in columns {bad} (column: NaN rows); impute or drop them before fitting"
+            f"{name} contains NaN in columns {bad} (column: NaN rows); "
+            "impute or drop them before fitting"
         )
     sd = values.std(axis=0)
-    const = [c for c, s, col in zip(cols, sd, values.T) if s == 0 or s <= 1e-12 * max(1.0, abs(col[0]))]
+    const = [
+        c
+        for c, s, col in zip(cols, sd, values.T, strict=True)
+        if s == 0 or s <= 1e-12 * max(1.0, abs(col[0]))
+    ]
     if const:
-        raise ValueError(f"{name} has constant columns {const}; they carry no information, drop them")
+        raise ValueError(
+            f"{name} has constant columns {const}; they carry no information, drop them"
+        )
     if len(cols) < 2:
         return
     z = (values - values.mean(axis=0)) / sd
@@ -195,7 +219,8 @@ def check_features(
         k = int(np.argmax(r))
         a, b = cols[iu[0][k]], cols[iu[1][k]]
         raise ValueError(
-            f"{name} columns {a!r} and {b!r} are near-collinear (|r| = {r[k]:.4f} > {collinearity}); "
+            f"{name} columns {a!r} and {b!r} are near-collinear "
+            f"(|r| = {r[k]:.4f} > {collinearity}); "
             "drop one of them or use a penalizer"
         )
     if z.shape[0] > z.shape[1]:
@@ -207,10 +232,13 @@ def check_features(
         dependent = [cols[piv[i]] for i in range(diag.size) if diag[i] <= tol]
         if dependent:
             raise ValueError(
-                f"{name} column(s) {dependent} are exact linear combinations of other columns; drop them"
+                f"{name} column(s) {dependent} are exact linear combinations of other columns; "
+                "drop them"
             )
     else:
-        raise ValueError(f"{name} has {z.shape[1]} columns but only {z.shape[0]} rows; reduce the features")
+        raise ValueError(
+            f"{name} has {z.shape[1]} columns but only {z.shape[0]} rows; reduce the features"
+        )
 
 
 def check_events_per_variable(n_events: int, n_features: int, *, minimum: float) -> None:

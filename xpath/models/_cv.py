@@ -37,7 +37,8 @@ def grouped_splits(
     if groups is None:
         if counts.min() < n_splits:
             raise ValueError(
-                f"the smallest class/stratum has {counts.min()} rows, fewer than cv={n_splits} folds"
+                f"the smallest class/stratum has {counts.min()} rows, "
+                f"fewer than cv={n_splits} folds"
             )
         splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
         splits = list(splitter.split(np.zeros(strata.size), strata))
@@ -45,6 +46,8 @@ def grouped_splits(
         splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
         splits = list(splitter.split(np.zeros(strata.size), strata, groups))
         for train, test in splits:
-            if np.intersect1d(groups[train], groups[test]).size:  # pragma: no cover - sklearn guarantees it
+            if np.intersect1d(
+                groups[train], groups[test]
+            ).size:  # pragma: no cover - sklearn guarantees it
                 raise RuntimeError("a patient is in both the training and the test part of a fold")
     return [(np.asarray(a), np.asarray(b)) for a, b in splits]

@@ -44,14 +44,21 @@ def build_pipeline(estimator, *, seed: int = 0):
         if estimator == "hgb":
             return Pipeline([("model", HistGradientBoostingClassifier(random_state=seed))])
         if estimator == "logistic":
-            return Pipeline([impute, ("scale", StandardScaler()), ("model", LogisticRegression(max_iter=5000))])
+            return Pipeline(
+                [impute, ("scale", StandardScaler()), ("model", LogisticRegression(max_iter=5000))]
+            )
         if estimator == "rf":
-            return Pipeline([impute, ("model", RandomForestClassifier(n_estimators=500, random_state=seed))])
-        raise ValueError(f"estimator must be one of {ESTIMATORS} or a scikit-learn classifier, got {estimator!r}")
+            return Pipeline(
+                [impute, ("model", RandomForestClassifier(n_estimators=500, random_state=seed))]
+            )
+        raise ValueError(
+            f"estimator must be one of {ESTIMATORS} or a scikit-learn classifier, got {estimator!r}"
+        )
     if not (hasattr(estimator, "fit") and hasattr(estimator, "predict_proba")):
         raise TypeError(
             "estimator must be one of "
-            f"{ESTIMATORS} or a scikit-learn classifier with predict_proba, got {type(estimator).__name__}"
+            f"{ESTIMATORS} or a scikit-learn classifier with predict_proba, "
+            f"got {type(estimator).__name__}"
         )
     return Pipeline([impute, ("model", clone(estimator))])
 
@@ -151,7 +158,9 @@ class DiagnosticModel(ClassifierMixin, BaseEstimator):
         fold = np.full(y.size, -1)
         for i, (tr, te) in enumerate(tqdm(splits, desc="CV", disable=not self.progress)):
             if np.unique(y[tr]).size < k:
-                raise ValueError(f"fold {i} has a training part without every class; use fewer folds")
+                raise ValueError(
+                    f"fold {i} has a training part without every class; use fewer folds"
+                )
             pipe = build_pipeline(self.estimator, seed=self.seed).fit(df.iloc[tr], y[tr])
             proba[te] = pipe.predict_proba(df.iloc[te])
             fold[te] = i
@@ -160,22 +169,31 @@ class DiagnosticModel(ClassifierMixin, BaseEstimator):
         score = proba[:, 1] if k == 2 else proba
         self.auroc_ = auroc(y, score, classes)
         self.auroc_ci_ = bootstrap_ci(
-            lambda yy, pp: auroc(yy, pp, classes), y, score,
-            n_bootstrap=self.n_bootstrap, seed=self.seed, groups=g,
+            lambda yy, pp: auroc(yy, pp, classes),
+            y,
+            score,
+            n_bootstrap=self.n_bootstrap,
+            seed=self.seed,
+            groups=g,
         )
         self.per_class_auroc_ = pd.Series(
             [auroc(y == c, proba[:, j]) for j, c in enumerate(classes)], index=classes, name="auroc"
         )
         pred = classes[np.argmax(proba, axis=1)]
         self.oof_pred_ = pred
-        self.f1_ = pd.Series(f1_score(y, pred, labels=classes, average=None), index=classes, name="f1")
+        self.f1_ = pd.Series(
+            f1_score(y, pred, labels=classes, average=None), index=classes, name="f1"
+        )
         self.confusion_matrix_ = pd.DataFrame(
             confusion_matrix(y, pred, labels=classes),
-            index=pd.Index(classes, name="true"), columns=pd.Index(classes, name="predicted"),
+            index=pd.Index(classes, name="true"),
+            columns=pd.Index(classes, name="predicted"),
         )
         onehot = (y[:, None] == classes[None, :]).astype(float)
-        self.brier_ = float(np.mean((proba[:, 1] - onehot[:, 1]) ** 2)) if k == 2 else float(
-            np.mean(np.sum((proba - onehot) ** 2, axis=1))
+        self.brier_ = (
+            float(np.mean((proba[:, 1] - onehot[:, 1]) ** 2))
+            if k == 2
+            else float(np.mean(np.sum((proba - onehot) ** 2, axis=1)))
         )
         self.accuracy_ = float(np.mean(pred == y))
         self.calibration_ = self._reliability(onehot, proba)
@@ -190,8 +208,18 @@ class DiagnosticModel(ClassifierMixin, BaseEstimator):
             b = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, max(edges.size - 2, 0))
             for k in np.unique(b):
                 m = b == k
-                rows.append((self.classes_[j], int(k), float(p[m].mean()), float(onehot[m, j].mean()), int(m.sum())))
-        return pd.DataFrame(rows, columns=["class", "bin", "mean_predicted", "fraction_positive", "n"])
+                rows.append(
+                    (
+                        self.classes_[j],
+                        int(k),
+                        float(p[m].mean()),
+                        float(onehot[m, j].mean()),
+                        int(m.sum()),
+                    )
+                )
+        return pd.DataFrame(
+            rows, columns=["class", "bin", "mean_predicted", "fraction_positive", "n"]
+        )
 
     # ---------------------------------------------------------------------- prediction
     def _frame(self, X) -> pd.DataFrame:
@@ -200,7 +228,9 @@ class DiagnosticModel(ClassifierMixin, BaseEstimator):
         df = check_table(X)
         if isinstance(X, np.ndarray):
             if df.shape[1] != self.n_features_in_:
-                raise ValueError(f"X has {df.shape[1]} columns, the model was fitted on {self.n_features_in_}")
+                raise ValueError(
+                    f"X has {df.shape[1]} columns, the model was fitted on {self.n_features_in_}"
+                )
             df.columns = self.feature_names_in_
         missing = [c for c in self.feature_names_in_ if c not in df.columns]
         if missing:
@@ -216,7 +246,10 @@ class DiagnosticModel(ClassifierMixin, BaseEstimator):
         return self.pipeline_.predict(self._frame(X))
 
     def decision_function(self, X) -> np.ndarray:
-        """The model's raw output (log-odds for HGB and logistic); ``(n,)`` binary, ``(n, K)`` multi-class."""
+        """The model's raw output (log-odds for HGB and logistic).
+
+        Shape ``(n,)`` for binary, ``(n, K)`` for multi-class models.
+        """
         return self.pipeline_.decision_function(self._frame(X))
 
     # ---------------------------------------------------------------------- reporting
@@ -225,17 +258,24 @@ class DiagnosticModel(ClassifierMixin, BaseEstimator):
         """Out-of-fold metrics: ``estimate, ci_lower, ci_upper`` per metric."""
         if not hasattr(self, "auroc_"):
             raise RuntimeError("summary needs cross-validation results: fit with cv set")
-        rows = [("auroc", self.auroc_, *self.auroc_ci_), ("accuracy", self.accuracy_, np.nan, np.nan),
-                ("brier", self.brier_, np.nan, np.nan)]
+        rows = [
+            ("auroc", self.auroc_, *self.auroc_ci_),
+            ("accuracy", self.accuracy_, np.nan, np.nan),
+            ("brier", self.brier_, np.nan, np.nan),
+        ]
         rows += [(f"auroc[{c}]", v, np.nan, np.nan) for c, v in self.per_class_auroc_.items()]
         rows += [(f"f1[{c}]", v, np.nan, np.nan) for c, v in self.f1_.items()]
-        return pd.DataFrame(rows, columns=["metric", "estimate", "ci_lower", "ci_upper"]).set_index("metric")
+        return pd.DataFrame(rows, columns=["metric", "estimate", "ci_lower", "ci_upper"]).set_index(
+            "metric"
+        )
 
     def _binary_oof(self):
         if not hasattr(self, "oof_proba_"):
             raise RuntimeError("plots need out-of-fold predictions: fit with cv set")
         if self.classes_.size != 2:
-            raise ValueError("this plot is for binary models; plot one class against the rest yourself")
+            raise ValueError(
+                "this plot is for binary models; plot one class against the rest yourself"
+            )
         return self._y, self.oof_proba_[:, 1]
 
     def plot(self, ax=None):
@@ -250,4 +290,6 @@ class DiagnosticModel(ClassifierMixin, BaseEstimator):
         from ..plotting import plot_calibration
 
         y, p = self._binary_oof()
-        return plot_calibration(y, p, positive=self.classes_[1], n_bins=self.calibration_bins, ax=ax)
+        return plot_calibration(
+            y, p, positive=self.classes_[1], n_bins=self.calibration_bins, ax=ax
+        )

@@ -32,8 +32,8 @@ ATTRIBUTIONS = ("integrated_gradients", "grad_x_input", "saliency", "mask")
 def _to_data(graph, index: int):
     """One graph as ``torch_geometric.data.Data`` with float ``x`` and long ``edge_index``.
 
-    Accepted: ``Data``; an object with ``to_pyg()``; a tuple ``(cell_graph, features[, label])`` where
-    ``cell_graph`` has ``to_pyg(features=...)`` (``xpath.biomarkers.CellGraph``); a tuple
+    Accepted: ``Data``; an object with ``to_pyg()``; a tuple ``(cell_graph, features[, label])``
+    where ``cell_graph`` has ``to_pyg(features=...)`` (``xpath.biomarkers.CellGraph``); a tuple
     ``(connectivity, features[, label])`` where connectivity is a scipy sparse ``(N, N)`` matrix
     (CSR) or a ``(2, E)`` integer edge index and features an ``(N, F)`` array.
     """
@@ -56,7 +56,8 @@ def _to_data(graph, index: int):
         if sp.issparse(conn):
             if conn.shape != (feats.shape[0], feats.shape[0]):
                 raise ValueError(
-                    f"graphs[{index}] connectivity must be ({feats.shape[0]}, {feats.shape[0]}), got {conn.shape}"
+                    f"graphs[{index}] connectivity must be "
+                    f"({feats.shape[0]}, {feats.shape[0]}), got {conn.shape}"
                 )
             coo = sp.coo_matrix(conn)
             ei = np.stack([coo.row, coo.col]).astype(np.int64)
@@ -78,11 +79,22 @@ def _to_data(graph, index: int):
         raise ValueError(f"graphs[{index}] has no nodes")
     ei = data.edge_index
     if ei is not None and ei.numel() and (int(ei.max()) >= data.x.shape[0] or int(ei.min()) < 0):
-        raise ValueError(f"graphs[{index}] edge_index refers to nodes outside 0..{data.x.shape[0] - 1}")
+        raise ValueError(
+            f"graphs[{index}] edge_index refers to nodes outside 0..{data.x.shape[0] - 1}"
+        )
     return data
 
 
-def _build_net(in_dim: int, n_classes: int, *, conv: str, hidden: int, layers: int, pooling: str, dropout: float):
+def _build_net(
+    in_dim: int,
+    n_classes: int,
+    *,
+    conv: str,
+    hidden: int,
+    layers: int,
+    pooling: str,
+    dropout: float,
+):
     import torch
     from torch import nn
     from torch_geometric.nn import (
@@ -112,7 +124,7 @@ def _build_net(in_dim: int, n_classes: int, *, conv: str, hidden: int, layers: i
 
         def forward(self, x, edge_index, batch):
             h = torch.relu(self.encode(x))  # (N, hidden)
-            for conv_, norm in zip(self.convs, self.norms):
+            for conv_, norm in zip(self.convs, self.norms, strict=True):
                 h = h + torch.relu(norm(conv_(h, edge_index)))  # residual, (N, hidden)
             if pooling == "mean":
                 g = global_mean_pool(h, batch)
@@ -121,7 +133,9 @@ def _build_net(in_dim: int, n_classes: int, *, conv: str, hidden: int, layers: i
             elif pooling == "add":
                 g = global_add_pool(h, batch)
             else:
-                g = torch.cat([global_mean_pool(h, batch), global_max_pool(h, batch)], dim=1)  # (B, 2*hidden)
+                g = torch.cat(
+                    [global_mean_pool(h, batch), global_max_pool(h, batch)], dim=1
+                )  # (B, 2*hidden)
             return self.head(g)  # (B, n_classes) logits
 
     return GraphNet()
@@ -220,9 +234,14 @@ class GraphDiagnosticModel(ClassifierMixin, BaseEstimator):
         datas = [_to_data(g, i) for i, g in enumerate(graphs)]
         dims = {int(d.x.shape[1]) for d in datas}
         if len(dims) != 1:
-            raise ValueError(f"all graphs must have the same number of node features, got {sorted(dims)}")
+            raise ValueError(
+                f"all graphs must have the same number of node features, got {sorted(dims)}"
+            )
         if fitted and dims != {self.n_features_in_}:
-            raise ValueError(f"graphs have {dims.pop()} node features, the model was fitted on {self.n_features_in_}")
+            raise ValueError(
+                f"graphs have {dims.pop()} node features, "
+                f"the model was fitted on {self.n_features_in_}"
+            )
         if not fitted:
             allx = torch.cat([d.x.float() for d in datas])
             self.n_features_in_ = int(allx.shape[1])
@@ -249,7 +268,8 @@ class GraphDiagnosticModel(ClassifierMixin, BaseEstimator):
         Parameters
         ----------
         graphs : sequence
-            ``Data`` objects, objects with ``to_pyg()``, or ``(connectivity, features[, label])`` tuples.
+            ``Data`` objects, objects with ``to_pyg()``, or ``(connectivity, features[, label])``
+            tuples.
         y : (n_graphs,) array-like, optional
             Graph labels; taken from each graph's ``y`` when omitted.
 
@@ -272,13 +292,20 @@ class GraphDiagnosticModel(ClassifierMixin, BaseEstimator):
             y = np.array([d.y.view(-1)[0].item() for d in datas])
         y = check_labels_1d(y, n=len(datas))
         self.classes_, codes = np.unique(y, return_inverse=True)
-        for d, c in zip(datas, codes):
+        for d, c in zip(datas, codes, strict=True):
             d.y = torch.tensor([int(c)])
         gen = torch.Generator().manual_seed(self.seed)
         with torch.random.fork_rng(), _threads(self.n_threads):
             torch.manual_seed(self.seed)
-            net = _build_net(self.n_features_in_, self.classes_.size, conv=self.conv, hidden=self.hidden,
-                             layers=self.layers, pooling=self.pooling, dropout=self.dropout)
+            net = _build_net(
+                self.n_features_in_,
+                self.classes_.size,
+                conv=self.conv,
+                hidden=self.hidden,
+                layers=self.layers,
+                pooling=self.pooling,
+                dropout=self.dropout,
+            )
             opt = torch.optim.Adam(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
             loader = DataLoader(datas, batch_size=self.batch_size, shuffle=True, generator=gen)
             self.loss_curve_ = []
@@ -287,7 +314,9 @@ class GraphDiagnosticModel(ClassifierMixin, BaseEstimator):
                 total = 0.0
                 for batch in loader:
                     opt.zero_grad()
-                    loss = torch.nn.functional.cross_entropy(net(batch.x, batch.edge_index, batch.batch), batch.y)
+                    loss = torch.nn.functional.cross_entropy(
+                        net(batch.x, batch.edge_index, batch.batch), batch.y
+                    )
                     loss.backward()
                     opt.step()
                     total += float(loss.detach()) * batch.num_graphs
@@ -298,7 +327,9 @@ class GraphDiagnosticModel(ClassifierMixin, BaseEstimator):
 
     def _check_fitted(self):
         if not hasattr(self, "network_"):
-            raise RuntimeError("this GraphDiagnosticModel is not fitted yet; call fit(graphs, y) first")
+            raise RuntimeError(
+                "this GraphDiagnosticModel is not fitted yet; call fit(graphs, y) first"
+            )
 
     def decision_function(self, graphs: Sequence) -> np.ndarray:
         """Logits, shape ``(n_graphs, n_classes)``."""
@@ -323,7 +354,9 @@ class GraphDiagnosticModel(ClassifierMixin, BaseEstimator):
         """Predicted labels, shape ``(n_graphs,)``."""
         return self.classes_[np.argmax(self.decision_function(graphs), axis=1)]
 
-    def node_attributions(self, graph, *, target=None, method: str = "integrated_gradients", steps: int = 64):
+    def node_attributions(
+        self, graph, *, target=None, method: str = "integrated_gradients", steps: int = 64
+    ):
         """Per-node attribution of the logit of ``target`` (default: the predicted class).
 
         Parameters
@@ -331,12 +364,13 @@ class GraphDiagnosticModel(ClassifierMixin, BaseEstimator):
         graph : one graph (any accepted form)
         target : class label, optional
         method : {"integrated_gradients", "grad_x_input", "saliency", "mask"}
-            ``integrated_gradients`` integrates gradients from an all-zero (training-mean) node-feature
-            baseline; the attributions then sum to ``logit(x) - logit(baseline)`` (completeness).
-            ``grad_x_input`` is the gradient times the standardised input; ``saliency`` the L1 norm of
-            the gradient (unsigned). ``mask`` is GNNExplainer-style (Ying et al. 2019, node-feature
-            variant): a soft mask in (0, 1) per node, learned so that the masked graph keeps the
-            target's probability while the mask stays small and near 0/1; the mask is returned.
+            ``integrated_gradients`` integrates gradients from an all-zero (training-mean)
+            node-feature baseline; the attributions then sum to ``logit(x) - logit(baseline)``
+            (completeness). ``grad_x_input`` is the gradient times the standardised input;
+            ``saliency`` the L1 norm of the gradient (unsigned). ``mask`` is GNNExplainer-style
+            (Ying et al. 2019, node-feature variant): a soft mask in (0, 1) per node, learned so
+            that the masked graph keeps the target's probability while the mask stays small and
+            near 0/1; the mask is returned.
         steps : int
             Riemann steps of integrated gradients; optimisation steps of ``mask``.
 
@@ -355,7 +389,9 @@ class GraphDiagnosticModel(ClassifierMixin, BaseEstimator):
         else:
             hits = np.flatnonzero(self.classes_ == target)
             if hits.size == 0:
-                raise ValueError(f"target {target!r} is not one of the classes {self.classes_.tolist()}")
+                raise ValueError(
+                    f"target {target!r} is not one of the classes {self.classes_.tolist()}"
+                )
             k = int(hits[0])
         with _threads(self.n_threads):
             return self._attribute(d, k, method, steps)
@@ -369,7 +405,9 @@ class GraphDiagnosticModel(ClassifierMixin, BaseEstimator):
             return self._mask(d, k, steps=max(steps, 100))
         if method == "integrated_gradients":
             alphas = (torch.arange(steps, dtype=torch.float32) + 0.5) / steps  # midpoint rule
-            x = (alphas[:, None, None] * d.x[None]).reshape(steps * n, -1).requires_grad_(True)  # (S*N, F)
+            x = (
+                (alphas[:, None, None] * d.x[None]).reshape(steps * n, -1).requires_grad_(True)
+            )  # (S*N, F)
             ei = torch.cat([d.edge_index + s * n for s in range(steps)], dim=1)
             batch = torch.arange(steps).repeat_interleave(n)
             net(x, ei, batch)[:, k].sum().backward()
@@ -381,7 +419,9 @@ class GraphDiagnosticModel(ClassifierMixin, BaseEstimator):
             return (x.grad * d.x).sum(1).detach().numpy().astype(float)
         return x.grad.abs().sum(1).detach().numpy().astype(float)
 
-    def _mask(self, d, k: int, *, steps: int, size_weight: float = 0.05, entropy_weight: float = 0.1):
+    def _mask(
+        self, d, k: int, *, steps: int, size_weight: float = 0.05, entropy_weight: float = 0.1
+    ):
         """GNNExplainer-style soft node mask (masked-out nodes get the training-mean features)."""
         import torch
 
@@ -397,7 +437,11 @@ class GraphDiagnosticModel(ClassifierMixin, BaseEstimator):
                 m = torch.sigmoid(logits)  # (N,)
                 out = self.network_(d.x * m[:, None], d.edge_index, batch)  # (1, K)
                 ent = -(m * torch.log(m + 1e-8) + (1 - m) * torch.log(1 - m + 1e-8)).mean()
-                loss = -torch.log_softmax(out, dim=1)[0, k] + size_weight * m.sum() + entropy_weight * ent
+                loss = (
+                    -torch.log_softmax(out, dim=1)[0, k]
+                    + size_weight * m.sum()
+                    + entropy_weight * ent
+                )
                 loss.backward()
                 opt.step()
             return torch.sigmoid(logits).detach().numpy().astype(float)

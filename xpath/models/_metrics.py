@@ -52,7 +52,7 @@ def kaplan_meier(durations: np.ndarray, events: np.ndarray) -> tuple[np.ndarray,
 
 
 def _step_eval(times: np.ndarray, values: np.ndarray, at: np.ndarray, *, left: bool) -> np.ndarray:
-    """Evaluate a right-continuous step function starting at 1 (``left=True``: the limit from the left)."""
+    """Evaluate a right-continuous step function starting at 1 (``left=True``: left limit)."""
     idx = np.searchsorted(times, at, side="left" if left else "right")
     padded = np.concatenate([[1.0], values])
     return padded[idx]
@@ -135,13 +135,16 @@ def _concordance(risk, durations, events, weight) -> float:
     e = np.asarray(events).astype(np.int64)
     if not (risk.shape == t.shape == e.shape) or risk.ndim != 1:
         raise ValueError(
-            f"risk, durations and events must be 1-D of equal length, got {risk.shape}, {t.shape}, {e.shape}"
+            "risk, durations and events must be 1-D of equal length, "
+            f"got {risk.shape}, {t.shape}, {e.shape}"
         )
     if np.isnan(risk).any():
         raise ValueError("risk contains NaN")
     uniq, rank = np.unique(risk, return_inverse=True)
     order = np.argsort(t, kind="stable")
-    num, den = _concordance_kernel(order, t, e, rank.astype(np.int64), np.asarray(weight, float), uniq.size)
+    num, den = _concordance_kernel(
+        order, t, e, rank.astype(np.int64), np.asarray(weight, float), uniq.size
+    )
     if den == 0:
         return float("nan")
     return num / den
@@ -172,7 +175,10 @@ def concordance_uno(
     """
     t = np.asarray(durations, float)
     e = np.asarray(events).astype(np.int64)
-    G = censoring_km(t if train_durations is None else train_durations, e if train_events is None else train_events)
+    G = censoring_km(
+        t if train_durations is None else train_durations,
+        e if train_events is None else train_events,
+    )
     if tau is None:
         tau = float(np.quantile(t, 0.9))
     g = G(t, left=True)
@@ -209,8 +215,10 @@ def time_dependent_auc(
     t = np.asarray(durations, float)
     e = np.asarray(events).astype(bool)
     times = np.atleast_1d(np.asarray(times, float))
-    G = censoring_km(t if train_durations is None else train_durations,
-                     e.astype(int) if train_events is None else train_events)
+    G = censoring_km(
+        t if train_durations is None else train_durations,
+        e.astype(int) if train_events is None else train_events,
+    )
     g = G(t, left=True)
     w_all = np.where(g > 0, 1.0 / np.maximum(g, 1e-300), 0.0)
     auc = np.full(times.size, np.nan)
@@ -259,15 +267,21 @@ def brier_score(
     times = np.atleast_1d(np.asarray(times, float))
     S = np.asarray(survival, float)
     if S.shape != (t.size, times.size):
-        raise ValueError(f"survival must have shape (n, len(times)) = {(t.size, times.size)}, got {S.shape}")
-    G = censoring_km(t if train_durations is None else train_durations,
-                     e.astype(int) if train_events is None else train_events)
+        raise ValueError(
+            f"survival must have shape (n, len(times)) = {(t.size, times.size)}, got {S.shape}"
+        )
+    G = censoring_km(
+        t if train_durations is None else train_durations,
+        e.astype(int) if train_events is None else train_events,
+    )
     g_i = G(t, left=True)
     g_t = G(times)
     died = (t[:, None] <= times[None, :]) & e[:, None]
     alive = t[:, None] > times[None, :]
     with np.errstate(divide="ignore", invalid="ignore"):
-        term = np.where(died, S**2 / g_i[:, None], 0.0) + np.where(alive, (1 - S) ** 2 / g_t[None, :], 0.0)
+        term = np.where(died, S**2 / g_i[:, None], 0.0) + np.where(
+            alive, (1 - S) ** 2 / g_t[None, :], 0.0
+        )
     return term.mean(axis=0)
 
 

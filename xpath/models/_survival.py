@@ -156,7 +156,9 @@ class CoxModel(BaseEstimator):
         if missing:
             raise ValueError(f"strata columns {missing} are not columns of X")
         if df.shape[1] - len(strata) < 1:
-            raise ValueError("X must hold at least one covariate besides durations, events and strata")
+            raise ValueError(
+                "X must hold at least one covariate besides durations, events and strata"
+            )
         check_features(df, exclude=tuple(strata), collinearity=self.collinearity)
         if self.penalizer == 0:
             check_events_per_variable(
@@ -182,7 +184,9 @@ class CoxModel(BaseEstimator):
         self.feature_names_in_ = [c for c in df.columns if c not in strata]
         feats = df[self.feature_names_in_].astype(float)
         self.means_ = feats.mean() if self.standardize else pd.Series(0.0, index=feats.columns)
-        self.scales_ = feats.std(ddof=1) if self.standardize else pd.Series(1.0, index=feats.columns)
+        self.scales_ = (
+            feats.std(ddof=1) if self.standardize else pd.Series(1.0, index=feats.columns)
+        )
         constant = list(feats.columns[(feats.std(ddof=0) == 0).to_numpy()])
         if constant:
             raise ValueError(
@@ -199,9 +203,10 @@ class CoxModel(BaseEstimator):
                 cph.fit(data, duration_col=_T, event_col=_E)
             except ConvergenceError as err:
                 raise ValueError(
-                    "the Cox fit did not converge even though X passed the pre-flight checks (no NaN, "
-                    "no constant or collinear column); a covariate may separate events perfectly. "
-                    f"Covariates: {self.feature_names_in_}. Try penalizer > 0. lifelines said: {err}"
+                    "the Cox fit did not converge even though X passed the pre-flight checks "
+                    "(no NaN, no constant or collinear column); a covariate may separate events "
+                    f"perfectly. Covariates: {self.feature_names_in_}. Try penalizer > 0. "
+                    f"lifelines said: {err}"
                 ) from None
         for w in caught:
             logger.warning("lifelines: %s", w.message)
@@ -232,7 +237,9 @@ class CoxModel(BaseEstimator):
         df, t, e = self._prepare(X, durations, events)
         g = check_groups(groups, n=df.shape[0], n_splits=self.cv)
         self.n_samples_, self.n_events_ = int(t.size), int(e.sum())
-        self.times_ = np.asarray(self.times, float) if self.times is not None else default_times(t, e)
+        self.times_ = (
+            np.asarray(self.times, float) if self.times is not None else default_times(t, e)
+        )
         if self.cv is not None:
             self._cross_validate(df, t, e, g)
         self._fit_lifelines(df, t, e)
@@ -268,7 +275,12 @@ class CoxModel(BaseEstimator):
             surv[te] = model.predict_survival(df.iloc[te], self.times_)
             group[te] = np.searchsorted(cuts, risk[te], side="right")
             fold[te] = k
-        self.oof_risk_, self.oof_survival_, self.oof_group_, self.oof_fold_ = risk, surv, group, fold
+        self.oof_risk_, self.oof_survival_, self.oof_group_, self.oof_fold_ = (
+            risk,
+            surv,
+            group,
+            fold,
+        )
         tau = self.tau if self.tau is not None else float(np.quantile(t, 0.9))
         nb, seed = self.n_bootstrap, self.seed
         harrell = concordance_harrell(risk, t, e)
@@ -280,11 +292,20 @@ class CoxModel(BaseEstimator):
         lr = multivariate_logrank_test(t, group, e)
         self.cv_results_ = {
             "harrell_c": harrell,
-            "harrell_c_ci": bootstrap_ci(concordance_harrell, risk, t, e, n_bootstrap=nb, seed=seed, groups=g),
+            "harrell_c_ci": bootstrap_ci(
+                concordance_harrell, risk, t, e, n_bootstrap=nb, seed=seed, groups=g
+            ),
             "uno_c": uno,
             "uno_c_ci": bootstrap_ci(
-                lambda r, tt, ee: concordance_uno(r, tt, ee, tau=tau, train_durations=G_t, train_events=G_e),
-                risk, t, e, n_bootstrap=nb, seed=seed, groups=g,
+                lambda r, tt, ee: concordance_uno(
+                    r, tt, ee, tau=tau, train_durations=G_t, train_events=G_e
+                ),
+                risk,
+                t,
+                e,
+                n_bootstrap=nb,
+                seed=seed,
+                groups=g,
             ),
             "tau": tau,
             "times": self.times_,
@@ -303,16 +324,26 @@ class CoxModel(BaseEstimator):
                 "ci_upper": [r["harrell_c_ci"][1], r["uno_c_ci"][1], np.nan, np.nan, np.nan],
             },
             index=pd.Index(
-                ["harrell_c", "uno_c", "mean_time_dependent_auc", "integrated_brier_score", "logrank_p"],
+                [
+                    "harrell_c",
+                    "uno_c",
+                    "mean_time_dependent_auc",
+                    "integrated_brier_score",
+                    "logrank_p",
+                ],
                 name="metric",
             ),
         )
-        logger.info("Cox CV: Harrell C %.3f (%.3f-%.3f), Uno C %.3f", harrell, *r["harrell_c_ci"], uno)
+        logger.info(
+            "Cox CV: Harrell C %.3f (%.3f-%.3f), Uno C %.3f", harrell, *r["harrell_c_ci"], uno
+        )
 
     # ---------------------------------------------------------------------- prediction
     def _check_fitted(self) -> None:
         if not hasattr(self, "lifelines_"):
-            raise RuntimeError("this CoxModel is not fitted yet; call fit(X, durations, events) first")
+            raise RuntimeError(
+                "this CoxModel is not fitted yet; call fit(X, durations, events) first"
+            )
 
     def predict_risk(self, X) -> np.ndarray:
         """Risk score = log partial hazard (higher = worse), shape ``(n,)``."""
@@ -382,11 +413,17 @@ class CoxModel(BaseEstimator):
         return plot_forest(self.summary, ax=ax, xlabel="hazard ratio per SD")
 
     def plot_km(self, ax=None, *, at_risk: bool = True):
-        """Kaplan–Meier curves of the out-of-fold risk groups with the log-rank p; returns the Axes."""
+        """Kaplan–Meier curves of the out-of-fold risk groups with log-rank p; returns the Axes."""
         from ..plotting import plot_km
 
         if not hasattr(self, "oof_group_"):
             raise RuntimeError("plot_km needs out-of-fold risk groups: fit with cv set")
         names = np.asarray(self.risk_group_names_)[self.oof_group_]
-        return plot_km(self._train[_T], self._train[_E], groups=names, ax=ax, at_risk=at_risk,
-                       order=self.risk_group_names_)
+        return plot_km(
+            self._train[_T],
+            self._train[_E],
+            groups=names,
+            ax=ax,
+            at_risk=at_risk,
+            order=self.risk_group_names_,
+        )

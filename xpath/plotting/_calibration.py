@@ -21,7 +21,9 @@ def _binary(y_true, proba, positive):
     return (y == pos).astype(int), p
 
 
-def plot_calibration(y_true, proba, *, n_bins: int = 10, strategy: str = "quantile", positive=None, ax=None):
+def plot_calibration(
+    y_true, proba, *, n_bins: int = 10, strategy: str = "quantile", positive=None, ax=None
+):
     """Reliability diagram: observed fraction of positives per bin of predicted probability.
 
     Parameters

@@ -7,9 +7,29 @@ import pandas as pd
 
 __all__ = ["plot_forest"]
 
-_TICKS = (0.05, 0.1, 0.2, 0.25, 0.33, 0.5, 0.67, 0.75, 1.0, 1.33, 1.5, 2.0, 3.0, 4.0, 5.0, 10.0, 20.0)
-_EFFECTS = (("hr", "hr_lower", "hr_upper", "hazard ratio per SD"),
-            ("or", "or_lower", "or_upper", "odds ratio per SD"))
+_TICKS = (
+    0.05,
+    0.1,
+    0.2,
+    0.25,
+    0.33,
+    0.5,
+    0.67,
+    0.75,
+    1.0,
+    1.33,
+    1.5,
+    2.0,
+    3.0,
+    4.0,
+    5.0,
+    10.0,
+    20.0,
+)
+_EFFECTS = (
+    ("hr", "hr_lower", "hr_upper", "hazard ratio per SD"),
+    ("or", "or_lower", "or_upper", "odds ratio per SD"),
+)
 
 
 def plot_forest(
@@ -49,7 +69,8 @@ def plot_forest(
             break
     else:
         raise ValueError(
-            f"table must have columns hr/hr_lower/hr_upper or or/or_lower/or_upper, got {list(df.columns)}"
+            "table must have columns hr/hr_lower/hr_upper or or/or_lower/or_upper, "
+            f"got {list(df.columns)}"
         )
     pcol = pvalue or ("q" if "q" in df.columns else ("p" if "p" in df.columns else None))
     df = df[np.isfinite(df[est].to_numpy(float))]
@@ -76,6 +97,6 @@ def plot_forest(
     ax.set_xlabel(xlabel or label)
     if pcol is not None:
         trans = ax.get_yaxis_transform()
-        for yi, pv in zip(y, df[pcol].to_numpy(float)):
+        for yi, pv in zip(y, df[pcol].to_numpy(float), strict=True):
             ax.text(1.02, yi, f"{pcol}={pv:.2g}", transform=trans, va="center", fontsize=7)
     return ax

@@ -18,7 +18,8 @@ def _check(explanation) -> tuple[np.ndarray, list[str]]:
     values = np.asarray(values, float)
     if values.ndim != 2:
         raise ValueError(
-            f"explanation must have shape (n, p); got {values.shape} (select a class first: explanation[:, :, k])"
+            f"explanation must have shape (n, p); got {values.shape} "
+            "(select a class first: explanation[:, :, k])"
         )
     names = explanation.feature_names
     names = [f"x{i}" for i in range(values.shape[1])] if names is None else [str(n) for n in names]
@@ -47,7 +48,7 @@ def plot_shap_bar(explanation, *, ax=None, max_display: int = 10):
 
 
 def plot_shap_beeswarm(explanation, *, ax=None, max_display: int = 10, seed: int = 0):
-    """One row per feature: each dot is a patient at its SHAP value, coloured by the feature's value.
+    """One row per feature: a dot per patient at its SHAP value, coloured by the feature's value.
 
     Colour is the within-feature rank of the value (blue = low, red = high); NaN values are grey.
     Returns the Axes.
@@ -56,7 +57,11 @@ def plot_shap_beeswarm(explanation, *, ax=None, max_display: int = 10, seed: int
 
     values, names = _check(explanation)
     data = explanation.data
-    data = np.full(values.shape, np.nan) if data is None else np.asarray(data, float).reshape(values.shape)
+    data = (
+        np.full(values.shape, np.nan)
+        if data is None
+        else np.asarray(data, float).reshape(values.shape)
+    )
     imp = np.abs(values).mean(axis=0)
     order = np.argsort(-imp, kind="stable")[:max_display][::-1]
     ax = _axes(ax, order.size)
@@ -74,7 +79,9 @@ def plot_shap_beeswarm(explanation, *, ax=None, max_display: int = 10, seed: int
         if ok.sum() > 1:
             ranks = np.argsort(np.argsort(x[ok], kind="stable"), kind="stable")
             colour[ok] = ranks / (ok.sum() - 1)
-        ax.scatter(v[ok], row + jitter[ok], c=colour[ok], cmap=cmap, vmin=0, vmax=1, s=6, alpha=0.8, lw=0)
+        ax.scatter(
+            v[ok], row + jitter[ok], c=colour[ok], cmap=cmap, vmin=0, vmax=1, s=6, alpha=0.8, lw=0
+        )
         ax.scatter(v[~ok], row + jitter[~ok], color="0.6", s=6, alpha=0.8, lw=0)
     ax.axvline(0, color="0.5", lw=1)
     ax.set_yticks(np.arange(order.size))
@@ -98,8 +105,11 @@ def plot_shap_waterfall(explanation, index: int = 0, *, ax=None, max_display: in
     if not -values.shape[0] <= index < values.shape[0]:
         raise IndexError(f"index {index} out of range for an explanation of {values.shape[0]} rows")
     v = values[index]
-    base = float(np.asarray(explanation.base_values, float).reshape(-1)[index]
-                 if np.ndim(explanation.base_values) else explanation.base_values)
+    base = float(
+        np.asarray(explanation.base_values, float).reshape(-1)[index]
+        if np.ndim(explanation.base_values)
+        else explanation.base_values
+    )
     data = explanation.data
     x = None if data is None else np.asarray(data, float).reshape(values.shape)[index]
     order = np.argsort(-np.abs(v), kind="stable")
@@ -113,7 +123,7 @@ def plot_shap_waterfall(explanation, index: int = 0, *, ax=None, max_display: in
     ax = _axes(ax, len(labels))
     # cumulative positions: the bottom bar starts at the base value, the top one ends at f(x)
     starts = base + np.concatenate([[0.0], np.cumsum(contrib)])[:-1]
-    for row, (s, c) in enumerate(zip(starts, contrib)):
+    for row, (s, c) in enumerate(zip(starts, contrib, strict=True)):
         ax.barh(row, c, left=s, color="#c0392b" if c > 0 else "#2471a3", height=0.7)
         ax.text(max(s, s + c), row, f" {c:+.3g}", va="center", ha="left", fontsize=7)
     fx = base + float(np.sum(v))

@@ -1,4 +1,4 @@
-"""Survival plots: Kaplan–Meier curves with an at-risk table and log-rank p, survival calibration."""
+"""Survival plots: Kaplan–Meier curves with at-risk table and log-rank p; survival calibration."""
 
 from __future__ import annotations
 
@@ -128,8 +128,14 @@ def plot_survival_calibration(
         xs.append(float(p[m].mean()))
     xs, ys = np.array(xs), np.array(ys)
     ax.plot([0, 1], [0, 1], ls="--", color="0.6", lw=1, label="ideal")
-    ax.errorbar(xs, ys, yerr=[ys - np.array(lo), np.array(hi) - ys], fmt="o-", capsize=3,
-                label="observed (Kaplan–Meier)")
+    ax.errorbar(
+        xs,
+        ys,
+        yerr=[ys - np.array(lo), np.array(hi) - ys],
+        fmt="o-",
+        capsize=3,
+        label="observed (Kaplan–Meier)",
+    )
     ax.set_xlabel(f"predicted survival at t = {time:.4g}")
     ax.set_ylabel(f"observed survival at t = {time:.4g}")
     ax.set_xlim(0, 1)
