@@ -243,3 +243,22 @@ def test_sampler_is_deterministic_resumable_and_split_across_ranks():
     np.testing.assert_allclose(np.bincount(draws, minlength=4) / 6000, w / w.sum(), atol=0.02)
     with pytest.raises(ValueError):
         BalancedSampler(np.array([0.0, 0.0]))
+
+
+def test_synonym_paraphrases_keep_the_region_of_negatives():
+    from xpath.segmentation.data import prompt_variants
+
+    recs = _toy_records()
+    aug = AugmentConfig(stain_sigma=0, stain_bias=0, brightness=0, synonym_prob=1.0)
+    ds = SegmentationDataset(recs, tile_size=64, prompts_per_image=3, max_negatives=2, augment=aug)
+    seen_regionless = False
+    for key in [(1, s) for s in range(20)]:
+        item = ds[key]
+        for text, lab, present in zip(item["prompts"], item["labels"], item["present"]):
+            every, regional = prompt_variants(lab)
+            assert text != lab.prompt and text in every
+            if present == 0:
+                assert text in regional, text  # "lymphocytes" alone could be in a breast tile
+            seen_regionless |= text not in regional
+    assert seen_regionless  # positives also get free-text forms without a region
+    assert set(ds.prompts) >= {"lymphocytes", "lymphocytes in colon", "nuclei-level epithelial in colon pathology"}

@@ -58,6 +58,7 @@ __all__ = [
     "balance_weights",
     "build_records",
     "collate_batch",
+    "prompt_variants",
     "synthetic_triples",
 ]
 
@@ -82,6 +83,11 @@ class AugmentConfig:
         H&E optical-density jitter (see :func:`~xpath.segmentation._augment.stain_jitter`).
     brightness : float
         Additive brightness jitter in [0, 1] units.
+    synonym_prob : float
+        Probability that a prompt is replaced by a paraphrase built from the synonyms of
+        ``xpath/vocabulary.json`` (:func:`prompt_variants`), so that free text such as
+        "lymphocytes" or "immune cells in colon" lands where "nuclei-level inflammatory in
+        colon pathology" does. Negative prompts only take paraphrases that keep their region.
     """
 
     scale: tuple[float, float] = (0.9, 1.1)
@@ -90,6 +96,7 @@ class AugmentConfig:
     stain_sigma: float = 0.05
     stain_bias: float = 0.02
     brightness: float = 0.03
+    synonym_prob: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -232,6 +239,49 @@ def build_records(
     return records
 
 
+def prompt_variants(label: Label, *, max_region_synonyms: int = 2) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Paraphrases of a label's prompt from the package vocabulary's synonyms.
+
+    Forms, for the object and each of its synonyms ``o`` and the region and its first
+    ``max_region_synonyms`` synonyms ``r``: ``"{structure}-level {o} in {region} pathology"``,
+    ``"{o} in {r}"`` and (region-less) ``"{o}"``.
+
+    Returns
+    -------
+    (all, regional) : tuple of tuple of str
+        Every paraphrase (sorted, without the canonical prompt), and those that keep the
+        region (all of them for an ``unspecified`` region). Empty when the vocabulary has
+        no entry for the object.
+
+    Examples
+    --------
+    >>> every, regional = prompt_variants(Label("colon", "nuclei", "inflammatory"))
+    >>> "lymphocytes" in every and "lymphocytes" not in regional and "lymphocytes in colorectal" in regional
+    True
+    """
+    try:
+        from ..ontology import load_vocabulary
+
+        data = load_vocabulary().data
+    except (ImportError, FileNotFoundError):  # pragma: no cover - the vocabulary ships with the package
+        return (), ()
+    spec = data.get("objects", {}).get(label.object)
+    if spec is None:
+        return (), ()
+    objects = [label.object, *spec.get("synonyms", [])]
+    regional, regionless = set(), set()
+    for o in objects:
+        regional.add(f"{label.structure}-level {o} in {label.region} pathology")
+        if label.region == UNSPECIFIED:
+            regional.add(o)
+            continue
+        regionless.add(o)
+        for r in [label.region, *data.get("regions", {}).get(label.region, [])[:max_region_synonyms]]:
+            regional.add(f"{o} in {r}")
+    regional.discard(label.prompt)
+    return tuple(sorted(regional | regionless)), tuple(sorted(regional))
+
+
 def _parse_prompt(text: str) -> Label | None:
     m = _PROMPT_RE.match(text)
     if not m:
@@ -324,14 +374,30 @@ class SegmentationDataset(torch.utils.data.Dataset):
             if lab is not None:
                 vocab.add(lab)
         self.vocabulary = tuple(sorted(vocab))
+        self._variant_cache: dict = {}
 
     def __len__(self) -> int:
         return len(self.tiles)
 
     @property
     def prompts(self) -> list[str]:
-        """Canonical prompts of every label in the dataset's vocabulary."""
-        return [lab.prompt for lab in self.vocabulary]
+        """Every prompt text an item can carry: canonical prompts, and paraphrases when augmenting with synonyms."""
+        out = [lab.prompt for lab in self.vocabulary]
+        if self.augment is not None and self.augment.synonym_prob > 0:
+            out += sorted({v for lab in self.vocabulary for v in self._variants(lab)[0]})
+        return out
+
+    def _variants(self, label: Label) -> tuple:
+        if label not in self._variant_cache:
+            self._variant_cache[label] = prompt_variants(label)
+        return self._variant_cache[label]
+
+    def _prompt_text(self, label: Label, rng, *, negative: bool) -> str:
+        if self.augment is None or self.augment.synonym_prob <= 0 or rng.random() >= self.augment.synonym_prob:
+            return label.prompt
+        every, regional = self._variants(label)
+        pool = regional if negative else every
+        return str(pool[rng.integers(len(pool))]) if pool else label.prompt
 
     def tile_labels(self) -> list[tuple]:
         """The labels of each tile's record (used for balanced sampling)."""
@@ -415,7 +481,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
         labels: list = [None] * p
         for slot, i in enumerate(present_idx[:n_pos]):
             lab = rec.labels[i]
-            prompts[slot], labels[slot] = lab.prompt, lab
+            prompts[slot], labels[slot] = self._prompt_text(lab, rng, negative=False), lab
             out_masks[slot] = masks[i]
             present[slot], valid[slot] = 1.0, True
             if rec.instance_labels[i] and distance is not None:
@@ -423,7 +489,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
                 out_dist[slot] = np.where(masks[i], distance, 0.0)
         for slot, j in enumerate(neg_pick, start=n_pos):
             lab = negatives[int(j)]
-            prompts[slot], labels[slot], valid[slot] = lab.prompt, lab, True
+            prompts[slot], labels[slot], valid[slot] = self._prompt_text(lab, rng, negative=True), lab, True
             if lab in rec.labels:  # own label cut out of this tile: its few pixels are still the truth
                 out_masks[slot] = masks[rec.labels.index(lab)]
         return {

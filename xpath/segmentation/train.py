@@ -212,7 +212,8 @@ def validation_dice(model, dataset: SegmentationDataset, *, batch_size: int = 4,
             presence_hits += int((pres == present)[valid].sum())
             presence_n += int(valid.sum())
             for b, q in zip(*np.nonzero(valid & present)):
-                rows.append((batch["prompts"][b][q], batch["source"][b], float(_dice(pred[b, q], target[b, q]))))
+                category = batch["labels"][b][q].prompt  # canonical, whatever text was prompted
+                rows.append((category, batch["source"][b], float(_dice(pred[b, q], target[b, q]))))
     finally:
         model.train(was_training)
     per_cat: dict = {}
