@@ -42,7 +42,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ._train_config import TrainConfig, load_config, split_validation
+from ._train_config import (
+    DataConfig,
+    OptimConfig,
+    RunConfig,
+    TrainConfig,
+    load_config,
+    split_validation,
+)
 from ._train_state import (
     DistInfo,
     atomic_torch_save,
@@ -60,7 +67,18 @@ from .data import (
     collate_batch,
 )
 
-__all__ = ["TrainConfig", "Trainer", "build_datasets", "load_config", "load_train_config", "main", "validation_dice"]
+__all__ = [
+    "DataConfig",
+    "OptimConfig",
+    "RunConfig",
+    "TrainConfig",
+    "Trainer",
+    "build_datasets",
+    "load_config",
+    "load_train_config",
+    "main",
+    "validation_dice",
+]
 
 #: Alias exported by ``xpath.segmentation`` (where ``load_config`` alone would be ambiguous).
 load_train_config = load_config
