@@ -141,7 +141,10 @@ def test_cli_max_steps_then_resume_equals_uninterrupted(shared_data, tmp_path):
         "data: {sources: [{dataset: consep, limit: 2}], tile_size: 64, prompts_per_image: 2}\n"
         "optim: {lr: 1.0e-3, warmup_steps: 1, batch_size: 2}\n"
         "train: {steps: 4, ckpt_every: 0, log_every: 1}\n")
-    assert main(["--config", str(cfg_path), "--out", str(tmp_path / "full"), "--no-progress"]) == 0
+    assert main(["--config", str(cfg_path), "--out", str(tmp_path / "full"), "--no-progress",
+                 "--set", "train.log_every=2"]) == 0
+    assert [__import__("json").loads(r)["step"] for r in (tmp_path / "full/log.jsonl").read_text().splitlines()] \
+        == [2, 4]  # the --set override reached the run
     assert main(["--config", str(cfg_path), "--out", str(tmp_path / "part"), "--no-progress", "--max-steps", "2"]) == 0
     assert main(["--config", str(cfg_path), "--out", str(tmp_path / "part"), "--no-progress", "--resume"]) == 0
     a = torch.load(tmp_path / "full/checkpoints/step_0000004/state.pt", weights_only=True)

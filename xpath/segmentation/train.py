@@ -3,6 +3,7 @@
 Command line::
 
     python -m xpath.segmentation.train --config configs/xpath_tiny_cpu.yaml [--resume] [--max-steps N] [--out DIR]
+                                       [--set train.steps=500 ...] [--threads N] [--no-progress] [-v]
     torchrun --standalone --nproc_per_node=2 -m xpath.segmentation.train --config ...   # DDP (gloo on CPU, NCCL on GPU)
 
 Python::
@@ -610,13 +611,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="output folder (overrides out_dir)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads in each process")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key, e.g. --set train.steps=500 --set data.tile_size=256 "
+                             "(VALUE is parsed as YAML)")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
-    config = load_config(args.config)
+    import yaml
+
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            parser.error(f"--set expects KEY=VALUE, got {item!r}")
+        overrides[key.strip()] = yaml.safe_load(value)
+    config = load_config(args.config, overrides=overrides)
     trainer = Trainer(config, out_dir=args.out, progress=not args.no_progress)
     try:
         result = trainer.fit(resume=args.resume, max_steps=args.max_steps)
