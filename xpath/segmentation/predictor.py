@@ -441,34 +441,41 @@ class TextPromptPredictor:
 
     def _decode_tiles(self, tiles: np.ndarray, origins: Sequence[tuple[int, int]], *, prompts: list[str],
                       inst_idx: list[int], boxes: np.ndarray | None, points: np.ndarray | None):
-        """(B, t, t, 3) tiles → ((B, P + P_inst, t, t) probabilities/distances, (B, P) presence)."""
+        """(B, t, t, 3) tiles → ((B, P + P_inst, t, t) probabilities then distances, (B, P) presence).
+
+        Distances are converted only for the instance prompts ``inst_idx``, in that order.
+        """
         import torch
 
         key = tuple(origins)
         feats = self._cache.get(key) if self._cache is not None else None
         if feats is None:
             feats = self._encode(tiles)
-        b = len(origins)
+        b, n_p = len(origins), len(prompts)
         offs = np.asarray(origins, np.float64)[:, ::-1]  # (B, 2) as (x, y)
-        mask_p, dist_p, pres_p = [], [], []
+        slot = {i: n_p + j for j, i in enumerate(inst_idx)}  # prompt index -> distance channel
+        maps = np.empty((b, n_p + len(inst_idx), tiles.shape[1], tiles.shape[2]), np.float32)
+        presence = np.empty((b, n_p), np.float32)
         with torch.inference_mode():
-            for c0 in range(0, len(prompts), _PROMPT_CHUNK):
+            for c0 in range(0, n_p, _PROMPT_CHUNK):
                 chunk = prompts[c0: c0 + _PROMPT_CHUNK]
+                c1 = c0 + len(chunk)
                 tb = tp = None
                 if boxes is not None:
-                    bx = boxes[c0: c0 + len(chunk)][None] - np.tile(offs, 2)[:, None, :]  # (B, P, 4)
+                    bx = boxes[c0:c1][None] - np.tile(offs, 2)[:, None, :]  # (B, P, 4)
                     tb = torch.as_tensor(bx, dtype=torch.float32)
                 if points is not None:
-                    pt = points[c0: c0 + len(chunk)][None].repeat(b, 0)  # (B, P, K, 3)
+                    pt = points[c0:c1][None].repeat(b, 0)  # (B, P, K, 3)
                     pt[..., :2] -= offs[:, None, None, :]
                     tp = torch.as_tensor(pt, dtype=torch.float32)
                 out = self.model.decode(feats, chunk, boxes=tb, points=tp)
-                mask_p.append(torch.sigmoid(out.mask_logits.float()).cpu().numpy())
-                dist_p.append(torch.sigmoid(out.distance_logits.float()).cpu().numpy())
-                pres_p.append(torch.sigmoid(out.presence_logits.float()).cpu().numpy())
-        masks = np.concatenate(mask_p, 1)  # (B, P, t, t)
-        dist = np.concatenate(dist_p, 1)[:, inst_idx]  # (B, P_inst, t, t)
-        return np.concatenate([masks, dist], 1), np.concatenate(pres_p, 1)
+                maps[:, c0:c1] = torch.sigmoid(out.mask_logits.float()).cpu().numpy()
+                presence[:, c0:c1] = torch.sigmoid(out.presence_logits.float()).cpu().numpy()
+                local = [i - c0 for i in range(c0, c1) if i in slot]  # instance prompts of this chunk
+                if local:
+                    dist = torch.sigmoid(out.distance_logits[:, local].float()).cpu().numpy()
+                    maps[:, [slot[c0 + k] for k in local]] = dist
+        return maps, presence
 
     def _result(self, prompts, resolved, semantic, inst_out, probs, presence, threshold) -> Segmentation:
         h, w = self._image.shape[:2]

@@ -236,7 +236,8 @@ def predict_tiled(
     ys, xs = tile_starts(height, tile, overlap), tile_starts(width, tile, overlap)
     wy = dict(zip(ys.tolist(), axis_weights(ys, tile, height)))
     wx = dict(zip(xs.tolist(), axis_weights(xs, tile, width)))
-    blender = RowBlender(n_maps, width)
+    single = len(ys) == 1 and len(xs) == 1  # one tile: nothing to blend
+    blender = None if single else RowBlender(n_maps, width)
     scal = None
     bar = None
     if progress:
@@ -249,13 +250,16 @@ def predict_tiled(
             maps, scalars = fn(tiles, origins)
             if maps.shape[:2] != (len(origins), n_maps):
                 raise RuntimeError(f"fn returned maps of shape {maps.shape}, expected ({len(origins)}, {n_maps}, ...)")
+            if scalars is not None:
+                s = np.asarray(scalars, np.float32).max(0)
+                scal = s if scal is None else np.maximum(scal, s)
+            if single:
+                on_band(0, np.asarray(maps[0, :, :height, :width], np.float32))
+                continue
             for k, (y, x) in enumerate(origins):
                 weight = np.outer(wy[y], wx[x])
                 h, w = weight.shape
                 blender.add(y, x, maps[k, :, :h, :w], weight)
-            if scalars is not None:
-                s = np.asarray(scalars, np.float32).max(0)
-                scal = s if scal is None else np.maximum(scal, s)
             y_done = batches[b + 1][0][0] if b + 1 < len(batches) else height
             if y_done > blender.y0:
                 on_band(*blender.pop(y_done))
