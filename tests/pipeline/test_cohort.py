@@ -96,6 +96,8 @@ def test_bad_arguments(tmp_path):
         analyze_cohort(["a.png"], out_dir=tmp_path, backend="spark", func=image_summary)
     with pytest.raises(ValueError, match="scheduler"):
         analyze_cohort(["a.png"], out_dir=tmp_path, scheduler="tcp://x:1", func=image_summary)
+    with pytest.raises(ValueError, match="prompts are required"):
+        analyze_cohort(["a.png"], out_dir=tmp_path)
     with pytest.raises(ValueError, match="unique"):
         read_slide_table(["x/a.png", "y/a.png"])
     with pytest.raises(ValueError, match="'path' column"):

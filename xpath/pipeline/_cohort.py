@@ -228,7 +228,11 @@ def analyze_cohort(
         raise ValueError(f"n_workers must be >= 1, got {n_workers}")
     if prompts is not None:
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-    func = func if func is not None else _default_func()
+    if func is None:
+        if not prompts:
+            raise ValueError("prompts are required for the default per-slide analysis, e.g. ['nuclei', 'stroma'] "
+                             "(or pass func=image_summary for a quality-control pass)")
+        func = _default_func()
     if not callable(func):
         raise TypeError(f"func must be callable, got {type(func).__name__}")
     start = time.perf_counter()
