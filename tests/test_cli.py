@@ -25,6 +25,15 @@ def test_help_lists_commands_and_exit_codes(capsys):
         assert main([command, "--help"]) == EXIT_OK
 
 
+def test_train_forwards_its_options(monkeypatch):
+    import xpath.segmentation.train as train
+
+    seen = {}
+    monkeypatch.setattr(train, "main", lambda argv: seen.setdefault("argv", argv) and 0)
+    assert main(["train", "configs/x.yaml", "--resume", "--max-steps", "5", "--set", "train.steps=9"]) == EXIT_OK
+    assert seen["argv"] == ["--config", "configs/x.yaml", "--resume", "--max-steps", "5", "--set", "train.steps=9"]
+
+
 def test_usage_errors_exit_2(capsys):
     assert main(["segment", "x.png", "--prompt", "nuclei"]) == EXIT_USAGE  # --out missing
     assert main(["frobnicate"]) == EXIT_USAGE

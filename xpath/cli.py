@@ -149,6 +149,8 @@ def _train(args: argparse.Namespace) -> int:
         argv += ["--max-steps", str(args.max_steps)]
     if args.no_progress:
         argv.append("--no-progress")
+    for item in args.set or []:
+        argv += ["--set", item]
     return int(train_main(argv) or 0)
 
 
@@ -253,6 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="output folder (overrides the config's out_dir)")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     p.add_argument("--max-steps", type=int, default=None, help="stop after this step")
+    p.add_argument("--set", action="append", default=None, metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set train.steps=500 (repeat for several)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
 
