@@ -32,6 +32,7 @@ import pandas as pd
 
 from .._types import check_boxes, check_image, check_mpp
 from ..ontology import STRUCTURES
+from ._registry import resolve_device  # None → CUDA, then MPS, then CPU (shared with create_model)
 from ._result import Segmentation
 from .tiling import InstanceStitcher, extract_tile, predict_tiled, tile_batches, tile_starts
 
@@ -165,20 +166,6 @@ def prompt_structure(prompt: str, *, model: Any = None) -> tuple[str | None, str
             return None, structure
     resolved = _from_resolver(prompt, model)
     return resolved if resolved is not None else (None, None)
-
-
-def resolve_device(device: Any = None):
-    """``torch.device``: the one given, else CUDA, then MPS, then CPU."""
-    import torch
-
-    if device is not None:
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 def _resize_uint8(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
