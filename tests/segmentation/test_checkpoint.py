@@ -130,3 +130,37 @@ def test_sha256_known_answer_and_mismatch(tmp_path):
         verify_checksum(f, "0" * 64)
     with pytest.raises(FileNotFoundError):
         verify_checksum(tmp_path / "missing", expected)
+
+
+def test_half_precision_halves_the_file_and_loads_close(saved, tmp_path):
+    model, path = saved
+    half = save_checkpoint(model, tmp_path / "half.pt", half_precision=True)
+    assert half.stat().st_size < 0.6 * path.stat().st_size
+    assert all(v.dtype != torch.float32 for v in read_checkpoint(half)["state_dict"].values())
+    loaded = load_checkpoint(half, device="cpu")
+    x = model.preprocess(np.full((64, 64, 3), 128, np.uint8))
+    with torch.no_grad():
+        a = model(x, PROMPTS).mask_logits
+        b = loaded(x, PROMPTS).mask_logits
+    assert next(loaded.parameters()).dtype == torch.float32
+    np.testing.assert_allclose(a.numpy(), b.numpy(), atol=0.05)
+
+
+def test_default_checkpoint_is_found_and_checked(saved, tmp_path, monkeypatch):
+    from xpath.segmentation import default_checkpoint
+
+    _, path = saved
+    monkeypatch.setenv("XPATH_WEIGHTS", str(tmp_path))
+    assert default_checkpoint("xpath_tiny") is None
+    with pytest.raises(FileNotFoundError, match="no trained checkpoint of 'xpath_tiny'"):
+        create_model("xpath_tiny", checkpoint="default")
+    shipped = tmp_path / "xpath_tiny.pt"
+    shipped.write_bytes(path.read_bytes())
+    with pytest.raises(FileNotFoundError, match="no checksum file"):
+        default_checkpoint("xpath_tiny")
+    (tmp_path / "xpath_tiny.pt.sha256").write_text(sha256sum(path) + "  xpath_tiny.pt\n")
+    assert default_checkpoint("xpath_tiny") == shipped
+    assert create_model("xpath_tiny", checkpoint="default", device="cpu").config.name == "xpath_tiny"
+    (tmp_path / "xpath_tiny.pt.sha256").write_text("0" * 64)
+    with pytest.raises(CheckpointError, match="checksum mismatch"):
+        default_checkpoint("xpath_tiny")

@@ -14,6 +14,7 @@ _EXPORTS = {
     "SegmenterConfig": "._registry",
     "build_model": "._registry",
     "create_model": "._registry",
+    "default_checkpoint": "._registry",
     "get_config": "._registry",
     "list_models": "._registry",
     "register_model": "._registry",

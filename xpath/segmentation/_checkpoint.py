@@ -71,7 +71,8 @@ def _excluded_prefixes(model) -> list[str]:
     return [_TEXT_PREFIX] if getattr(model.text_encoder, "reloadable", False) else []
 
 
-def save_checkpoint(model, path: str | os.PathLike, *, extra: dict | None = None) -> Path:
+def save_checkpoint(model, path: str | os.PathLike, *, extra: dict | None = None,
+                    half_precision: bool = False) -> Path:
     """Write ``model`` (config, vocabulary, preprocessing, weights) to ``path`` atomically.
 
     Parameters
@@ -82,6 +83,9 @@ def save_checkpoint(model, path: str | os.PathLike, *, extra: dict | None = None
     extra : dict, optional
         Anything else ``torch.load(weights_only=True)`` can read back (tensors, numbers,
         strings, lists, dicts), e.g. the training step.
+    half_precision : bool
+        Store floating-point tensors as float16 (half the file size; for shipping weights —
+        loading casts them back to the model's float32). Not for training state.
 
     Returns
     -------
@@ -94,6 +98,8 @@ def save_checkpoint(model, path: str | os.PathLike, *, extra: dict | None = None
     excluded = _excluded_prefixes(model)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()
              if not any(k.startswith(p) for p in excluded)}
+    if half_precision:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     payload = {
         "format": CHECKPOINT_FORMAT,
         "format_version": CHECKPOINT_VERSION,

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["SegmenterConfig", "build_model", "create_model", "get_config", "list_models", "register_model"]
+__all__ = ["SegmenterConfig", "build_model", "create_model", "default_checkpoint", "get_config", "list_models",
+           "register_model"]
 
 logger = logging.getLogger(__name__)
 
@@ -233,6 +235,29 @@ def build_model(config: SegmenterConfig):
     return TextPromptSegmenter(encoder, pixel, text, joint, spatial, heads, config)
 
 
+WEIGHTS_DIR = Path(__file__).with_name("weights")
+
+
+def default_checkpoint(name: str) -> Path | None:
+    """The shipped checkpoint of model ``name``, checked against its SHA-256, or ``None``.
+
+    Looks for ``{name}.pt`` (with ``{name}.pt.sha256`` beside it) in ``$XPATH_WEIGHTS``
+    first, then in the package's ``weights/`` folder. A file whose digest differs from its
+    ``.sha256`` raises :class:`~xpath.segmentation.CheckpointError`.
+    """
+    from ._checkpoint import verify_checksum
+
+    folders = [Path(os.environ["XPATH_WEIGHTS"])] if os.environ.get("XPATH_WEIGHTS") else []
+    for folder in [*folders, WEIGHTS_DIR]:
+        path = folder / f"{name}.pt"
+        digest = path.with_name(path.name + ".sha256")
+        if path.is_file():
+            if not digest.is_file():
+                raise FileNotFoundError(f"{path} has no checksum file {digest.name} beside it")
+            return verify_checksum(path, digest.read_text().split()[0])
+    return None
+
+
 def create_model(name: str, checkpoint: str | Path | None = None, device=None, **overrides):
     """Create a registered model, optionally loading a checkpoint.
 
@@ -242,7 +267,9 @@ def create_model(name: str, checkpoint: str | Path | None = None, device=None, *
         One of :func:`list_models`.
     checkpoint : str or Path, optional
         A file written by :func:`~xpath.segmentation.save_checkpoint`; its config must be of
-        model ``name`` (the checkpoint's config wins over the registered one).
+        model ``name`` (the checkpoint's config wins over the registered one). ``"default"``:
+        the trained weights shipped with xpath (:func:`default_checkpoint`); an error when
+        none ship for ``name``. ``None``: pretrained encoders, untrained decoder.
     device : str or torch.device, optional
         ``None`` picks CUDA, then MPS, then CPU.
     **overrides
@@ -265,6 +292,11 @@ def create_model(name: str, checkpoint: str | Path | None = None, device=None, *
     True
     """
     config = get_config(name, **overrides)
+    if isinstance(checkpoint, str) and checkpoint == "default":
+        checkpoint = default_checkpoint(name)
+        if checkpoint is None:
+            raise FileNotFoundError(f"no trained checkpoint of {name!r} ships with xpath; looked in "
+                                    f"$XPATH_WEIGHTS and {WEIGHTS_DIR}")
     if checkpoint is not None:
         if overrides:
             raise ValueError(f"overrides {sorted(overrides)} cannot be combined with checkpoint=")

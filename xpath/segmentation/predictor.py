@@ -494,10 +494,7 @@ class TextPromptPredictor:
 def _named_model(name: str, device: str):
     from . import _registry
 
-    checkpoint = None
-    default_checkpoint = getattr(_registry, "default_checkpoint", None)
-    if default_checkpoint is not None:
-        checkpoint = default_checkpoint(name)
+    checkpoint = _registry.default_checkpoint(name)
     if checkpoint is None:
         logger.warning(
             "model %r has no trained checkpoint in this installation: its encoders are pretrained but its "
