@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
-import importlib
 
 import numpy as np
 import pandas as pd
@@ -136,20 +134,3 @@ def test_real_consep_classes_and_nuclear_sizes(shared_data):
     assert med.loc["inflammatory", "area"] < 0.8 * med.loc["epithelial", "area"]
     assert med.loc["inflammatory", "eccentricity"] < med.loc["spindle-shaped", "eccentricity"] - 0.1
     assert med.loc["inflammatory", "solidity"] > med.loc["epithelial", "solidity"]
-
-
-@pytest.mark.parametrize("name", ["_pixels", "_table", "_graph", "_aggregate", "_catalog", "_featurizer"])
-def test_docstring_examples(name):
-    module = importlib.import_module(f"xpath.biomarkers.{name}")
-    res = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE,
-                          extraglobs={"np": np, "pd": pd})
-    assert res.attempted > 0 and res.failed == 0
-
-
-def test_docs_examples_run():
-    from pathlib import Path
-
-    page = Path(__file__).resolve().parents[2] / "docs" / "biomarkers.md"
-    res = doctest.testfile(str(page), module_relative=False, encoding="utf-8",
-                           optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-    assert res.attempted > 10 and res.failed == 0

@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ._registry import resolve_device
+
 __all__ = ["DistInfo", "capture_rng", "init_distributed", "latest_checkpoint", "restore_rng", "write_checkpoint_dir"]
 
 log = logging.getLogger(__name__)
@@ -46,17 +48,6 @@ class DistInfo:
     @property
     def distributed(self) -> bool:
         return self.world_size > 1
-
-
-def resolve_device(device: str | None) -> torch.device:
-    """``None`` → CUDA, then MPS, then CPU."""
-    if device is not None:
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 def init_distributed(device: str | None = None) -> DistInfo:
