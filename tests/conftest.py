@@ -55,3 +55,22 @@ def shared_data() -> Path:
         if _ci():
             pytest.fail(f"shared data is required under CI: {err}")
         pytest.skip(str(err))
+
+
+# One BLAS/OpenMP thread for the scikit-learn-heavy folders: on a shared 2-core machine, OpenMP
+# spin-waiting in HistGradientBoosting made a 0.4-s fit take 20 s when other processes held the cores.
+ONE_THREAD_FOLDERS = ("models", "explain", "plotting")
+_TESTS = Path(__file__).resolve().parent
+
+
+@pytest.fixture(autouse=True)
+def _one_blas_thread_in_sklearn_folders(request):
+    folder = Path(str(request.node.fspath)).resolve().relative_to(_TESTS).parts[0]
+    if folder not in ONE_THREAD_FOLDERS:
+        yield
+        return
+    import sklearn.ensemble  # noqa: F401 - loads the OpenMP runtime, so that the limit reaches it
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        yield

@@ -328,3 +328,18 @@ def test_segmentation_result_plot_and_label_image():
     assert len(ax.get_legend().get_texts()) == 2
     with pytest.raises(KeyError, match="not in this result"):
         seg.to_label_image("glands")
+
+
+def test_presence_threshold_empties_masks_of_absent_prompts(tiny, tissue):
+    img = tissue.image[:96, :112]
+    kept = segment(img, ["nuclei", "stroma"], model=tiny, progress=False, presence_threshold=None,
+                   return_probabilities=True)
+    gated = segment(img, ["nuclei", "stroma"], model=tiny, progress=False, presence_threshold=1.0,
+                    return_probabilities=True)
+    assert any(m.any() for m in kept.semantic.values())  # the untrained model does draw masks ...
+    assert not any(m.any() for m in gated.semantic.values())  # ... that a presence of < 1 removes
+    assert not gated.instances["nuclei"].any()
+    np.testing.assert_array_equal(gated.probabilities["nuclei"], kept.probabilities["nuclei"])
+    assert gated.presence == kept.presence
+    with pytest.raises(ValueError, match="presence_threshold"):
+        segment(img, ["nuclei"], model=tiny, progress=False, presence_threshold=1.5)

@@ -299,7 +299,7 @@ class TextPromptPredictor:
                 tiles = np.stack([extract_tile(work, y, x, self.tile) for y, x in origins])
                 self._cache[tuple(origins)] = self._encode(tiles)
         else:
-            logger.info("image has %d tiles (> cache_tiles=%d): features are computed while predicting",
+            logger.debug("image has %d tiles (> cache_tiles=%d): features are computed while predicting",
                         n_tiles, self.cache_tiles)
         return self
 
@@ -354,6 +354,7 @@ class TextPromptPredictor:
         return_probabilities: bool = False,
         marker_threshold: float = 0.4,
         min_area_um2: float = 10.0,
+        presence_threshold: float | None = None,
     ) -> Segmentation:
         """Decode prompts against the current image.
 
@@ -377,12 +378,20 @@ class TextPromptPredictor:
             :func:`~xpath.segmentation.postprocess.instances_from_maps`).
         min_area_um2 : float
             Instances smaller than this (µm²) are removed.
+        presence_threshold : float, optional
+            A prompt whose presence score is below this gets an empty mask and no instances:
+            the model's answer is "not in this image" rather than a forced mask (its
+            probabilities, when returned, are kept). ``None`` (default) keeps every mask: the
+            shipped model's presence scores rank well but are not calibrated at 0.5
+            (docs/model_card.md), so choose the threshold on your own data.
 
         Returns
         -------
         Segmentation
         """
         self._require_image()
+        if presence_threshold is not None and not 0.0 <= presence_threshold <= 1.0:
+            raise ValueError(f"presence_threshold must be in [0, 1] or None, got {presence_threshold}")
         prompts = check_prompts(prompts)
         if not 0.0 < threshold < 1.0:
             raise ValueError(f"threshold must be in (0, 1), got {threshold}")
@@ -424,6 +433,12 @@ class TextPromptPredictor:
                                  desc="segment")
         for st in stitchers:
             st.finish()
+        if presence_threshold is not None:
+            for k, p in enumerate(prompts):
+                if presence[k] < presence_threshold:
+                    semantic[p][:] = False
+                    if p in inst_out:
+                        inst_out[p][:] = 0
         return self._result(prompts, resolved, semantic, inst_out, probs, presence, threshold)
 
     def _decode_tiles(self, tiles: np.ndarray, origins: Sequence[tuple[int, int]], *, prompts: list[str],
@@ -537,6 +552,7 @@ def segment(
     return_probabilities: bool = False,
     allow_grayscale: bool = False,
     min_area_um2: float = 10.0,
+    presence_threshold: float | None = None,
 ) -> Segmentation:
     """Segment what the prompts name in an image, in one call.
 
@@ -572,6 +588,9 @@ def segment(
         Accept single-channel images (replicated to RGB).
     min_area_um2 : float
         Instances smaller than this (µm²) are removed.
+    presence_threshold : float, optional
+        Prompts whose presence score is below this get an empty mask and no instances ("not in
+        this image"); ``None`` (default) keeps every mask.
 
     Returns
     -------
@@ -607,4 +626,5 @@ def segment(
     predictor = TextPromptPredictor(net, batch_size=batch_size, cache_tiles=0, progress=progress)
     predictor.set_image(img, mpp=mpp)
     return predictor.predict(prompts, boxes=boxes, points=points, threshold=threshold, instances=instances,
-                             return_probabilities=return_probabilities, min_area_um2=min_area_um2)
+                             return_probabilities=return_probabilities, min_area_um2=min_area_um2,
+                             presence_threshold=presence_threshold)
