@@ -163,9 +163,9 @@ class SlideResult:
 
 def _model_segmenter(prompts, *, model, device, batch_size, threshold, min_area_um2):
     """Default per-window segmenter: a text-prompted model loaded once, decoding all prompts."""
-    from ..segmentation.predictor import TextPromptPredictor, _load_model
+    from ..segmentation import TextPromptPredictor, load_model
 
-    net = _load_model(model, device)
+    net = load_model(model, device)
     predictor = TextPromptPredictor(net, batch_size=batch_size, cache_tiles=0, progress=False)
 
     def run(tile: Image):

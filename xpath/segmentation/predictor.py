@@ -36,7 +36,7 @@ from ._registry import resolve_device  # None → CUDA, then MPS, then CPU (shar
 from ._result import Segmentation
 from .tiling import InstanceStitcher, extract_tile, predict_tiled, tile_batches, tile_starts
 
-__all__ = ["TextPromptPredictor", "check_prompts", "prompt_structure", "resolve_device", "segment"]
+__all__ = ["TextPromptPredictor", "check_prompts", "load_model", "prompt_structure", "resolve_device", "segment"]
 
 logger = logging.getLogger(__name__)
 
@@ -518,7 +518,12 @@ def _named_model(name: str, device: str):
     return _registry.create_model(name, checkpoint=checkpoint, device=device)
 
 
-def _load_model(model: Any, device: Any):
+def load_model(model: Any, device: Any = None):
+    """A ready segmenter from a registered name (with its shipped weights), a checkpoint path or a model.
+
+    This is how :func:`segment` reads its ``model=`` argument; named models are built once per
+    process and device.
+    """
     dev = resolve_device(device)
     if isinstance(model, (str, Path)):
         path = Path(model)
@@ -622,7 +627,7 @@ def segment(
         raise ValueError(f"threshold must be in (0, 1), got {threshold}")
     if instances not in ("auto", True, False):
         raise ValueError(f"instances must be 'auto', True or False, got {instances!r}")
-    net = _load_model(model, device)
+    net = load_model(model, device)
     predictor = TextPromptPredictor(net, batch_size=batch_size, cache_tiles=0, progress=progress)
     predictor.set_image(img, mpp=mpp)
     return predictor.predict(prompts, boxes=boxes, points=points, threshold=threshold, instances=instances,
