@@ -18,16 +18,9 @@ from xpath.segmentation import (
 )
 from xpath.segmentation._checkpoint import CHECKPOINT_VERSION, read_checkpoint
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 PROMPTS = ["nuclei-level nucleus in colon pathology", "tissue-level gland in colon pathology"]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors: one intra-op thread is faster than two fighting other processes for 2 cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -12,14 +12,7 @@ from xpath.segmentation import segmentation_loss
 from xpath.segmentation.losses import dice_loss, match_candidates
 from xpath.segmentation.modeling import SegmenterOutput
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors: one intra-op thread is faster than two fighting other processes for 2 cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_dice_loss_known_values():

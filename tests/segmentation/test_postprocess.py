@@ -11,27 +11,12 @@ from xpath.segmentation.metrics import contingency, panoptic_quality
 from xpath.segmentation.postprocess import instances_from_maps, remove_small_instances
 
 
-def gt_distance(instances: np.ndarray) -> np.ndarray:
-    """Ground-truth-like distance map: per-instance EDT to the border (shared borders included), max 1."""
-    edge = np.zeros(instances.shape, bool)
-    dy = instances[1:] != instances[:-1]
-    dx = instances[:, 1:] != instances[:, :-1]
-    edge[1:] |= dy
-    edge[:-1] |= dy
-    edge[:, 1:] |= dx
-    edge[:, :-1] |= dx
-    dist = ndimage.distance_transform_edt((instances > 0) & ~edge)
-    peak = ndimage.maximum(dist, instances, np.arange(instances.max() + 1))
-    peak = np.maximum(np.asarray(peak), 1.0)
-    return np.where(instances > 0, dist / peak[instances], 0.0).astype(np.float32)
-
-
 @pytest.fixture(scope="module")
 def touching_tile():
     return synthetic_tissue(3, size=256, mpp=0.5, touching=0.5)
 
 
-def test_touching_synthetic_nuclei_are_split(touching_tile):
+def test_touching_synthetic_nuclei_are_split(touching_tile, gt_distance):
     gt = touching_tile.instances
     prob = (gt > 0).astype(np.float32)
     pred = instances_from_maps(prob, gt_distance(gt), mpp=0.5, min_area_um2=5.0)
@@ -53,7 +38,7 @@ def test_touching_synthetic_nuclei_are_split(touching_tile):
     assert np.unique(owners).size >= 0.97 * touching_ids.size
 
 
-def test_marker_h_option_also_splits(touching_tile):
+def test_marker_h_option_also_splits(touching_tile, gt_distance):
     gt = touching_tile.instances
     pred = instances_from_maps((gt > 0).astype(np.float32), gt_distance(gt), marker_h=0.1)
     assert panoptic_quality(gt, pred)["dq"] > 0.94

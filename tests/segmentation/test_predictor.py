@@ -70,18 +70,6 @@ def _smooth_image(rng, shape) -> np.ndarray:
     return np.rint(255 * img).astype(np.uint8)
 
 
-def _gt_distance(instances: np.ndarray) -> np.ndarray:
-    edge = np.zeros(instances.shape, bool)
-    dy, dx = instances[1:] != instances[:-1], instances[:, 1:] != instances[:, :-1]
-    edge[1:] |= dy
-    edge[:-1] |= dy
-    edge[:, 1:] |= dx
-    edge[:, :-1] |= dx
-    dist = ndimage.distance_transform_edt((instances > 0) & ~edge)
-    peak = np.maximum(np.asarray(ndimage.maximum(dist, instances, np.arange(instances.max() + 1))), 1.0)
-    return np.where(instances > 0, dist / peak[instances], 0.0)
-
-
 # ---------------------------------------------------------------- stand-in: exact checks
 def test_tiled_equals_whole_image_away_from_borders(rng):
     img = _smooth_image(rng, (150, 170))
@@ -98,7 +86,7 @@ def test_tiled_equals_whole_image_away_from_borders(rng):
         np.testing.assert_array_equal(a.semantic[p][clear], pa[clear] > 0.5)
 
 
-def test_object_straddling_a_tile_border_is_one_instance():
+def test_object_straddling_a_tile_border_is_one_instance(gt_distance):
     h, w = 160, 140
     yy, xx = np.mgrid[:h, :w]
     lab = ((yy - 56) ** 2 + (xx - 60) ** 2 <= 18 ** 2).astype(np.int32)  # tiles start at 0, 48, 96
@@ -106,7 +94,7 @@ def test_object_straddling_a_tile_border_is_one_instance():
     lab[((yy - 120) ** 2 + (xx - 55) ** 2 <= 11 ** 2) & (lab == 0)] = 3
     img = np.zeros((h, w, 3), np.uint8)
     img[..., 0] = 255 * (lab > 0)
-    img[..., 1] = np.rint(255 * _gt_distance(lab))
+    img[..., 1] = np.rint(255 * gt_distance(lab))
     seg = TextPromptPredictor(LocalStandIn(64), overlap=16).set_image(img, mpp=0.5).predict(
         ["nuclei"], min_area_um2=5.0)
     inst = seg.instances["nuclei"]

@@ -19,20 +19,6 @@ from xpath.segmentation.tiling import (
 )
 
 
-def gt_distance(instances: np.ndarray) -> np.ndarray:
-    """Ground-truth-like distance map: per-instance EDT to the border (shared borders included), max 1."""
-    edge = np.zeros(instances.shape, bool)
-    dy = instances[1:] != instances[:-1]
-    dx = instances[:, 1:] != instances[:, :-1]
-    edge[1:] |= dy
-    edge[:-1] |= dy
-    edge[:, 1:] |= dx
-    edge[:, :-1] |= dx
-    dist = ndimage.distance_transform_edt((instances > 0) & ~edge)
-    peak = np.maximum(np.asarray(ndimage.maximum(dist, instances, np.arange(instances.max() + 1))), 1.0)
-    return np.where(instances > 0, dist / peak[instances], 0.0).astype(np.float32)
-
-
 @pytest.mark.parametrize("length", [1, 50, 64, 65, 200, 1000, 1031])
 def test_tile_starts_cover_with_overlap(length):
     tile, overlap = 64, 16
@@ -130,7 +116,7 @@ def _stitch(prob, dist, *, strip, margin, band, block=None, **kw):
 
 
 @pytest.mark.parametrize("block", [None, 50])
-def test_strip_instances_equal_whole_image_instances(block):
+def test_strip_instances_equal_whole_image_instances(block, gt_distance):
     tile = synthetic_tissue(7, size=(300, 180), mpp=0.5, touching=0.5)
     gt = tile.instances
     prob = (gt > 0).astype(np.float32)
@@ -144,7 +130,7 @@ def test_strip_instances_equal_whole_image_instances(block):
     assert (t.iou == 1.0).all()
 
 
-def test_object_straddling_strip_and_tile_borders_is_one_instance():
+def test_object_straddling_strip_and_tile_borders_is_one_instance(gt_distance):
     h, w = 200, 160
     yy, xx = np.mgrid[:h, :w]
     disc = (yy - 96) ** 2 + (xx - 80) ** 2 <= 20 ** 2  # crosses the tile border at 64/96 and strips of 48
@@ -179,7 +165,7 @@ def test_bad_arguments():
         InstanceStitcher(np.zeros((10, 10), np.int32), strip=4, margin=2).finish()
 
 
-def test_real_monuseg_nuclei_recovered_and_block_stitching_matches_whole(shared_data):
+def test_real_monuseg_nuclei_recovered_and_block_stitching_matches_whole(shared_data, gt_distance):
     from xpath.datasets import iter_dataset
     from xpath.segmentation.metrics import instance_scores
 
