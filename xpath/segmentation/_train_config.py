@@ -5,6 +5,7 @@ A config file has five sections; every key is optional except ``model`` and
 
     model: xpath_tiny            # a registered name, or "package.module:factory"
     init_checkpoint: null        # start from these weights (a checkpoint of the model)
+    mpp: null                    # working µm/px of the run; null keeps the model's (a fine-tune may change it)
     seed: 0
     out_dir: runs/xpath_tiny
     data:   {sources: [...], prompts_per_image: 4, max_negatives: 1, balance: label, augment: {...}, ...}
@@ -97,6 +98,7 @@ class TrainConfig:
     seed: int = 0
     out_dir: str = "runs/segmentation"
     init_checkpoint: str | None = None
+    mpp: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -117,14 +119,14 @@ class TrainConfig:
             data["vocabulary"] = tuple(data["vocabulary"])
         if not data.get("sources"):
             raise ValueError("config data.sources must list at least one source")
-        top = {k: raw.pop(k) for k in list(raw) if k in ("model", "seed", "out_dir", "init_checkpoint")}
+        top = {k: raw.pop(k) for k in list(raw) if k in ("model", "seed", "out_dir", "init_checkpoint", "mpp")}
         if "model" not in top:
             raise ValueError("config needs a 'model' (a registered name such as 'xpath_tiny')")
         optim = _make(OptimConfig, raw.pop("optim", None) or {}, "optim")
         run = _make(RunConfig, raw.pop("train", None) or {}, "train")
         if raw:
             raise ValueError(f"unknown config keys {sorted(raw)}; expected model, seed, out_dir, init_checkpoint, "
-                             "data, optim, train")
+                             "mpp, data, optim, train")
         cfg = cls(data=_make(DataConfig, data, "data"), optim=optim, train=run, **top)
         _validate(cfg)
         return cfg
@@ -166,6 +168,7 @@ def _validate(cfg: TrainConfig) -> None:
         (o.accumulate >= 1, "optim.accumulate must be >= 1"), (o.warmup_steps >= 0, "optim.warmup_steps must be >= 0"),
         (0 <= o.min_lr_ratio <= 1, "optim.min_lr_ratio must be in [0, 1]"),
         (o.grad_clip is None or o.grad_clip > 0, "optim.grad_clip must be > 0 or null"),
+        (cfg.mpp is None or (isinstance(cfg.mpp, (int, float)) and cfg.mpp > 0), "mpp must be > 0 or null"),
         (t.steps >= 1, "train.steps must be >= 1"),
         (t.amp in ("auto", "bf16", "off"), "train.amp must be auto|bf16|off"),
         (t.keep_checkpoints >= 1, "train.keep_checkpoints must be >= 1"),

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import dataclasses
 import importlib
 import json
 import logging
@@ -90,17 +91,24 @@ STATE_VERSION = 1
 
 
 # --------------------------------------------------------------------------- building blocks
-def _build_model(spec: str, *, checkpoint: str | None, device: torch.device):
-    """A registered model name, or ``"package.module:factory"`` (called with no arguments)."""
+def _build_model(spec: str, *, checkpoint: str | None, device: torch.device, mpp: float | None = None):
+    """A registered model name, or ``"package.module:factory"`` (called with no arguments).
+
+    ``mpp`` replaces the working resolution stored in the model's config (also one loaded from
+    ``checkpoint``): the weights are scale-agnostic, the µm/px they are trained at is data.
+    """
     if ":" in spec:
         module, _, attr = spec.partition(":")
         model = getattr(importlib.import_module(module), attr)()
         if checkpoint:
             raise ValueError("init_checkpoint is only supported for registered model names")
-        return model.to(device)
-    from ._registry import create_model
+    else:
+        from ._registry import create_model
 
-    return create_model(spec, checkpoint=checkpoint, device=device)
+        model = create_model(spec, checkpoint=checkpoint, device=device)
+    if mpp is not None:
+        model.config = dataclasses.replace(model.config, mpp=float(mpp))
+    return model.to(device)
 
 
 def _default_loss():
@@ -304,7 +312,7 @@ class Trainer:
 
         random.seed(cfg.seed)
         model = self._model_arg if self._model_arg is not None else _build_model(
-            cfg.model, checkpoint=cfg.init_checkpoint, device=dev)
+            cfg.model, checkpoint=cfg.init_checkpoint, device=dev, mpp=cfg.mpp)
         self.model = model.to(dev)
         self.model.train()
         self.loss_fn = self._loss_fn or _default_loss()
