@@ -54,6 +54,29 @@ def test_config_errors_name_the_key(tmp_path):
     assert cfg.train.steps == 3 and cfg.seed == 9
 
 
+def test_run_mpp_sets_the_working_resolution_of_a_fresh_or_initialised_model(tmp_path):
+    from xpath.segmentation import create_model, load_checkpoint, save_checkpoint
+    from xpath.segmentation.train import _build_model
+
+    cpu = torch.device("cpu")
+    base = create_model("xpath_tiny", device="cpu")
+    assert base.config.mpp == 0.5
+    save_checkpoint(base, tmp_path / "init.pt")
+    fine = _build_model("xpath_tiny", checkpoint=str(tmp_path / "init.pt"), device=cpu, mpp=0.25)
+    assert fine.config.mpp == 0.25
+    for k, v in base.state_dict().items():  # the weights are the checkpoint's; only the resolution changed
+        torch.testing.assert_close(fine.state_dict()[k], v, rtol=0, atol=0, msg=k)
+    save_checkpoint(fine, tmp_path / "fine.pt")
+    assert load_checkpoint(tmp_path / "fine.pt").config.mpp == 0.25, "the checkpoint carries the new mpp"
+    assert _build_model("xpath_tiny", checkpoint=None, device=cpu).config.mpp == 0.5
+    p = tmp_path / "c.yaml"
+    p.write_text("model: xpath_tiny\nmpp: 0.25\ndata: {sources: [{dataset: consep}]}\n")
+    assert load_config(p).mpp == 0.25
+    p.write_text("model: xpath_tiny\nmpp: -1\ndata: {sources: [{dataset: consep}]}\n")
+    with pytest.raises(ValueError, match="mpp must be > 0"):
+        load_config(p)
+
+
 def test_split_by_group_never_straddles():
     ids = [f"train_{g}_{p:03d}" for g in range(1, 28) for p in range(16)]
     val = split_validation(ids, ["train"] * len(ids), {"group": r"^train_(\d+)_", "fraction": 0.2})
