@@ -14,7 +14,9 @@ from xpath.segmentation.tiling import (
     RowBlender,
     axis_weights,
     extract_tile,
+    plan_panels,
     predict_tiled,
+    tile_batches,
     tile_starts,
 )
 
@@ -57,19 +59,25 @@ def _local(tiles, origins):
     return out[:, None], None
 
 
-def test_pointwise_tiled_equals_whole_image_and_streams(rng):
+@pytest.mark.parametrize("panel_width", [None, 100, 130])
+def test_pointwise_tiled_equals_whole_image_and_streams(rng, panel_width):
     img = rng.integers(0, 256, (331, 207, 3), dtype=np.uint8)
     out = np.full((1, 331, 207), np.nan, np.float32)
     bands = []
 
-    def on_band(y, band):
-        assert np.isnan(out[:, y: y + band.shape[1]]).all(), "each row is delivered once"
-        out[:, y: y + band.shape[1]] = band
-        bands.append(band.shape[1])
+    def on_band(band):
+        rows, cols = slice(band.y, band.y + band.data.shape[1]), slice(*band.core)
+        assert np.isnan(out[:, rows, cols]).all(), "each pixel is delivered once"
+        out[:, rows, cols] = band.core_data()
+        bands.append(band.data.shape[1:])
 
-    scal = predict_tiled(img, _pointwise, tile=64, overlap=16, n_maps=1, on_band=on_band, batch_size=3)
+    scal = predict_tiled(img, _pointwise, tile=64, overlap=16, n_maps=1, on_band=on_band, batch_size=3,
+                         panel_width=panel_width)
     np.testing.assert_allclose(out[0], img[..., 0] / 255.0, atol=1e-5)
-    assert len(bands) > 3 and max(bands) <= 64, "rows are streamed as tiles finish, not all at the end"
+    most_rows = 64 if panel_width is None else 2 * 64  # a batch of 3 spans two tile rows of a 2-column panel
+    assert len(bands) > 3 and max(h for h, _ in bands) <= most_rows, "rows are streamed as tiles finish"
+    if panel_width is not None:
+        assert max(w for _, w in bands) <= panel_width, "a band spans one panel, not the image"
     corners = img[tile_starts(331, 64, 16)][:, tile_starts(207, 64, 16)]  # pixel (0, 0) of every tile
     assert scal.shape == (2,) and scal[0] == corners[..., 0].max() and scal[1] == corners[..., 1].max()
 
@@ -78,15 +86,42 @@ def test_local_model_tiled_equals_whole_away_from_borders(rng):
     img = ndimage.gaussian_filter(rng.random((260, 300)), 3)
     img = np.rint(255 * (img - img.min()) / np.ptp(img)).astype(np.uint8)[..., None].repeat(3, 2)
     whole = _local(img[None], [(0, 0)])[0][0, 0]
-    out = np.zeros((260, 300), np.float32)
+    outs = {}
+    for panel_width in (None, 150):
+        out = outs[panel_width] = np.zeros((260, 300), np.float32)
 
-    def on_band(y, band):
-        out[y: y + band.shape[1]] = band[0]
+        def on_band(band, out=out):
+            out[band.y: band.y + band.data.shape[1], slice(*band.core)] = band.core_data()[0]
 
-    predict_tiled(img, _local, tile=96, overlap=24, n_maps=1, on_band=on_band, batch_size=2)
+        predict_tiled(img, _local, tile=96, overlap=24, n_maps=1, on_band=on_band, batch_size=2,
+                      panel_width=panel_width)
     inner = (slice(3, -3), slice(3, -3))
-    np.testing.assert_allclose(out[inner], whole[inner], atol=0.01)
-    assert np.abs(out[inner] - whole[inner]).max() > 0, "the local model must differ at tile borders"
+    np.testing.assert_allclose(outs[None][inner], whole[inner], atol=0.01)
+    assert np.abs(outs[None][inner] - whole[inner]).max() > 0, "the local model must differ at tile borders"
+    # panels run every tile touching their columns with the global weights: the blend is the same, bit for bit
+    np.testing.assert_array_equal(outs[150], outs[None])
+
+
+@pytest.mark.parametrize("width", [64, 150, 700, 1031])
+@pytest.mark.parametrize("halo", [0, 10])  # within a tile column's own 32 px
+def test_plan_panels_partition_columns_and_cover_their_halo(width, halo):
+    tile, overlap, panel_width = 64, 16, 160
+    xs = tile_starts(width, tile, overlap)
+    panels = plan_panels(width, tile, overlap, panel_width=panel_width, halo=halo)
+    assert panels[0].core[0] == 0 and panels[-1].core[1] == width
+    assert all(p.core[1] == q.core[0] for p, q in zip(panels, panels[1:])), "cores tile [0, W) without gaps"
+    for p in panels:
+        assert p.emit == (max(p.core[0] - halo, 0), min(p.core[1] + halo, width))
+        touching = xs[(xs < p.emit[1]) & (xs + tile > p.emit[0])]
+        np.testing.assert_array_equal(p.xs, touching)  # every tile that touches its columns, no other
+        assert p.xs[-1] + tile - p.xs[0] <= panel_width
+    if width > panel_width:
+        assert len(panels) > 1
+        extra = sum(len(p.xs) for p in panels) - len(xs)
+        assert extra == len(panels) - 1, "one tile column is run twice per seam"
+    assert plan_panels(width, tile, overlap, panel_width=None)[0].core == (0, width)
+    batches = tile_batches((100, width), tile, overlap, 4, panel_width=panel_width, halo=halo)
+    assert sum(map(len, batches)) == sum(len(p.xs) for p in panels) * len(tile_starts(100, tile, overlap))
 
 
 def test_row_blender_bounds_rows_held():
@@ -145,14 +180,16 @@ def test_object_straddling_strip_and_tile_borders_is_one_instance(gt_distance):
     def fn(tiles, origins):
         return tiles[..., :2].transpose(0, 3, 1, 2).astype(np.float32) / 255.0, None
 
-    out = np.zeros((h, w), np.int32)
-    st = InstanceStitcher(out, strip=48, margin=30, block=40)  # blocks split x at 40, 80, 120
-    predict_tiled(img, fn, tile=64, overlap=16, n_maps=2, on_band=lambda y, b: st.push(y, b[0], b[1]))
-    st.finish()
-    assert len(np.unique(out[disc])) == 1 and out[96, 80] > 0
-    assert (out[disc] == out[96, 80]).all() and ((out == out[96, 80]) == disc).all()
-    assert out[160, 40] != out[160, 63] and out[160, 40] > 0 and out[160, 63] > 0
-    assert out.max() == 3
+    for panel_width in (None, 100):  # two panels, the seam at x = 80 (the disc's centre)
+        out = np.zeros((h, w), np.int32)
+        st = InstanceStitcher(out, strip=48, margin=30, block=40)  # blocks split x at 40, 80, 120
+        predict_tiled(img, fn, tile=64, overlap=16, n_maps=2, panel_width=panel_width, halo=30,
+                      on_band=lambda b: st.push(b.y, b.data[0], b.data[1], x=b.x, core=b.core))
+        st.finish()
+        assert len(np.unique(out[disc])) == 1 and out[96, 80] > 0
+        assert (out[disc] == out[96, 80]).all() and ((out == out[96, 80]) == disc).all()
+        assert out[160, 40] != out[160, 63] and out[160, 40] > 0 and out[160, 63] > 0
+        assert out.max() == 3
 
 
 def test_bad_arguments():
@@ -163,6 +200,12 @@ def test_bad_arguments():
         st.push(3, np.zeros((2, 10)), np.zeros((2, 10)))
     with pytest.raises(ValueError, match="all 10 rows"):
         InstanceStitcher(np.zeros((10, 10), np.int32), strip=4, margin=2).finish()
+    with pytest.raises(ValueError, match="new panel started before"):
+        st = InstanceStitcher(np.zeros((10, 10), np.int32), strip=4, margin=2)
+        st.push(0, np.zeros((5, 6)), np.zeros((5, 6)), x=0, core=(0, 5))
+        st.push(0, np.zeros((5, 6)), np.zeros((5, 6)), x=4, core=(5, 10))
+    with pytest.raises(ValueError, match="panel_width"):
+        plan_panels(1000, 64, 16, panel_width=32)
 
 
 def test_real_monuseg_nuclei_recovered_and_block_stitching_matches_whole(shared_data, gt_distance):

@@ -34,7 +34,7 @@ from .._types import check_boxes, check_image, check_mpp
 from ..ontology import STRUCTURES
 from ._registry import resolve_device  # None → CUDA, then MPS, then CPU (shared with create_model)
 from ._result import Segmentation
-from .tiling import InstanceStitcher, extract_tile, predict_tiled, tile_batches, tile_starts
+from .tiling import Band, InstanceStitcher, extract_tile, predict_tiled, tile_batches, tile_starts
 
 __all__ = ["TextPromptPredictor", "check_prompts", "load_model", "prompt_structure", "resolve_device", "segment"]
 
@@ -202,6 +202,11 @@ class TextPromptPredictor:
     max_object_um : float
         Largest object extent expected (µm); sets the context (margin) of the block-wise
         watershed that keeps objects crossing tile borders whole.
+    panel_tiles : int or None
+        Widest run of tile columns processed together (:func:`~xpath.segmentation.tiling.plan_panels`):
+        the working memory stays ``O(tile × panel_tiles × tile)`` however large the image, at
+        the cost of re-running one tile column per panel seam (images wider than
+        ``panel_tiles`` tiles only). ``None``: one panel as wide as the image.
     progress : bool
         Show tqdm progress bars.
 
@@ -215,7 +220,7 @@ class TextPromptPredictor:
     """
 
     def __init__(self, model: Any, *, overlap: int | None = None, batch_size: int = 4, cache_tiles: int = 16,
-                 max_object_um: float = 32.0, progress: bool = False) -> None:
+                 max_object_um: float = 32.0, panel_tiles: int | None = 4, progress: bool = False) -> None:
         for attr in ("config", "preprocess", "encode_image", "decode"):
             if not hasattr(model, attr):
                 raise TypeError(f"model must be a text-prompted segmenter (missing .{attr}), got {type(model).__name__}")
@@ -228,9 +233,13 @@ class TextPromptPredictor:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if max_object_um <= 0:
             raise ValueError(f"max_object_um must be > 0, got {max_object_um}")
+        if panel_tiles is not None and panel_tiles < 1:
+            raise ValueError(f"panel_tiles must be >= 1 or None, got {panel_tiles}")
         self.batch_size, self.cache_tiles = int(batch_size), int(cache_tiles)
         self.max_object_um, self.progress = float(max_object_um), bool(progress)
         self.model_mpp = float(model.config.mpp)
+        self.margin = math.ceil(self.max_object_um / self.model_mpp)  # instance context, model pixels
+        self.panel_width = None if panel_tiles is None else int(panel_tiles) * self.tile
         self.reset_image()
 
     # ------------------------------------------------------------------ image
@@ -294,7 +303,8 @@ class TextPromptPredictor:
             from tqdm.auto import tqdm
 
             self._cache = {}
-            batches = tile_batches(work.shape[:2], self.tile, self.overlap, self.batch_size)
+            batches = tile_batches(work.shape[:2], self.tile, self.overlap, self.batch_size,
+                                   panel_width=self.panel_width, halo=self.margin)
             for origins in tqdm(batches, desc="encode", unit="batch", disable=not self.progress):
                 tiles = np.stack([extract_tile(work, y, x, self.tile) for y, x in origins])
                 self._cache[tuple(origins)] = self._encode(tiles)
@@ -410,27 +420,27 @@ class TextPromptPredictor:
         semantic = {p: np.zeros((hw, ww), bool) for p in prompts}
         probs = {p: np.zeros((hw, ww), np.float16) for p in prompts} if return_probabilities else {}
         inst_out = {prompts[i]: np.zeros((hw, ww), np.int32) for i in inst_idx}
-        margin = math.ceil(self.max_object_um / work_mpp)
         stitchers = [
-            InstanceStitcher(inst_out[prompts[i]], strip=max(self.tile, 2 * margin), margin=margin,
+            InstanceStitcher(inst_out[prompts[i]], strip=max(self.tile, 2 * self.margin), margin=self.margin,
                              threshold=threshold, marker_threshold=marker_threshold,
                              min_area_um2=min_area_um2, mpp=work_mpp)
             for i in inst_idx
         ]
 
-        def on_band(y: int, band: np.ndarray) -> None:
-            rows = slice(y, y + band.shape[1])
+        def on_band(band: Band) -> None:
+            rows, cols = slice(band.y, band.y + band.data.shape[1]), slice(*band.core)
+            core = band.core_data()
             for k, p in enumerate(prompts):
-                semantic[p][rows] = band[k] > threshold
+                semantic[p][rows, cols] = core[k] > threshold
                 if return_probabilities:
-                    probs[p][rows] = band[k]
+                    probs[p][rows, cols] = core[k]
             for j, st in enumerate(stitchers):
-                st.push(y, band[inst_idx[j]], band[n_p + j])
+                st.push(band.y, band.data[inst_idx[j]], band.data[n_p + j], x=band.x, core=band.core)
 
         fn = functools.partial(self._decode_tiles, prompts=prompts, inst_idx=inst_idx, boxes=boxes, points=points)
         presence = predict_tiled(self._work, fn, tile=self.tile, overlap=self.overlap, n_maps=n_p + n_i,
-                                 on_band=on_band, batch_size=self.batch_size, progress=self.progress,
-                                 desc="segment")
+                                 on_band=on_band, batch_size=self.batch_size, panel_width=self.panel_width,
+                                 halo=self.margin, progress=self.progress, desc="segment")
         for st in stitchers:
             st.finish()
         if presence_threshold is not None:

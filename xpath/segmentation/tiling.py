@@ -1,36 +1,47 @@
-"""Tiled inference with bounded memory: overlapping tiles, blending, strip-wise instances.
+"""Tiled inference with bounded memory: overlapping tiles, blending, panels, block-wise instances.
 
 An image larger than the model's tile is cut into overlapping ``tile × tile`` windows
-(:func:`tile_starts`), processed in batches **in row-major order**, and the per-tile maps
-are blended with separable cosine weights that fall towards tile edges shared with a
-neighbour (:func:`axis_weights`; they sum to one across every overlap, and stay at one on
-the image border). Blending happens in a buffer that holds only the rows of tiles still in
-flight (:class:`RowBlender`): as soon as no later tile can touch a row, the blended rows
-are handed to a consumer and dropped. The full-size allocations are the caller's output
-arrays only.
+(:func:`tile_starts`), and the per-tile maps are blended with separable cosine weights that
+fall towards tile edges shared with a neighbour (:func:`axis_weights`; they sum to one
+across every overlap, and stay at one on the image border).
+
+Memory is bounded in both directions. The columns of the image are cut into **panels** of
+at most ``panel_width`` pixels of tiles (:func:`plan_panels`); tiles run panel by panel,
+row-major within a panel, in batches. Each panel runs every tile of the global grid that
+touches its columns and blends with the global weights, so its output is exactly the
+whole-image blend; the tile column on a seam runs twice. Within a panel, blending happens
+in a buffer that holds only the rows of tiles still in flight (:class:`RowBlender`): as
+soon as no later tile can touch a row, the blended rows are handed to a consumer as a
+:class:`Band` and dropped. The full-size allocations are the caller's output arrays only.
 
 Instances are built on the blended full-resolution maps by :class:`InstanceStitcher`,
 which runs the watershed (:func:`~xpath.segmentation.postprocess.instances_from_maps`) on
-blocks of each horizontal strip with ``margin`` pixels of context on every side, and keeps
-from each block only the objects whose centroid lies in the block's core. An object that
-straddles a tile, strip or block border is therefore labelled once, whole, by the one block
-that owns its centroid; the margin must exceed the largest object's extent.
+blocks of each horizontal strip of a panel with ``margin`` pixels of context on every side
+(panels emit a ``halo`` of that many columns beyond their core), and keeps from each block
+only the objects whose centroid lies in the block's core. An object that straddles a tile,
+panel, strip or block border is therefore labelled once, whole, by the one block that owns
+its centroid; the margin must exceed the largest object's extent.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
 from .postprocess import instances_from_maps
 
 __all__ = [
+    "Band",
     "InstanceStitcher",
+    "Panel",
     "RowBlender",
     "axis_weights",
     "extract_tile",
+    "plan_panels",
     "predict_tiled",
     "tile_batches",
     "tile_starts",
@@ -150,17 +161,21 @@ class RowBlender:
         self._acc[:, r: r + h, x: x + w] += maps * weight
         self._wsum[r: r + h, x: x + w] += weight
 
-    def pop(self, y_end: int) -> tuple[int, np.ndarray]:
-        """Return ``(y_start, band)`` with the blended rows ``[y_start, y_end)`` as (C, h, W)."""
+    def pop(self, y_end: int, columns: tuple[int, int] | None = None) -> tuple[int, np.ndarray]:
+        """Return ``(y_start, band)`` with the blended rows ``[y_start, y_end)`` as (C, h, W).
+
+        ``columns=(c0, c1)`` blends and returns only those columns (the rest is dropped).
+        """
+        c0, c1 = (0, self.width) if columns is None else (int(columns[0]), int(columns[1]))
         k = int(y_end) - self.y0
         if k <= 0:
-            return self.y0, np.zeros((self.n_maps, 0, self.width), np.float32)
+            return self.y0, np.zeros((self.n_maps, 0, c1 - c0), np.float32)
         if k > self.rows_held:
             raise ValueError(f"rows up to {y_end} were not all accumulated (have up to {self.y0 + self.rows_held})")
-        wsum = self._wsum[:k]
+        wsum = self._wsum[:k, c0:c1]
         if (wsum <= 0).any():
             raise RuntimeError("some pixels were covered by no tile; the tile grid is inconsistent")
-        band = self._acc[:, :k] / wsum
+        band = self._acc[:, :k, c0:c1] / wsum
         start, rest = self.y0, self.rows_held - k
         self._acc[:, :rest] = self._acc[:, k: k + rest]  # overlapping move: numpy buffers it
         self._wsum[:rest] = self._wsum[k: k + rest]
@@ -171,22 +186,132 @@ class RowBlender:
         return start, band
 
 
-def tile_batches(shape: tuple[int, int], tile: int, overlap: int, batch_size: int) -> list[list[tuple[int, int]]]:
-    """The ``(y, x)`` origins of the tiles of an image of ``shape``, row-major, in batches.
+@dataclass(frozen=True)
+class Panel:
+    """A vertical band of the image processed on its own (see :func:`plan_panels`).
 
-    :func:`predict_tiled` visits tiles in exactly this order and batching, so per-batch
-    results (e.g. cached features) can be keyed by the batch's origins.
+    Attributes
+    ----------
+    core : tuple of int
+        ``[a, b)``: the columns this panel answers for; the cores of a plan partition ``[0, W)``.
+    emit : tuple of int
+        ``[a - halo, b + halo)`` clipped to the image: the columns of its :class:`Band` s.
+    xs : numpy.ndarray
+        Starts of the tile columns it runs: every column of the global grid that touches ``emit``.
+    """
+
+    core: tuple[int, int]
+    emit: tuple[int, int]
+    xs: np.ndarray
+
+
+class Band(NamedTuple):
+    """Finished (blended) rows of one panel, as :func:`predict_tiled` hands them over.
+
+    ``data`` ``(C, h, w)`` covers rows ``[y, y + h)`` and columns ``[x, x + w)`` (the
+    panel's ``emit`` range); of those, the columns ``core`` belong to this panel and the rest
+    is context shared with its neighbours.
+    """
+
+    y: int
+    x: int
+    data: np.ndarray
+    core: tuple[int, int]
+
+    def core_data(self) -> np.ndarray:
+        """``data`` restricted to the core columns."""
+        return self.data[:, :, self.core[0] - self.x: self.core[1] - self.x]
+
+
+def plan_panels(width: int, tile: int, overlap: int, *, panel_width: int | None = None, halo: int = 0) -> list[Panel]:
+    """Cut the columns of an image into panels of at most ``panel_width`` pixels of tiles.
+
+    Panels are what keeps the working memory of :func:`predict_tiled` independent of the
+    image width: tiles are run panel by panel, top to bottom within a panel, so the blending
+    buffers span one panel, not the image. Panel borders (seams) lie at the centre of a tile
+    column; that tile column is run by both panels it straddles (the price: one extra tile
+    column per seam). Each panel runs **every** tile of the global grid that touches its
+    ``emit`` range and blends with the global weights, so its output there is exactly the
+    whole-image blend — panels never disagree.
+
+    Parameters
+    ----------
+    width : int
+        Image width ``W``.
+    tile, overlap : int
+        As in :func:`tile_starts`.
+    panel_width : int, optional
+        Largest extent (px) of a panel's tiles; ``None``: one panel. Always at least the
+        tiles that a seam and its halo need.
+    halo : int
+        Context columns each panel emits beyond its core on either side (the instance
+        stitcher's margin).
+
+    Examples
+    --------
+    >>> [p.core for p in plan_panels(4096, 512, 64, panel_width=2048)]
+    [(0, 1600), (1600, 2944), (2944, 4096)]
+    >>> [p.core for p in plan_panels(1000, 512, 64, panel_width=2048)]
+    [(0, 1000)]
+    """
+    if panel_width is not None and panel_width < tile:
+        raise ValueError(f"panel_width must be >= tile ({tile}) or None, got {panel_width}")
+    if halo < 0:
+        raise ValueError(f"halo must be >= 0, got {halo}")
+    xs = tile_starts(width, tile, overlap)
+
+    def panel(a: int, b: int) -> Panel:
+        e0, e1 = max(a - halo, 0), min(b + halo, width)
+        return Panel((a, b), (e0, e1), xs[(xs < e1) & (xs + tile > e0)])
+
+    def extent(p: Panel) -> int:
+        return int(p.xs[-1] + tile - p.xs[0])
+
+    if panel_width is None or width <= panel_width:
+        return [panel(0, width)]
+    seams = [int(x) + tile // 2 for x in xs[1:-1]]
+    panels, a = [], 0
+    while True:
+        last = panel(a, width)
+        if extent(last) <= panel_width:
+            panels.append(last)
+            return panels
+        ahead = [b for b in seams if b > a]
+        if not ahead:
+            panels.append(last)
+            return panels
+        fits = [b for b in ahead if extent(panel(a, b)) <= panel_width]
+        b = fits[-1] if fits else ahead[0]
+        panels.append(panel(a, b))
+        a = b
+
+
+def tile_batches(shape: tuple[int, int], tile: int, overlap: int, batch_size: int, *,
+                 panel_width: int | None = None, halo: int = 0) -> list[list[tuple[int, int]]]:
+    """The ``(y, x)`` origins of the tiles of an image of ``shape``, in batches, in run order.
+
+    Panel by panel (:func:`plan_panels`), row-major within a panel; a batch never spans two
+    panels. :func:`predict_tiled` visits tiles in exactly this order and batching (given the
+    same ``panel_width`` and ``halo``), so per-batch results (e.g. cached features) can be
+    keyed by the batch's origins.
 
     Examples
     --------
     >>> tile_batches((100, 120), 64, 16, 4)
     [[(0, 0), (0, 28), (0, 56), (36, 0)], [(36, 28), (36, 56)]]
     """
+    return [b for _, batches in _panel_batches(shape, tile, overlap, batch_size, panel_width, halo) for b in batches]
+
+
+def _panel_batches(shape, tile, overlap, batch_size, panel_width, halo):
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    ys, xs = tile_starts(shape[0], tile, overlap), tile_starts(shape[1], tile, overlap)
-    order = [(int(y), int(x)) for y in ys for x in xs]
-    return [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
+    ys = tile_starts(shape[0], tile, overlap)
+    out = []
+    for p in plan_panels(shape[1], tile, overlap, panel_width=panel_width, halo=halo):
+        order = [(int(y), int(x)) for y in ys for x in p.xs]
+        out.append((p, [order[i: i + batch_size] for i in range(0, len(order), batch_size)]))
+    return out
 
 
 TileFn = Callable[[np.ndarray, Sequence[tuple[int, int]]], tuple[np.ndarray, np.ndarray]]
@@ -199,8 +324,10 @@ def predict_tiled(
     tile: int,
     overlap: int,
     n_maps: int,
-    on_band: Callable[[int, np.ndarray], None],
+    on_band: Callable[[Band], None],
     batch_size: int = 4,
+    panel_width: int | None = None,
+    halo: int = 0,
     progress: bool = False,
     desc: str = "tiles",
 ) -> np.ndarray | None:
@@ -219,10 +346,13 @@ def predict_tiled(
     n_maps : int
         Number of map channels ``fn`` returns.
     on_band : callable
-        ``on_band(y_start, band)`` receives the blended rows ``band`` ``(n_maps, h, W)``
-        in order, each row exactly once.
+        ``on_band(band)`` receives each :class:`Band` of blended rows: panel by panel, rows
+        in order within a panel; every pixel lies in the ``core`` of exactly one band.
     batch_size : int
         Tiles per call of ``fn``.
+    panel_width, halo : int, optional
+        Panels (:func:`plan_panels`): the working memory is ``O(tile × panel_width)``
+        whatever the image size; ``None``: one panel as wide as the image.
     progress : bool
         Show a tqdm progress bar.
 
@@ -232,39 +362,41 @@ def predict_tiled(
         ``(S,)`` maximum over tiles of ``scalars`` (``None`` when ``fn`` returns none).
     """
     height, width = image.shape[:2]
-    batches = tile_batches((height, width), tile, overlap, batch_size)
+    plan = _panel_batches((height, width), tile, overlap, batch_size, panel_width, halo)
     ys, xs = tile_starts(height, tile, overlap), tile_starts(width, tile, overlap)
     wy = dict(zip(ys.tolist(), axis_weights(ys, tile, height)))
     wx = dict(zip(xs.tolist(), axis_weights(xs, tile, width)))
-    single = len(ys) == 1 and len(xs) == 1  # one tile: nothing to blend
-    blender = None if single else RowBlender(n_maps, width)
     scal = None
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(ys) * len(xs), desc=desc, unit="tile")
+        bar = tqdm(total=sum(len(b) for _, batches in plan for b in batches), desc=desc, unit="tile")
     try:
-        for b, origins in enumerate(batches):
-            tiles = np.stack([extract_tile(image, y, x, tile) for y, x in origins])
-            maps, scalars = fn(tiles, origins)
-            if maps.shape[:2] != (len(origins), n_maps):
-                raise RuntimeError(f"fn returned maps of shape {maps.shape}, expected ({len(origins)}, {n_maps}, ...)")
-            if scalars is not None:
-                s = np.asarray(scalars, np.float32).max(0)
-                scal = s if scal is None else np.maximum(scal, s)
-            if single:
-                on_band(0, np.asarray(maps[0, :, :height, :width], np.float32))
-                continue
-            for k, (y, x) in enumerate(origins):
-                weight = np.outer(wy[y], wx[x])
-                h, w = weight.shape
-                blender.add(y, x, maps[k, :, :h, :w], weight)
-            y_done = batches[b + 1][0][0] if b + 1 < len(batches) else height
-            if y_done > blender.y0:
-                on_band(*blender.pop(y_done))
-            if bar is not None:
-                bar.update(len(origins))
+        for panel, batches in plan:
+            x0 = int(panel.xs[0])
+            x1 = min(int(panel.xs[-1]) + tile, width)
+            e0, e1 = panel.emit
+            blender = RowBlender(n_maps, x1 - x0)
+            for b, origins in enumerate(batches):
+                tiles = np.stack([extract_tile(image, y, x, tile) for y, x in origins])
+                maps, scalars = fn(tiles, origins)
+                if maps.shape[:2] != (len(origins), n_maps):
+                    raise RuntimeError(f"fn returned maps of shape {maps.shape}, "
+                                       f"expected ({len(origins)}, {n_maps}, ...)")
+                if scalars is not None:
+                    s = np.asarray(scalars, np.float32).max(0)
+                    scal = s if scal is None else np.maximum(scal, s)
+                for k, (y, x) in enumerate(origins):
+                    weight = np.outer(wy[y], wx[x])
+                    h, w = weight.shape
+                    blender.add(y, x - x0, maps[k, :, :h, :w], weight)
+                y_done = batches[b + 1][0][0] if b + 1 < len(batches) else height
+                if y_done > blender.y0:
+                    y, data = blender.pop(y_done, columns=(e0 - x0, e1 - x0))
+                    on_band(Band(y, e0, data, panel.core))
+                if bar is not None:
+                    bar.update(len(origins))
     finally:
         if bar is not None:
             bar.close()
@@ -274,13 +406,14 @@ def predict_tiled(
 class InstanceStitcher:
     """Block-wise watershed over streamed probability/distance rows, written into ``out``.
 
-    Rows arrive in order (:meth:`push`). Each horizontal strip of ``strip`` rows is cut into
-    column blocks of ``block`` columns; every block is labelled on a window that adds
-    ``margin`` pixels of context on each side, and only the objects whose centroid lies in
-    the block's core are written (whole, including their part in the margin, on pixels
-    still unlabelled). Every object is thus labelled once, by the block owning its
-    centroid, and the working memory is ``O((strip + 2·margin) × W)`` for the row buffer
-    plus ``O((strip + 2·margin) × (block + 2·margin))`` for the watershed.
+    Rows arrive in order (:meth:`push`), panel by panel (:func:`plan_panels`). Each
+    horizontal strip of ``strip`` rows of a panel's core is cut into column blocks of
+    ``block`` columns; every block is labelled on a window that adds ``margin`` pixels of
+    context on each side, and only the objects whose centroid lies in the block's core are
+    written (whole, including their part in the margin, on pixels still unlabelled). Every
+    object is thus labelled once, by the block owning its centroid, and the working memory
+    is ``O((strip + 2·margin) × panel width)`` for the row buffer plus
+    ``O((strip + 2·margin) × (block + 2·margin))`` for the watershed.
 
     Parameters
     ----------
@@ -289,7 +422,8 @@ class InstanceStitcher:
     strip : int
         Rows of the core of each strip.
     margin : int
-        Pixels of context around each block core; must exceed the largest object's extent.
+        Pixels of context around each block core; must exceed the largest object's extent
+        (and panels need a ``halo`` of at least ``margin``).
     block : int, optional
         Columns of the core of each block (default: ``strip``).
     **kwargs
@@ -317,30 +451,54 @@ class InstanceStitcher:
         self.out, self.strip, self.margin, self.block = out, int(strip), int(margin), int(block)
         self.kwargs = kwargs
         self.height, self.width = out.shape
-        self._y0 = 0
-        self._prob = np.zeros((0, self.width), np.float32)
-        self._dist = np.zeros((0, self.width), np.float32)
-        self._core = 0
         self.n_objects = 0
+        self._start_panel(0, (0, self.width))
 
-    def push(self, y: int, prob: np.ndarray, dist: np.ndarray) -> None:
-        """Append the rows ``[y, y + len(prob))`` of the probability and distance maps."""
-        if y != self._y0 + self._prob.shape[0]:
-            raise ValueError(f"rows must arrive in order: expected y={self._y0 + self._prob.shape[0]}, got {y}")
-        self._prob = np.concatenate([self._prob, np.asarray(prob, np.float32)], 0)
-        self._dist = np.concatenate([self._dist, np.asarray(dist, np.float32)], 0)
+    def _start_panel(self, x: int, core: tuple[int, int]) -> None:
+        self._x, self._panel_core = int(x), (int(core[0]), int(core[1]))
+        self._y0 = 0
+        self._prob = self._dist = None
+        self._core = 0
+
+    def _rows_have(self) -> int:
+        return self._y0 + (0 if self._prob is None else self._prob.shape[0])
+
+    def push(self, y: int, prob: np.ndarray, dist: np.ndarray, *, x: int = 0,
+             core: tuple[int, int] | None = None) -> None:
+        """Append the rows ``[y, y + len(prob))`` of the probability and distance maps.
+
+        ``x``: the image column of ``prob[:, 0]``; ``core``: the columns ``[a, b)`` this
+        panel answers for (default: all columns given). A new ``(x, core)`` starts a new
+        panel, after the previous one got all its rows.
+        """
+        prob, dist = np.asarray(prob, np.float32), np.asarray(dist, np.float32)
+        core = (x, x + prob.shape[1]) if core is None else core
+        if (x, tuple(core)) != (self._x, self._panel_core):
+            if self._rows_have() not in (0, self.height):
+                raise ValueError(f"a new panel started before the panel at columns {self._panel_core} got all "
+                                 f"{self.height} rows (it has {self._rows_have()})")
+            self._start_panel(x, core)
+        if y != self._rows_have():
+            raise ValueError(f"rows must arrive in order: expected y={self._rows_have()}, got {y}")
+        if self._prob is None:
+            self._prob, self._dist = prob.copy(), dist.copy()
+        else:
+            self._prob = np.concatenate([self._prob, prob], 0)
+            self._dist = np.concatenate([self._dist, dist], 0)
         self._run()
 
     def finish(self) -> np.ndarray:
         """Label the remaining strips (all rows must have been pushed); returns ``out``."""
-        have = self._y0 + self._prob.shape[0]
+        have = self._rows_have()
         if have != self.height:
             raise ValueError(f"finish() needs all {self.height} rows, got {have}")
         self._run()
         return self.out
 
     def _run(self) -> None:
-        have = self._y0 + self._prob.shape[0]
+        have = self._rows_have()
+        width = self._prob.shape[1]
+        a, b = self._panel_core
         while self._core < self.height:
             c0, c1 = self._core, min(self._core + self.strip, self.height)
             need = min(c1 + self.margin, self.height)
@@ -348,10 +506,12 @@ class InstanceStitcher:
                 return
             w0 = max(c0 - self.margin, self._y0)
             r0, r1 = w0 - self._y0, need - self._y0
-            for b0 in range(0, self.width, self.block):
-                b1 = min(b0 + self.block, self.width)
-                x0, x1 = max(b0 - self.margin, 0), min(b1 + self.margin, self.width)
-                labels = instances_from_maps(self._prob[r0:r1, x0:x1], self._dist[r0:r1, x0:x1], **self.kwargs)
+            for b0 in range(a, b, self.block):
+                b1 = min(b0 + self.block, b)
+                x0 = max(b0 - self.margin, self._x)
+                x1 = min(b1 + self.margin, self._x + width)
+                labels = instances_from_maps(self._prob[r0:r1, x0 - self._x: x1 - self._x],
+                                             self._dist[r0:r1, x0 - self._x: x1 - self._x], **self.kwargs)
                 self._keep(labels, w0, x0, (c0, c1), (b0, b1))
             self._core = c1
             drop = max(0, c1 - self.margin - self._y0)
