@@ -11,6 +11,7 @@ that level has 16× the pixels of stride 16 and dominates the cost.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -22,9 +23,22 @@ __all__ = ["PixelDecoder", "sine_position_2d"]
 
 
 def sine_position_2d(h: int, w: int, dim: int, *, device=None, dtype=None) -> torch.Tensor:
-    """2-D sine/cosine positions ``(h*w, dim)`` (DETR style, normalised coordinates)."""
+    """2-D sine/cosine positions ``(h*w, dim)`` (DETR style, normalised coordinates).
+
+    Cached per shape, device and dtype (every decode of a prompt needs them; computing them
+    was a quarter of a decode on CPU). The result is shared: don't modify it in place.
+    """
     if dim % 4:
         raise ValueError(f"dim must be a multiple of 4, got {dim}")
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    return _sine_position_2d(int(h), int(w), int(dim), device, dtype or torch.float32,
+                             torch.is_inference_mode_enabled())
+
+
+@functools.lru_cache(maxsize=64)
+def _sine_position_2d(h: int, w: int, dim: int, device: torch.device, dtype: torch.dtype,
+                      inference: bool) -> torch.Tensor:
+    # ``inference`` keys the cache: an inference-mode tensor must not reach a training graph.
     quarter = dim // 4
     freq = torch.exp(torch.arange(quarter, device=device, dtype=torch.float32) * (-math.log(10000.0) / quarter))
     ys = (torch.arange(h, device=device, dtype=torch.float32) + 0.5) / h * 2 * math.pi
@@ -34,7 +48,7 @@ def sine_position_2d(h: int, w: int, dim: int, *, device=None, dtype=None) -> to
     pos = torch.cat([
         ys.sin()[:, None].expand(h, w, quarter), ys.cos()[:, None].expand(h, w, quarter),
         xs.sin()[None].expand(h, w, quarter), xs.cos()[None].expand(h, w, quarter)], dim=-1)
-    return pos.reshape(h * w, dim).to(dtype or torch.float32)
+    return pos.reshape(h * w, dim).to(dtype).contiguous()
 
 
 def _norm(dim: int) -> nn.GroupNorm:
