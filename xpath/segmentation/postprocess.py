@@ -151,16 +151,28 @@ def instances_from_maps(
         quant = np.rint(np.clip(dist, 0.0, 1.0) * 255).astype(np.uint8)
         seeds = h_maxima(quant, max(1, round(marker_h * 255))).astype(bool) & fg
     markers, n_markers = ndimage.label(seeds, structure=_FOUR)
-    # Foreground components without a marker become their own marker (nothing is dropped).
     comps, n_comps = ndimage.label(fg, structure=_FOUR)
-    has_marker = np.bincount(comps[seeds], minlength=n_comps + 1).astype(bool)
-    orphan = ~has_marker
+    # Markers per foreground component: most nuclei are alone in theirs and need no flooding.
+    comp_of = np.zeros(n_markers + 1, np.int64)  # marker id -> its component (a marker lies in one)
+    comp_of[markers[seeds]] = comps[seeds]
+    comp_of = comp_of[1:]
+    per_comp = np.bincount(comp_of, minlength=n_comps + 1)
+    # A component with one marker is that object (the 4-connected watershed would flood all of it);
+    # one with none becomes its own object (nothing is dropped); only clumps with several go to the watershed.
+    lut = np.zeros(n_comps + 1, np.int32)
+    single = per_comp[comp_of] == 1
+    lut[comp_of[single]] = np.arange(1, n_markers + 1, dtype=np.int32)[single]
+    orphan = per_comp == 0
     orphan[0] = False
-    if orphan.any():
-        lut = np.zeros(n_comps + 1, np.int32)
-        lut[orphan] = np.arange(n_markers + 1, n_markers + 1 + int(orphan.sum()), dtype=np.int32)
-        extra = lut[comps]
-        markers = np.where(extra > 0, extra, markers)
-    labels = watershed(-dist, markers=markers, mask=fg, connectivity=1)
+    lut[orphan] = np.arange(n_markers + 1, n_markers + 1 + int(orphan.sum()), dtype=np.int32)
+    labels = lut[comps]
+    clump = per_comp >= 2
+    if clump.any():
+        in_clump = clump[comps]
+        rows, cols = np.nonzero(in_clump.any(1))[0], np.nonzero(in_clump.any(0))[0]
+        box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+        flooded = watershed(-dist[box], markers=np.where(in_clump[box], markers[box], 0), mask=in_clump[box],
+                            connectivity=1)
+        labels[box] = np.where(in_clump[box], flooded, labels[box])
     min_px = min_area_um2 / (mpp * mpp) if min_area_um2 > 0 else 0.0
     return remove_small_instances(labels, min_px)
