@@ -12,9 +12,10 @@ Prints, with medians over ``--repeats`` runs:
 2. tiles/s of the full pipeline (encode + decode + blending + instances) at the model's tile
    size, side by side with the image encoder alone (the named baseline) in the same process;
 3. the marginal cost of each extra prompt on a cached image;
-4. peak memory of ``segment`` on square images of growing size, each in a fresh process:
-   ``ru_maxrss`` and the numpy peak from ``tracemalloc``, next to the size of the output
-   arrays — the part beyond the outputs must not grow with the image.
+4. peak memory of a segmentation of square images of growing size, each in a fresh
+   process: ``ru_maxrss`` and the numpy peak from ``tracemalloc``, next to the size of the
+   output arrays — the part beyond the outputs must not grow with the image — with panels
+   (the default) and without (baseline: rows streamed only, buffers as wide as the image).
 """
 
 from __future__ import annotations
@@ -149,45 +150,52 @@ def bench_throughput(model_name: str, repeats: int) -> None:
     print(f"{label:<52}{n_tiles / tf:>9.2f}{(n_tiles / tf) / (4 / tb):>13.2f}{cf / n_tiles:>12.3f}")
 
 
-def _memory_child(model_name: str, size: int) -> None:
-    """Run in a fresh process: peak memory of segment() on a size×size image."""
+def _memory_child(model_name: str, size: int, panel_tiles: int | None) -> None:
+    """Run in a fresh process: peak memory of one segmentation of a size×size image."""
     import resource
     import tracemalloc
 
     import torch
 
-    from xpath.segmentation import create_model, segment
+    from xpath.segmentation import TextPromptPredictor, create_model
 
     torch.manual_seed(0)
     model = create_model(model_name, device="cpu")
     img = _image(size)
     t = int(model.config.image_size)
+    predictor = TextPromptPredictor(model, cache_tiles=0, panel_tiles=panel_tiles)  # as segment() runs it
     # Warm-up on a 2x2-tile image: torch's per-batch buffers reach their size before the measurement.
-    segment(img[: 2 * t - t // 4, : 2 * t - t // 4], ["nuclei", "stroma"], model=model, progress=False)
+    predictor.set_image(img[: 2 * t - t // 4, : 2 * t - t // 4]).predict(["nuclei", "stroma"])
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     tracemalloc.start()
     t0 = time.perf_counter()
-    seg = segment(img, ["nuclei", "stroma"], model=model, progress=False)
+    seg = predictor.set_image(img).predict(["nuclei", "stroma"])
     wall = time.perf_counter() - t0
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     outputs = sum(a.nbytes for a in seg.semantic.values()) + sum(a.nbytes for a in seg.instances.values())
     print(json.dumps({"size": size, "rss_before_mb": rss0 / 1024, "rss_peak_mb": rss1 / 1024,
-                          "numpy_peak_mb": peak / 2**20, "outputs_mb": outputs / 2**20, "seconds": wall}))
+                      "numpy_peak_mb": peak / 2**20, "outputs_mb": outputs / 2**20, "seconds": wall}))
 
 
 def bench_memory(model_name: str, sizes: list[int]) -> None:
-    print(f"\n== peak memory of segment(image, ['nuclei', 'stroma']) ({model_name}); fresh process per size")
-    print(f"{'size':>6}{'outputs MB':>12}{'numpy peak MB':>15}{'peak - outputs':>16}"
-          f"{'RSS peak MB':>13}{'RSS growth MB':>15}{'seconds':>9}")
+    print(f"\n== peak memory of predict(['nuclei', 'stroma']) on a size x size image ({model_name}); fresh process")
+    print("   per run. 'panels' = the default (panels of 4 tile columns); baseline = panel_tiles=None (one panel")
+    print("   as wide as the image, rows streamed only). 'beyond outputs' = numpy peak - output arrays.")
+    print(f"{'size':>6}{'outputs MB':>12}{'beyond outputs MB':>19}{'  baseline':>11}{'ratio':>7}"
+          f"{'RSS growth MB':>15}{'  baseline':>11}{'seconds':>9}{'  baseline':>11}")
     for size in sizes:
-        res = subprocess.run([sys.executable, __file__, "--child-memory", str(size), "--model", model_name],
-                             capture_output=True, text=True, check=True)
-        r = json.loads(res.stdout.strip().splitlines()[-1])
-        print(f"{size:>6}{r['outputs_mb']:>12.1f}{r['numpy_peak_mb']:>15.1f}"
-              f"{r['numpy_peak_mb'] - r['outputs_mb']:>16.1f}{r['rss_peak_mb']:>13.0f}"
-              f"{r['rss_peak_mb'] - r['rss_before_mb']:>15.0f}{r['seconds']:>9.1f}")
+        runs = {}
+        for panel_tiles in ("4", "none"):
+            res = subprocess.run([sys.executable, __file__, "--child-memory", str(size), "--model", model_name,
+                                  "--panel-tiles", panel_tiles], capture_output=True, text=True, check=True)
+            runs[panel_tiles] = json.loads(res.stdout.strip().splitlines()[-1])
+        p, b = runs["4"], runs["none"]
+        beyond_p, beyond_b = p["numpy_peak_mb"] - p["outputs_mb"], b["numpy_peak_mb"] - b["outputs_mb"]
+        print(f"{size:>6}{p['outputs_mb']:>12.1f}{beyond_p:>19.1f}{beyond_b:>11.1f}{beyond_p / beyond_b:>7.2f}"
+              f"{p['rss_peak_mb'] - p['rss_before_mb']:>15.0f}{b['rss_peak_mb'] - b['rss_before_mb']:>11.0f}"
+              f"{p['seconds']:>9.1f}{b['seconds']:>11.1f}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -197,10 +205,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", type=int, nargs="*", default=[1024, 2048, 4096])
     parser.add_argument("--skip", nargs="*", default=[], choices=["prompts", "throughput", "memory"])
     parser.add_argument("--child-memory", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--panel-tiles", default="4", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     if args.child_memory:
-        _memory_child(args.model, args.child_memory)
+        _memory_child(args.model, args.child_memory, None if args.panel_tiles == "none" else int(args.panel_tiles))
         return
     if "prompts" not in args.skip:
         bench_prompts(args.model, args.repeats)

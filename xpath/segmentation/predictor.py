@@ -502,7 +502,7 @@ class TextPromptPredictor:
         for k, p in enumerate(prompts):
             pres[p] = float(presence[k])
             label, structure = resolved[k]
-            n_inst = int(np.count_nonzero(np.bincount(inst_out[p].ravel())[1:])) if p in inst_out else None
+            n_inst = _count_ids(inst_out[p]) if p in inst_out else None
             rows.append({"prompt": p, "label": label, "structure": structure, "presence": pres[p],
                          "n_instances": pd.NA if n_inst is None else n_inst,
                          "area_fraction": float(semantic[p].mean())})
@@ -512,6 +512,14 @@ class TextPromptPredictor:
             mpp=self._mpp if self._mpp is not None else self.model_mpp, threshold=threshold,
             model=str(getattr(self.model.config, "name", type(self.model).__name__)), image=self._image,
         )
+
+
+def _count_ids(labels: np.ndarray, rows: int = 256) -> int:
+    """Number of distinct non-zero ids, a band of rows at a time (bincount would copy it all to int64)."""
+    seen = np.zeros(int(labels.max(initial=0)) + 1, bool)
+    for y in range(0, labels.shape[0], rows):
+        seen[labels[y: y + rows].ravel()] = True
+    return int(np.count_nonzero(seen[1:]))
 
 
 # ------------------------------------------------------------------ segment()
