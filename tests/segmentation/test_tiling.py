@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -109,7 +111,7 @@ def test_plan_panels_partition_columns_and_cover_their_halo(width, halo):
     xs = tile_starts(width, tile, overlap)
     panels = plan_panels(width, tile, overlap, panel_width=panel_width, halo=halo)
     assert panels[0].core[0] == 0 and panels[-1].core[1] == width
-    assert all(p.core[1] == q.core[0] for p, q in zip(panels, panels[1:])), "cores tile [0, W) without gaps"
+    assert all(p.core[1] == q.core[0] for p, q in itertools.pairwise(panels)), "cores tile [0, W) without gaps"
     for p in panels:
         assert p.emit == (max(p.core[0] - halo, 0), min(p.core[1] + halo, width))
         touching = xs[(xs < p.emit[1]) & (xs + tile > p.emit[0])]
@@ -184,7 +186,7 @@ def test_object_straddling_strip_and_tile_borders_is_one_instance(gt_distance):
         out = np.zeros((h, w), np.int32)
         st = InstanceStitcher(out, strip=48, margin=30, block=40)  # blocks split x at 40, 80, 120
         predict_tiled(img, fn, tile=64, overlap=16, n_maps=2, panel_width=panel_width, halo=30,
-                      on_band=lambda b: st.push(b.y, b.data[0], b.data[1], x=b.x, core=b.core))
+                      on_band=lambda b, st=st: st.push(b.y, b.data[0], b.data[1], x=b.x, core=b.core))
         st.finish()
         assert len(np.unique(out[disc])) == 1 and out[96, 80] > 0
         assert (out[disc] == out[96, 80]).all() and ((out == out[96, 80]) == disc).all()

@@ -22,7 +22,6 @@ from __future__ import annotations
 import functools
 import logging
 import math
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from .._types import check_boxes, check_image, check_mpp
-from ..ontology import STRUCTURES
+from ._prompt_text import check_prompts, prompt_structure
 from ._registry import resolve_device  # None → CUDA, then MPS, then CPU (shared with create_model)
 from ._result import Segmentation
 from .tiling import Band, InstanceStitcher, extract_tile, predict_tiled, tile_batches, tile_starts
@@ -42,130 +41,6 @@ logger = logging.getLogger(__name__)
 
 _MPP_TOLERANCE = 0.02  # relative mpp difference below which the image is not resized
 _PROMPT_CHUNK = 16  # prompts decoded per call (bounds the (B, P, t, t) output tensors)
-
-
-def check_prompts(prompts: object) -> list[str]:
-    """Validate a prompt list: non-empty, strings, non-blank, no duplicates.
-
-    A single string is accepted as a one-prompt list.
-
-    Raises
-    ------
-    TypeError
-        ``prompts`` is not a string or a sequence of strings.
-    ValueError
-        Empty list, a blank prompt, or a repeated prompt (results are keyed by prompt).
-
-    Examples
-    --------
-    >>> check_prompts("nuclei")
-    ['nuclei']
-    """
-    if isinstance(prompts, str):
-        prompts = [prompts]
-    if not isinstance(prompts, Sequence):
-        raise TypeError(f"prompts must be a list of str, got {type(prompts).__name__}")
-    prompts = list(prompts)
-    if not prompts:
-        raise ValueError("prompts must be a non-empty list of str, got an empty list")
-    for i, p in enumerate(prompts):
-        if not isinstance(p, str):
-            raise TypeError(f"prompts[{i}] must be a str, got {type(p).__name__} {p!r}")
-        if not p.strip():
-            raise ValueError(f"prompts[{i}] is an empty string; a prompt names what to segment, e.g. 'nuclei'")
-    seen: set[str] = set()
-    dup = sorted({p for p in prompts if p in seen or seen.add(p)})
-    if dup:
-        raise ValueError(f"prompts must be unique (results are keyed by prompt), got repeated {dup}")
-    return prompts
-
-
-_TEMPLATE = re.compile(r"^\s*(tissue|cell|nuclei)-level\s+(.+?)\s+in\s+(.+?)\s+pathology\s*$", re.IGNORECASE)
-_NUCLEI_WORDS = ("nucle", "karyo", "mitos", "mitotic")
-_CELL_WORDS = (
-    "cell", "cyte", "phil", "macrophage", "fibroblast", "plasma", "neutro", "eosino",
-    "lympho", "leukocyte", "immune",
-)
-_TISSUE_WORDS = (
-    "tissue", "stroma", "gland", "region", "necros", "lumen", "fat", "adipose", "muscle",
-    "mucus", "mucin", "epithelium", "vessel", "background", "tumor area", "tumour area",
-)
-
-
-def _lexical(prompt: str):
-    """The label the vocabulary reads from the words of ``prompt`` (no embeddings), or ``None``."""
-    try:
-        from ..ontology import load_vocabulary
-
-        return load_vocabulary().lookup(prompt)
-    except (ImportError, AttributeError, FileNotFoundError, ValueError) as err:
-        logger.debug("vocabulary lookup of %r failed: %s", prompt, err)
-        return None
-
-
-def _from_resolver(prompt: str, model: Any) -> tuple[str | None, str | None] | None:
-    """(label prompt, structure) from :func:`~xpath.segmentation.prompts.resolve_prompt`, when confident.
-
-    Uses the model's own (already loaded) text encoder; the nearest label counts when its
-    similarity reaches the resolver's ``LOW_SIMILARITY`` (below it the resolver warns,
-    naming the closest labels).
-    """
-    if model is None or not hasattr(model, "text_encoder"):
-        return None
-    try:
-        from . import prompts as _prompts
-    except ImportError:  # the resolver is optional here: keywords decide
-        return None
-    try:
-        res = _prompts.resolve_prompt(prompt, model=model)
-    except (TypeError, ValueError, OSError, RuntimeError) as err:
-        logger.debug("resolve_prompt(%r) failed (%s); falling back to keywords", prompt, err)
-        return None
-    label = res.lexical
-    if label is None and res.similarity >= getattr(_prompts, "LOW_SIMILARITY", 0.5):
-        label = res.label
-    if label is None or label.structure not in STRUCTURES:
-        return None
-    return label.prompt, label.structure
-
-
-def prompt_structure(prompt: str, *, model: Any = None) -> tuple[str | None, str | None]:
-    """The canonical label text and structure a prompt asks for.
-
-    Parameters
-    ----------
-    prompt : str
-    model : TextPromptSegmenter, optional
-        When given, prompts that neither the vocabulary's words nor the keywords place are
-        resolved by text-embedding similarity with its text encoder
-        (:func:`~xpath.segmentation.prompts.resolve_prompt`, which warns when no known
-        label is close).
-
-    Returns
-    -------
-    (label, structure)
-        ``label``: canonical prompt text of the label the prompt resolved to, or ``None``
-        when only keywords decided; ``structure``: ``"tissue"``, ``"cell"``, ``"nuclei"`` or ``None``.
-
-    Examples
-    --------
-    >>> prompt_structure("nuclei-level epithelial in colon pathology")
-    ('nuclei-level epithelial in colon pathology', 'nuclei')
-    >>> prompt_structure("stroma")[1]
-    'tissue'
-    """
-    m = _TEMPLATE.match(prompt)
-    if m:
-        return prompt.strip(), m.group(1).lower()
-    label = _lexical(prompt)
-    if label is not None and label.structure in STRUCTURES:
-        return label.prompt, label.structure
-    text = prompt.lower()
-    for words, structure in ((_NUCLEI_WORDS, "nuclei"), (_TISSUE_WORDS, "tissue"), (_CELL_WORDS, "cell")):
-        if any(w in text for w in words):
-            return None, structure
-    resolved = _from_resolver(prompt, model)
-    return resolved if resolved is not None else (None, None)
 
 
 def _resize_uint8(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
