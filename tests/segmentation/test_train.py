@@ -149,6 +149,9 @@ def test_resume_after_a_crash_reaches_the_same_weights(shared_data, tmp_path):
     from xpath.segmentation import load_checkpoint
 
     again = load_checkpoint(tmp_path / "b/checkpoints/step_0000006/model.pt")
+    # it records the labels it was trained on (CoNSeP's, in the canonical prompt form)
+    assert again.config.vocabulary == [lab.prompt for lab in resumed.train_set.vocabulary]
+    assert "nuclei-level nucleus in colon pathology" in again.config.vocabulary
     for k, v in again.state_dict().items():
         torch.testing.assert_close(v, state[k], rtol=0, atol=1e-6, msg=k)
     log = (tmp_path / "b/log.jsonl").read_text().splitlines()

@@ -323,6 +323,8 @@ class Trainer:
             self.train_set, self.val_set = build_datasets(cfg, mpp=getattr(mcfg, "mpp", None),
                                                           tile_size=int(cfg.data.tile_size or mcfg.image_size),
                                                           vocabulary=getattr(mcfg, "vocabulary", ()) or ())
+        if hasattr(mcfg, "vocabulary"):  # the checkpoint records the labels the model was trained on
+            mcfg.vocabulary = [lab.prompt for lab in self.train_set.vocabulary]
         self._warm_text_cache()
         d = cfg.data
         self.weights = balance_weights(self.train_set.tile_labels(), by=d.balance, power=d.balance_power,
