@@ -116,6 +116,39 @@ def test_spatial_prompts_change_the_output(tiny, rng):
     assert torch.isfinite(boxed.mask_logits).all()
 
 
+def test_inference_decode_computes_only_the_selected_masks(tiny, rng):
+    tiny.eval()
+    with torch.no_grad():
+        feats = tiny.encode_image(tiny.preprocess(_images(rng, 2)))
+        full = tiny.decode(feats, PROMPTS)
+        lean = tiny.decode(feats, PROMPTS, all_candidates=False)
+    assert lean.candidate_logits_s4 is None and full.candidate_logits_s4.shape[1] == tiny.config.num_queries
+    torch.testing.assert_close(lean.mask_logits, full.mask_logits, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(lean.distance_logits, full.distance_logits)
+    torch.testing.assert_close(lean.presence_logits, full.presence_logits)
+    with pytest.raises(ValueError, match="all_candidates=False"):
+        lean.candidate_logits
+
+
+def test_cached_image_keys_values_give_the_same_decode(tiny, rng):
+    """Decoding without gradients reuses the cross-attention's image keys/values; the result is unchanged."""
+    tiny.eval()
+    x = tiny.preprocess(_images(rng, 2))
+    with torch.no_grad():
+        feats = tiny.encode_image(x)
+        first = tiny.decode(feats, PROMPTS)
+        assert len(feats.attention_cache) == tiny.config.joint_layers
+        cached = {i: kv[0].clone() for i, kv in feats.attention_cache.items()}
+        again = tiny.decode(feats, PROMPTS[::-1])
+        assert all(torch.equal(feats.attention_cache[i][0], k) for i, k in cached.items()), "reused, not recomputed"
+    with torch.enable_grad():
+        reference = tiny.decode(tiny.encode_image(x), PROMPTS)  # nn.MultiheadAttention, no cache
+    assert not tiny.encode_image(x).attention_cache
+    torch.testing.assert_close(first.mask_logits, reference.mask_logits.detach(), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(first.presence_logits, reference.presence_logits.detach(), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(again.mask_logits, first.mask_logits.flip(1), rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize(("prompts", "error", "match"), [
     ([], ValueError, "prompts must not be empty"),
     ("nuclei", TypeError, "prompts must be a list"),

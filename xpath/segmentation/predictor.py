@@ -20,6 +20,7 @@ and last by :func:`xpath.segmentation.prompts.resolve_prompt` with the model's t
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import math
 from collections.abc import Sequence
@@ -115,6 +116,9 @@ class TextPromptPredictor:
         self.model_mpp = float(model.config.mpp)
         self.margin = math.ceil(self.max_object_um / self.model_mpp)  # instance context, model pixels
         self.panel_width = None if panel_tiles is None else int(panel_tiles) * self.tile
+        # xpath's models can skip the masks of unselected candidates; other models keep their own decode()
+        lean = "all_candidates" in inspect.signature(model.decode).parameters
+        self._decode_options = {"all_candidates": False} if lean else {}
         self.reset_image()
 
     # ------------------------------------------------------------------ image
@@ -355,7 +359,7 @@ class TextPromptPredictor:
                     pt = points[c0:c1][None].repeat(b, 0)  # (B, P, K, 3)
                     pt[..., :2] -= offs[:, None, None, :]
                     tp = torch.as_tensor(pt, dtype=torch.float32)
-                out = self.model.decode(feats, chunk, boxes=tb, points=tp)
+                out = self.model.decode(feats, chunk, boxes=tb, points=tp, **self._decode_options)
                 maps[:, c0:c1] = torch.sigmoid(out.mask_logits.float()).cpu().numpy()
                 presence[:, c0:c1] = torch.sigmoid(out.presence_logits.float()).cpu().numpy()
                 local = [i - c0 for i in range(c0, c1) if i in slot]  # instance prompts of this chunk

@@ -13,10 +13,16 @@ import math
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from .pixel_decoder import sine_position_2d
 
 __all__ = ["JointLayer", "JointModule", "SpatialPromptEncoder"]
+
+
+def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """``(B, N, D)`` → ``(B, heads, N, D / heads)``."""
+    return x.unflatten(-1, (heads, x.shape[-1] // heads)).transpose(1, 2)
 
 
 class JointLayer(nn.Module):
@@ -32,16 +38,21 @@ class JointLayer(nn.Module):
         self.ffn = nn.Sequential(nn.Linear(dim, ffn_dim), nn.GELU(), nn.Linear(ffn_dim, dim))
 
     def forward(self, latents: torch.Tensor, latent_pos: torch.Tensor, memory: torch.Tensor,
-                memory_pos: torch.Tensor, context: torch.Tensor, context_pad: torch.Tensor) -> tuple[torch.Tensor,
-                                                                                                    torch.Tensor]:
+                memory_pos: torch.Tensor, context: torch.Tensor, context_pad: torch.Tensor,
+                memory_kv: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """One layer.
 
         ``latents`` (B, N, D) with positions ``latent_pos`` (B or 1, N, D); ``memory`` (B, M, D)
         image tokens with ``memory_pos`` (1, M, D); ``context`` (B, T, D) text/spatial tokens with
-        ``context_pad`` (B, T) True at padding. Returns the updated ``(latents, context)``.
+        ``context_pad`` (B, T) True at padding; ``memory_kv`` the cross-attention's projected
+        keys and values of the memory (:meth:`memory_kv`), when already computed. Returns the
+        updated ``(latents, context)``.
         """
-        q = self.norm_cross(latents)
-        latents = latents + self.cross(q + latent_pos, memory + memory_pos, memory, need_weights=False)[0]
+        q = self.norm_cross(latents) + latent_pos
+        if memory_kv is None:
+            latents = latents + self.cross(q, memory + memory_pos, memory, need_weights=False)[0]
+        else:
+            latents = latents + self._cross_projected(q, *memory_kv)
         n = latents.shape[1]
         seq = torch.cat([latents, context], 1)  # (B, N+T, D)
         pad = torch.cat([context_pad.new_zeros(latents.shape[:2]), context_pad], 1)  # (B, N+T)
@@ -50,6 +61,25 @@ class JointLayer(nn.Module):
         seq = seq + self.self_attn(s + pos, s + pos, s, key_padding_mask=pad, need_weights=False)[0]
         seq = seq + self.ffn(self.norm_ffn(seq))
         return seq[:, :n], seq[:, n:]
+
+    def memory_kv(self, memory: torch.Tensor, memory_pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The cross-attention's keys and values of the image tokens, split into heads: they depend on the image
+        only, so decoding more prompts against the same image can reuse them."""
+        d, heads = memory.shape[-1], self.cross.num_heads
+        w, b = self.cross.in_proj_weight, self.cross.in_proj_bias
+        k = F.linear(memory + memory_pos, w[d: 2 * d], b[d: 2 * d])
+        v = F.linear(memory, w[2 * d:], b[2 * d:])
+        return _heads(k, heads), _heads(v, heads)
+
+    def _cross_projected(self, query: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """``self.cross(query, key, value)`` with the keys and values already projected (eval: no dropout)."""
+        d, heads = query.shape[-1], self.cross.num_heads
+        w, b = self.cross.in_proj_weight, self.cross.in_proj_bias
+        q = _heads(F.linear(query, w[:d], b[:d]), heads)
+        if k.shape[0] != q.shape[0]:
+            k, v = k.expand(q.shape[0], -1, -1, -1), v.expand(q.shape[0], -1, -1, -1)
+        out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).flatten(2)  # (B, N, D)
+        return self.cross.out_proj(out)
 
 
 class JointModule(nn.Module):
@@ -82,7 +112,7 @@ class JointModule(nn.Module):
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, levels: list[torch.Tensor], prompt_tokens: torch.Tensor, context: torch.Tensor,
-                context_pad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                context_pad: torch.Tensor, *, cache: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Run the layers.
 
         Parameters
@@ -93,6 +123,9 @@ class JointModule(nn.Module):
             ``(B, P, D)`` one token per prompt.
         context : torch.Tensor
             ``(B, T, D)`` projected text tokens ‖ spatial tokens; ``context_pad`` ``(B, T)`` True at padding.
+        cache : dict, optional
+            Holds each layer's projected image keys/values across calls on the same ``levels``
+            (inference only: the caller passes ``None`` while training).
 
         Returns
         -------
@@ -113,7 +146,12 @@ class JointModule(nn.Module):
         latent_pos = torch.cat([self.query_pos, self.prompt_pos.expand(prompt_tokens.shape[1], -1)], 0)[None]
         for i, layer in enumerate(self.layers):
             memory, memory_pos = memories[i % len(memories)]
-            latents, context = layer(latents, latent_pos, memory, memory_pos, context, context_pad)
+            kv = None
+            if cache is not None:
+                kv = cache.get(i)
+                if kv is None:
+                    kv = cache[i] = layer.memory_kv(memory, memory_pos)
+            latents, context = layer(latents, latent_pos, memory, memory_pos, context, context_pad, memory_kv=kv)
         latents = self.norm(latents)
         return latents[:, :q], latents[:, q:]
 

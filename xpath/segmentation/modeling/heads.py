@@ -53,7 +53,8 @@ class SegmentationHeads(nn.Module):
         self.distance_embed = MLP(dim, dim, mask_dim, 3)
 
     def forward(self, queries: torch.Tensor, prompt_tokens: torch.Tensor, text_global: torch.Tensor,
-                pixel: torch.Tensor, pixel_distance: torch.Tensor) -> dict[str, torch.Tensor]:
+                pixel: torch.Tensor, pixel_distance: torch.Tensor, *,
+                all_candidates: bool = True) -> dict[str, torch.Tensor | None]:
         """Apply the heads at stride 4.
 
         Parameters
@@ -66,20 +67,29 @@ class SegmentationHeads(nn.Module):
             ``(B, P, class_dim)`` projected global embedding of each prompt.
         pixel, pixel_distance : torch.Tensor
             ``(B, mask_dim, h, w)``.
+        all_candidates : bool
+            Compute the masks of all ``Q`` candidates (training: the loss matches them);
+            ``False`` computes only the selected ones (inference; ``candidates`` is ``None``).
 
         Returns
         -------
         dict
-            ``candidates`` (B, Q, h, w), ``similarity`` (B, P, Q), ``selected`` (B, P) long,
-            ``masks`` (B, P, h, w), ``distance`` (B, P, h, w), ``presence`` (B, P).
+            ``candidates`` (B, Q, h, w) or ``None``, ``similarity`` (B, P, Q), ``selected`` (B, P)
+            long, ``masks`` (B, P, h, w), ``distance`` (B, P, h, w), ``presence`` (B, P).
         """
-        candidates = torch.einsum("bqc,bchw->bqhw", self.mask_embed(queries), pixel)  # (B, Q, h, w)
+        embed = self.mask_embed(queries)  # (B, Q, mask_dim)
         cls = F.normalize(self.class_embed(queries), dim=-1)  # (B, Q, class_dim)
         txt = F.normalize(text_global, dim=-1)  # (B, P, class_dim)
         similarity = torch.einsum("bpc,bqc->bpq", txt, cls)  # (B, P, Q) cosine
         selected = similarity.argmax(-1)  # (B, P)
-        h, w = candidates.shape[-2:]
-        masks = torch.gather(candidates, 1, selected[..., None, None].expand(-1, -1, h, w))  # (B, P, h, w)
+        if all_candidates:
+            candidates = torch.einsum("bqc,bchw->bqhw", embed, pixel)  # (B, Q, h, w)
+            h, w = candidates.shape[-2:]
+            masks = torch.gather(candidates, 1, selected[..., None, None].expand(-1, -1, h, w))  # (B, P, h, w)
+        else:
+            candidates = None
+            chosen = torch.gather(embed, 1, selected[..., None].expand(-1, -1, embed.shape[-1]))  # (B, P, mask_dim)
+            masks = torch.einsum("bpc,bchw->bphw", chosen, pixel)
         distance = torch.einsum("bpc,bchw->bphw", self.distance_embed(prompt_tokens), pixel_distance)
         presence = self.presence(prompt_tokens).squeeze(-1)  # (B, P)
         return {"candidates": candidates, "similarity": similarity, "selected": selected, "masks": masks,

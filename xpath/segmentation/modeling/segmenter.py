@@ -32,12 +32,16 @@ class ImageFeatures:
         ``(B, mask_dim, Hp/4, Wp/4)`` per-pixel embeddings (``Hp, Wp`` = padded size).
     input_size : tuple of int
         ``(H, W)`` of the input before padding to a multiple of 32.
+    attention_cache : dict
+        Prompt-independent keys/values of the joint module's cross-attention, filled by the
+        first decode without gradients and reused by the next ones.
     """
 
     levels: list[torch.Tensor]
     pixel: torch.Tensor
     pixel_distance: torch.Tensor
     input_size: tuple[int, int]
+    attention_cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def batch_size(self) -> int:
@@ -60,8 +64,9 @@ class SegmenterOutput:
         ``(B, P, Q)`` cosine similarity of each prompt to each candidate's class embedding.
     selected : torch.Tensor
         ``(B, P)`` long, index of the selected candidate.
-    candidate_logits_s4 : torch.Tensor
-        ``(B, Q, H/4, W/4)`` candidates at stride 4 (cheap; the loss matches on these).
+    candidate_logits_s4 : torch.Tensor or None
+        ``(B, Q, H/4, W/4)`` candidates at stride 4 (cheap; the loss matches on these);
+        ``None`` when decoded with ``all_candidates=False``.
     input_size : tuple of int
         ``(H, W)``.
 
@@ -73,12 +78,14 @@ class SegmenterOutput:
     presence_logits: torch.Tensor
     similarity: torch.Tensor
     selected: torch.Tensor
-    candidate_logits_s4: torch.Tensor
+    candidate_logits_s4: torch.Tensor | None
     input_size: tuple[int, int] = field(default=(0, 0))
 
     @property
     def candidate_logits(self) -> torch.Tensor:
         """``(B, Q, H, W)`` candidate masks upsampled to the input resolution."""
+        if self.candidate_logits_s4 is None:
+            raise ValueError("decoded with all_candidates=False: only the selected masks were computed")
         return upsample_stride4(self.candidate_logits_s4, self.input_size)
 
 
@@ -199,7 +206,7 @@ class TextPromptSegmenter(nn.Module):
         return t
 
     def decode(self, features: ImageFeatures, prompts: list[str] | list[list[str]], boxes: torch.Tensor | None = None,
-               points: torch.Tensor | None = None) -> SegmenterOutput:
+               points: torch.Tensor | None = None, *, all_candidates: bool = True) -> SegmenterOutput:
         """Decode prompts against encoded images.
 
         Parameters
@@ -211,6 +218,9 @@ class TextPromptSegmenter(nn.Module):
             ``(B, P, 4)`` xyxy in input pixels, NaN where none.
         points : torch.Tensor, optional
             ``(B, P, K, 3)`` ``(x, y, label)``, label 1 positive / 0 negative, NaN where none.
+        all_candidates : bool
+            Also compute every query's candidate mask (``candidate_logits_s4``, which the
+            training loss matches); ``False`` (inference) computes only the selected masks.
 
         Returns
         -------
@@ -232,8 +242,10 @@ class TextPromptSegmenter(nn.Module):
         sp_tokens, sp_pad = self.spatial(boxes, points, prompt_tokens, size)
         context = torch.cat([tokens, sp_tokens], 1)
         context_pad = torch.cat([pad, sp_pad], 1)
-        queries, prompt_out = self.joint(features.levels, prompt_tokens, context, context_pad)
-        out = self.heads(queries, prompt_out, self.class_text_proj(pooled), features.pixel, features.pixel_distance)
+        cache = None if torch.is_grad_enabled() else features.attention_cache  # never across a weight update
+        queries, prompt_out = self.joint(features.levels, prompt_tokens, context, context_pad, cache=cache)
+        out = self.heads(queries, prompt_out, self.class_text_proj(pooled), features.pixel, features.pixel_distance,
+                         all_candidates=all_candidates)
         return SegmenterOutput(
             mask_logits=upsample_stride4(out["masks"], size),
             distance_logits=upsample_stride4(out["distance"], size),
