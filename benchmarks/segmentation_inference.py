@@ -55,13 +55,22 @@ def _image(size: int, seed: int = 0) -> np.ndarray:
     return np.tile(tile.image, (reps, reps, 1))[:size, :size].copy()
 
 
+def _trained_model(model_name: str):
+    """The shipped weights of ``model_name`` when xpath has them (realistic maps for the watershed), else fresh."""
+    from xpath.segmentation import create_model, default_checkpoint
+
+    checkpoint = "default" if default_checkpoint(model_name) is not None else None
+    print(f"   model: {model_name}, weights: {'shipped checkpoint' if checkpoint else 'untrained decoder'}")
+    return create_model(model_name, checkpoint=checkpoint, device="cpu")
+
+
 def bench_prompts(model_name: str, repeats: int) -> None:
     import torch
 
-    from xpath.segmentation import TextPromptPredictor, create_model
+    from xpath.segmentation import TextPromptPredictor
 
     torch.manual_seed(0)
-    model = create_model(model_name, device="cpu")
+    model = _trained_model(model_name)
     t = int(model.config.image_size)
     img = _image(t)
     pred = TextPromptPredictor(model)
@@ -114,11 +123,11 @@ def bench_prompts(model_name: str, repeats: int) -> None:
 def bench_throughput(model_name: str, repeats: int) -> None:
     import torch
 
-    from xpath.segmentation import create_model, segment
+    from xpath.segmentation import segment
     from xpath.segmentation.tiling import tile_starts
 
     torch.manual_seed(0)
-    model = create_model(model_name, device="cpu").eval()
+    model = _trained_model(model_name).eval()
     t = int(model.config.image_size)
     size = 2 * t + t // 2
     img = _image(size)
@@ -149,9 +158,25 @@ def bench_throughput(model_name: str, repeats: int) -> None:
     label = f"segment(), 1 nuclei prompt, {size}x{size} = {n_tiles} tiles"
     print(f"{label:<52}{n_tiles / tf:>9.2f}{(n_tiles / tf) / (4 / tb):>13.2f}{cf / n_tiles:>12.3f}")
 
+    # Panels (bounded memory) re-run the tile column on each seam: their price on a wide image.
+    from xpath.segmentation import TextPromptPredictor
+
+    wide = np.tile(img, (1, 4, 1))[: t + t // 2, : 8 * t]
+    n_wide = len(tile_starts(wide.shape[0], t, t // 8)) * len(tile_starts(wide.shape[1], t, t // 8))
+    runs = {}
+    for name, panel_tiles in (("rows only (panel_tiles=None, baseline)", None), ("panels of 4 tile columns", 4)):
+        pred = TextPromptPredictor(model, cache_tiles=0, panel_tiles=panel_tiles)
+        runs[name] = _median_times(lambda pred=pred: pred.set_image(wide).predict(["nuclei"]), repeats)
+    (bw, bc), (pw, pc) = runs.values()
+    print(f"\n   a {wide.shape[0]}x{wide.shape[1]} image ({n_wide} tiles), segment-equivalent predict(['nuclei']):")
+    print(f"{'run':<52}{'wall s':>9}{'CPU s':>9}{'CPU vs baseline':>17}")
+    for name, (w, c) in runs.items():
+        print(f"{name:<52}{w:>9.2f}{c:>9.2f}{c / bc:>17.2f}")
+
 
 def _memory_child(model_name: str, size: int, panel_tiles: int | None) -> None:
-    """Run in a fresh process: peak memory of one segmentation of a size×size image."""
+    """Run in a fresh process: peak memory of one segmentation of a size×size image (buffers do not depend on
+    the weights: a fresh model)."""
     import resource
     import tracemalloc
 
