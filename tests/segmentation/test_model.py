@@ -127,7 +127,7 @@ def test_inference_decode_computes_only_the_selected_masks(tiny, rng):
     torch.testing.assert_close(lean.distance_logits, full.distance_logits)
     torch.testing.assert_close(lean.presence_logits, full.presence_logits)
     with pytest.raises(ValueError, match="all_candidates=False"):
-        lean.candidate_logits
+        _ = lean.candidate_logits
 
 
 def test_cached_image_keys_values_give_the_same_decode(tiny, rng):
