@@ -50,7 +50,8 @@ def validation_images(config_path: str, limit: int | None):
         yield name, chosen[:limit] if limit else chosen
 
 
-def evaluate(predictor, records, source: str, presence_threshold=None) -> tuple[list[dict], list[dict]]:
+def evaluate(predictor, records, source: str, presence_threshold=None,
+             marker_threshold: float = 0.4) -> tuple[list[dict], list[dict]]:
     """Per image–label rows for the model and the baseline, and presence rows."""
     rows, presence_rows = [], []
     dataset_labels = {label.prompt for label in DATASETS[source].classes.values()}
@@ -60,7 +61,7 @@ def evaluate(predictor, records, source: str, presence_threshold=None) -> tuple[
         absent = sorted(dataset_labels - set(present)) + list(OFF_ORGAN_NEGATIVES)
         prompts = list(present) + absent
         predictor.set_image(rec.image, mpp=rec.mpp)
-        result = predictor.predict(prompts, presence_threshold=presence_threshold)
+        result = predictor.predict(prompts, presence_threshold=presence_threshold, marker_threshold=marker_threshold)
         for prompt in prompts:
             presence_rows.append(dict(source=source, prompt=prompt, present=prompt in present,
                                       score=result.presence[prompt]))
@@ -102,6 +103,8 @@ def main(argv=None) -> None:
     parser.add_argument("--config", default="configs/xpath_small_default.yaml", help="training config (val split)")
     parser.add_argument("--limit", type=int, default=None, help="at most this many images per source")
     parser.add_argument("--out", default=None, help="write the per-image rows to this CSV")
+    parser.add_argument("--marker-threshold", type=float, default=0.4,
+                        help="watershed markers: distance > this (predict's marker_threshold)")
     parser.add_argument("--presence-threshold", type=float, default=None,
                         help="empty the masks of prompts whose presence is below this (default: keep all)")
     args = parser.parse_args(argv)
@@ -111,7 +114,7 @@ def main(argv=None) -> None:
     t0 = time.perf_counter()
     rows, presence, consep = [], [], []
     for source, records in validation_images(args.config, args.limit):
-        r, p = evaluate(predictor, records, source, args.presence_threshold)
+        r, p = evaluate(predictor, records, source, args.presence_threshold, args.marker_threshold)
         rows += r
         presence += p
         if source == "consep":
