@@ -107,7 +107,10 @@ def _build_model(spec: str, *, checkpoint: str | None, device: torch.device, mpp
 
         model = create_model(spec, checkpoint=checkpoint, device=device)
     if mpp is not None:
-        model.config = dataclasses.replace(model.config, mpp=float(mpp))
+        if dataclasses.is_dataclass(model.config):
+            model.config = dataclasses.replace(model.config, mpp=float(mpp))
+        else:  # a factory's own config object
+            model.config.mpp = float(mpp)
     return model.to(device)
 
 
