@@ -16,23 +16,12 @@ and the ratio baseline / xpath.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import numpy as np
+from _timing import median_seconds
 from lifelines.utils import concordance_index
 
 from xpath.models import bootstrap_ci, concordance_harrell, concordance_uno
-
-
-def _median_time(fn, repeats: int) -> float:
-    fn()  # warm-up (numba compilation, caches)
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -53,12 +42,12 @@ def main() -> None:
         ref = concordance_index(t, -risk, e)
         assert abs(ours - ref) < 1e-9, (ours, ref)
         r, tt, ee = risk, t, e
-        t_ref = _median_time(lambda r=r, tt=tt, ee=ee: concordance_index(tt, -r, ee), args.repeats)
-        t_ours = _median_time(
+        t_ref = median_seconds(lambda r=r, tt=tt, ee=ee: concordance_index(tt, -r, ee), args.repeats)
+        t_ours = median_seconds(
             lambda r=r, tt=tt, ee=ee: concordance_harrell(r, tt, ee), args.repeats
         )
-        t_uno = _median_time(lambda r=r, tt=tt, ee=ee: concordance_uno(r, tt, ee), args.repeats)
-        t_boot = _median_time(
+        t_uno = median_seconds(lambda r=r, tt=tt, ee=ee: concordance_uno(r, tt, ee), args.repeats)
+        t_boot = median_seconds(
             lambda r=r, tt=tt, ee=ee: bootstrap_ci(concordance_harrell, r, tt, ee, n_bootstrap=200),
             1,
         )

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _timing import median_seconds
 
 
 def _baseline(labels: np.ndarray, path: Path) -> None:
@@ -41,15 +42,6 @@ def _ours(labels: np.ndarray, path: Path) -> None:
     write_geojson(path, labels)
 
 
-def _median_time(fn, *args, repeats=3) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn(*args)
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--million", action="store_true", help="also stream ~1,000,000 nuclei (minutes)")
@@ -61,8 +53,8 @@ def main() -> None:
     n = int(labels.max())
     out = Path(tempfile.mkdtemp())
     _ours(labels[:64, :64], out / "warm.geojson")  # numba compile outside the timing
-    t_base = _median_time(_baseline, labels, out / "base.geojson")
-    t_ours = _median_time(_ours, labels, out / "ours.geojson")
+    t_base = median_seconds(lambda: _baseline(labels, out / "base.geojson"), 3, warmup=False)
+    t_ours = median_seconds(lambda: _ours(labels, out / "ours.geojson"), 3, warmup=False)
     print(f"{n} nuclei on a 2048² tile: baseline (find_contours per object + json.dump) {t_base:.2f} s, "
           f"xpath {t_ours:.2f} s, ratio {t_base / t_ours:.1f}x (median of 3)")
     if args.million:

@@ -20,9 +20,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import time
-from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 

@@ -29,22 +29,7 @@ import sys
 import time
 
 import numpy as np
-
-
-def _timed(fn) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of this process) of one call; CPU time is steadier on a shared machine."""
-    w0, c0 = time.perf_counter(), time.process_time()
-    fn()
-    return time.perf_counter() - w0, time.process_time() - c0
-
-
-def _median_time(fn, repeats: int) -> float:
-    return statistics.median(_timed(fn)[0] for _ in range(repeats))
-
-
-def _median_times(fn, repeats: int) -> tuple[float, float]:
-    runs = [_timed(fn) for _ in range(repeats)]
-    return statistics.median(w for w, _ in runs), statistics.median(c for _, c in runs)
+from _timing import median_times, timed
 
 
 def _image(size: int, seed: int = 0) -> np.ndarray:
@@ -94,7 +79,7 @@ def bench_prompts(model_name: str, repeats: int) -> None:
              ("semantic, new prompt text", False, True),
              ("with instances, prompt text seen before", True, False))
     for label, instances, fresh in cases:
-        pairs = [(_timed(lambda: first(instances, fresh)), _timed(lambda: second(instances, fresh)))  # noqa: B023
+        pairs = [(timed(lambda: first(instances, fresh)), timed(lambda: second(instances, fresh)))  # noqa: B023
                  for _ in range(repeats)]
         t1 = statistics.median(a[0] for a, _ in pairs)
         t2 = statistics.median(b[0] for _, b in pairs)
@@ -106,14 +91,14 @@ def bench_prompts(model_name: str, repeats: int) -> None:
     prompts = ["nuclei", "stroma", "lymphocytes", "tumour", "glands", "necrosis", "epithelial nuclei", "fibroblasts"]
     pred.set_image(img)
     pred.predict(prompts, instances=False)  # the text encoder caches all eight
-    set_wall, set_cpu = _median_times(lambda: pred.set_image(img), repeats)
+    set_wall, set_cpu = median_times(lambda: pred.set_image(img), repeats)
     print(f"{'prompts':>8}{'wall s':>9}{'CPU s':>8}{'CPU per extra prompt':>22}{'CPU vs set_image':>18}")
     base = None
     for n in (1, 2, 4, 8):
         def run(n: int = n) -> None:
             pred.predict(prompts[:n], instances=False)
 
-        wall, cpu = _median_times(run, repeats)
+        wall, cpu = median_times(run, repeats)
         base = cpu if base is None else base
         extra = "" if n == 1 else f"{(cpu - base) / (n - 1):.3f}"
         print(f"{n:>8}{wall:>9.3f}{cpu:>8.3f}{extra:>22}{cpu / set_cpu:>18.1%}")
@@ -147,9 +132,9 @@ def bench_throughput(model_name: str, repeats: int) -> None:
 
     encoder_backbone()
     full()  # warm-up
-    tb, cb = _median_times(encoder_backbone, repeats)
-    te, ce = _median_times(encoder_only, repeats)
-    tf, cf = _median_times(full, repeats)
+    tb, cb = median_times(encoder_backbone, repeats)
+    te, ce = median_times(encoder_only, repeats)
+    tf, cf = median_times(full, repeats)
     print(f"\n== CPU throughput, {model_name}, {t} px tiles, {torch.get_num_threads()} threads")
     print("   (CPU s/tile: this process's CPU time, steadier than wall-clock on a shared machine)")
     print(f"{'run':<52}{'tiles/s':>9}{'vs backbone':>13}{'CPU s/tile':>12}")
@@ -166,7 +151,7 @@ def bench_throughput(model_name: str, repeats: int) -> None:
     runs = {}
     for name, panel_tiles in (("rows only (panel_tiles=None, baseline)", None), ("panels of 4 tile columns", 4)):
         pred = TextPromptPredictor(model, cache_tiles=0, panel_tiles=panel_tiles)
-        runs[name] = _median_times(lambda pred=pred: pred.set_image(wide).predict(["nuclei"]), repeats)
+        runs[name] = median_times(lambda pred=pred: pred.set_image(wide).predict(["nuclei"]), repeats)
     bc = next(iter(runs.values()))[1]  # the baseline's CPU seconds
     print(f"\n   a {wide.shape[0]}x{wide.shape[1]} image ({n_wide} tiles), segment-equivalent predict(['nuclei']):")
     print(f"{'run':<52}{'wall s':>9}{'CPU s':>9}{'CPU vs baseline':>17}")

@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 
 import numpy as np
 import torch
+from _timing import median_seconds
 from torch.utils.flop_counter import FlopCounterMode
 
 from xpath.segmentation import build_model, get_config, list_models
@@ -87,16 +86,6 @@ def sizes_and_flops() -> None:
         del model
 
 
-def _median_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
 def throughput(repeats: int) -> None:
     from efficientnet_lite_pytorch import EfficientNet
 
@@ -110,10 +99,10 @@ def throughput(repeats: int) -> None:
     with torch.inference_mode():
         x = model.preprocess(image)
         model.text_encoder([PROMPT])  # embedding cached, as in use
-        baseline = _median_seconds(lambda: shipped.extract_features(x), repeats)
-        full = _median_seconds(lambda: model(x, [PROMPT]), repeats)
+        baseline = median_seconds(lambda: shipped.extract_features(x), repeats)
+        full = median_seconds(lambda: model(x, [PROMPT]), repeats)
         feats = model.encode_image(x)
-        decode = _median_seconds(lambda: model.decode(feats, [PROMPT]), repeats)
+        decode = median_seconds(lambda: model.decode(feats, [PROMPT]), repeats)
     print(f"\nxpath_small CPU, 512 px, batch 1, {torch.get_num_threads()} threads, median of {repeats} "
           f"(load average {os.getloadavg()[0]:.1f}):")
     print(f"  baseline: shipped EfficientNet-Lite0 encoder alone: {baseline:.3f} s/tile = {1 / baseline:.2f} tiles/s")
