@@ -76,8 +76,6 @@ class JointLayer(nn.Module):
         d, heads = query.shape[-1], self.cross.num_heads
         w, b = self.cross.in_proj_weight, self.cross.in_proj_bias
         q = _heads(F.linear(query, w[:d], b[:d]), heads)
-        if k.shape[0] != q.shape[0]:
-            k, v = k.expand(q.shape[0], -1, -1, -1), v.expand(q.shape[0], -1, -1, -1)
         out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).flatten(2)  # (B, N, D)
         return self.cross.out_proj(out)
 
