@@ -12,12 +12,11 @@
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
+
+from .io import atomic_path
 
 __all__ = ["DEMO_PROMPTS", "run_demo"]
 
@@ -28,18 +27,14 @@ DEMO_PROMPTS = ("lymphocytes", "tumor nuclei", "nuclei")
 
 
 def _save_figure(fig, path: Path) -> Path:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=path.suffix)
-    os.close(fd)
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=path.suffix) as tmp:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight")
     return path
 
 
 def _save_csv(table: pd.DataFrame, path: Path) -> Path:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".csv")
-    os.close(fd)
-    table.to_csv(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".csv") as tmp:
+        table.to_csv(tmp)
     return path
 
 

