@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from types import SimpleNamespace
 
 import numpy as np
@@ -12,6 +13,7 @@ import torch
 from scipy import ndimage
 from torch.nn import functional as F
 
+from xpath import Image
 from xpath.datasets import synthetic_tissue
 from xpath.segmentation import Segmentation, TextPromptPredictor, create_model, segment
 from xpath.segmentation.predictor import prompt_structure
@@ -142,6 +144,16 @@ def test_box_prompt_and_mpp_resize_map_back_to_input_pixels(rng):
     expected[40:150, 30:110] = True
     got = seg.semantic["red"]
     assert (got & expected).sum() / (got | expected).sum() > 0.97
+
+
+def test_missing_mpp_warns_that_the_model_scale_is_assumed(rng):
+    img = _smooth_image(rng, (64, 64))
+    with pytest.warns(UserWarning, match=r"no mpp given.*0\.5 µm/px"):
+        TextPromptPredictor(LocalStandIn(64)).set_image(img)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        TextPromptPredictor(LocalStandIn(64)).set_image(img, mpp=0.5)
+        TextPromptPredictor(LocalStandIn(64)).set_image(Image(img, mpp=0.5))  # the image knows its scale
 
 
 def test_point_prompt_maps_through_tiles_and_mpp(rng):

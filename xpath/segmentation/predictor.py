@@ -23,6 +23,7 @@ import functools
 import inspect
 import logging
 import math
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -153,8 +154,8 @@ class TextPromptPredictor:
         mpp : float, optional
             µm per pixel of ``image``. When it differs from the model's ``config.mpp`` the
             image is resized to the model's resolution and results are mapped back. ``None``:
-            the image is taken to be at the model's resolution (or the ``mpp`` of an
-            :class:`xpath.Image`).
+            the ``mpp`` of an :class:`xpath.Image`, else the image is taken to be at the
+            model's resolution, with a warning.
         allow_grayscale : bool
             Accept single-channel images (replicated to RGB).
 
@@ -167,6 +168,9 @@ class TextPromptPredictor:
             mpp = image.mpp
         img = check_image(image, allow_grayscale=allow_grayscale)
         mpp = check_mpp(mpp, required=False)
+        if mpp is None:
+            warnings.warn(f"no mpp given: the image is taken to be at the model's {self.model_mpp:g} µm/px; pass "
+                          "mpp= (about 0.5 for 20×, 0.25 for 40×), the masks depend on the scale", stacklevel=2)
         self.reset_image()
         work = img
         if mpp is not None and abs(mpp / self.model_mpp - 1.0) > _MPP_TOLERANCE:
@@ -471,7 +475,8 @@ def segment(
         model object.
     mpp : float, optional
         µm per pixel of ``image``; the image is resized to the model's resolution when they
-        differ and the results mapped back. ``None``: taken to be at the model's resolution.
+        differ and the results mapped back. ``None``: taken to be at the model's resolution
+        (with a warning), unless ``image`` is an :class:`xpath.Image` that knows its ``mpp``.
     threshold : float
         Probability threshold of the semantic masks.
     instances : {"auto", True, False}
