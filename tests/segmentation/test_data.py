@@ -21,6 +21,7 @@ from xpath.segmentation.data import (
     balance_weights,
     build_records,
     collate_batch,
+    pseudo_nuclei_triples,
 )
 
 
@@ -157,6 +158,27 @@ def test_records_group_triples_and_rescale(shared_data):
     assert ebhi.scale == 1.0 and ebhi.image.shape == (224, 224, 3)  # no mpp: native scale
     (ebhi2,) = build_records(items[1:], mpp=0.5, assume_mpp={"ebhi": 0.25})
     assert ebhi2.image.shape == (112, 112, 3)
+
+
+def test_pseudo_nuclei_add_a_nucleus_mask_to_tissue_only_images(shared_data):
+    from xpath.datasets import load_dataset
+
+    ebhi = load_dataset("ebhi", limit=1, root=shared_data)[0]
+    triples = pseudo_nuclei_triples(ebhi, mpp=1.0)
+    gland, nuclei = triples
+    assert gland.label == Label("colon", "tissue", "gland")
+    assert np.array_equal(gland.semantic, ebhi.triples()[0].semantic)
+    assert nuclei.label == Label("colon", "nuclei", "nucleus") and nuclei.instances is None
+    assert (nuclei.source, nuclei.image_id, nuclei.split) == (ebhi.source, ebhi.image_id, ebhi.split)
+    # haematoxylin-dark pixels: the pseudo-nuclei are darker than the rest, and not the gland mask
+    gray = ebhi.image.mean(-1)
+    assert gray[nuclei.semantic].mean() < gray[~nuclei.semantic].mean() - 30
+    assert 0.05 < nuclei.semantic.mean() < 0.5
+    overlap = (nuclei.semantic & gland.semantic).sum() / (nuclei.semantic | gland.semantic).sum()
+    assert overlap < 0.5
+    monuseg = load_dataset("monuseg", limit=1, root=shared_data)[0]
+    with pytest.raises(ValueError, match="already has nucleus labels"):
+        pseudo_nuclei_triples(monuseg, mpp=0.25)
 
 
 def test_item_targets_and_negatives():

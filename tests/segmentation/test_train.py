@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from xpath.ontology import Label
 from xpath.segmentation._train_config import (
     DataConfig,
     OptimConfig,
@@ -18,7 +19,7 @@ from xpath.segmentation._train_config import (
     load_config,
     split_validation,
 )
-from xpath.segmentation.train import Trainer, _lr_lambda, main, validation_dice
+from xpath.segmentation.train import Trainer, _lr_lambda, build_datasets, main, validation_dice
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -47,6 +48,9 @@ def test_config_errors_name_the_key(tmp_path):
         load_config(p)
     p.write_text("model: xpath_tiny\ndata: {sources: [{dataset: consep, val: {fraction: 0.2}}]}\n")
     with pytest.raises(ValueError, match="val must be"):
+        load_config(p)
+    p.write_text("model: xpath_tiny\ndata: {sources: [{dataset: ebhi, pseudo_nuclei: yes please}]}\n")
+    with pytest.raises(ValueError, match="pseudo_nuclei must be true or false"):
         load_config(p)
     with pytest.raises(FileNotFoundError):
         load_config(tmp_path / "missing.yaml")
@@ -84,6 +88,22 @@ def test_split_by_group_never_straddles():
     for g in np.unique(groups):
         assert len(set(val[groups == g])) == 1
     assert val.sum() == 16 * round(0.2 * 27)
+
+
+def test_pseudo_nuclei_reach_training_images_only(shared_data, tmp_path):
+    p = tmp_path / "c.yaml"
+    source = '{dataset: ebhi, limit: 10, val: {group: "^(.*?__GT[^-]+)-", fraction: 0.3}, pseudo_nuclei: true}'
+    p.write_text(f"model: xpath_tiny\ndata: {{sources: [{source}], assume_mpp: {{ebhi: 1.0}}}}\n")
+    train, val = build_datasets(load_config(p), mpp=0.5, tile_size=128)
+    assert train.records and val.records
+    gland, nuclei = Label("colon", "tissue", "gland"), Label("colon", "nuclei", "nucleus")
+    # the detector finds nuclei on most images (on one, Otsu splits off a few saturated pixels only)
+    assert sum(r.labels == (gland, nuclei) for r in train.records) >= len(train.records) - 1
+    assert all(r.labels == (gland,) for r in val.records)
+    assert train.records[0].image.shape == (448, 448, 3)  # 224 px at the assumed 1 µm/px, to 0.5 µm/px
+    p.write_text(f"model: xpath_tiny\ndata: {{sources: [{source}]}}\n")
+    with pytest.raises(ValueError, match="pseudo_nuclei needs the images' mpp"):
+        build_datasets(load_config(p), mpp=0.5, tile_size=128)
 
 
 def test_small_cpu_config_holds_out_the_documented_validation_images(shared_data):

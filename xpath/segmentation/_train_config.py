@@ -143,7 +143,7 @@ def _make(cls, values: dict, section: str):
     return cls(**values)
 
 
-_SOURCE_KEYS = {"dataset", "synthetic", "split", "limit", "include", "exclude", "val", "region"}
+_SOURCE_KEYS = {"dataset", "synthetic", "split", "limit", "include", "exclude", "val", "region", "pseudo_nuclei"}
 
 
 def _check_source(src: Any, i: int) -> dict:
@@ -158,6 +158,9 @@ def _check_source(src: Any, i: int) -> dict:
                                                                         set(rule) == {"group", "fraction"}))):
         raise ValueError(f"data.sources[{i}].val must be 'all', 'none', {{split: S}} or {{group: REGEX, fraction: F}}, "
                          f"got {rule!r}")
+    if not isinstance(src.get("pseudo_nuclei", False), bool) or (src.get("pseudo_nuclei") and "dataset" not in src):
+        raise ValueError(f"data.sources[{i}].pseudo_nuclei must be true or false, on a dataset source; "
+                         f"got {src.get('pseudo_nuclei')!r}")
     return dict(src)
 
 

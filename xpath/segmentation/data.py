@@ -59,6 +59,7 @@ __all__ = [
     "build_records",
     "collate_batch",
     "prompt_variants",
+    "pseudo_nuclei_triples",
     "synthetic_triples",
 ]
 
@@ -161,6 +162,44 @@ def synthetic_triples(tissue, *, image_id: str = "synthetic", region: str = UNSP
     for name, obj in (("tumour", "tumor"), ("stroma", "stroma"), ("necrosis", "necrosis")):
         add(Label(region, "tissue", obj), tissue.region(name), None)
     return out
+
+
+def pseudo_nuclei_triples(record, *, mpp: float) -> list:
+    """The triples of a tissue-annotated image plus an all-nuclei triple from the classical detector.
+
+    For sources that annotate a tissue structure but not its nuclei (EBHI-Seg's glands):
+    with only the gland label, every image of the source has one positive prompt, and the
+    model can answer "the foreground of this kind of image" whatever the text, so that
+    "nuclei" and "glands" select the same mask. A nucleus mask on the same images makes the
+    two prompts positive together with different targets. The pseudo-label is
+    :func:`~xpath.segmentation.classical.classical_nuclei` (haematoxylin deconvolution +
+    Otsu; Dice 0.78–0.80 to the ground truth on the MoNuSeg and NuCLS test sets), semantic
+    only: its watershed split is not used to train the instance head.
+
+    Parameters
+    ----------
+    record : xpath.datasets.AnnotatedImage
+    mpp : float
+        µm per pixel of the image (the detector's sizes are physical).
+
+    Returns
+    -------
+    list of ImageMaskLabel
+        ``record.triples()`` then ``(region, nuclei, nucleus)``, when the detector finds any.
+    """
+    from ..datasets import ImageMaskLabel
+    from .classical import classical_nuclei
+
+    triples = record.triples()
+    if any(t.label.structure == "nuclei" for t in triples):
+        raise ValueError(f"{record.source} image {record.image_id} already has nucleus labels; "
+                         "pseudo_nuclei is for sources that annotate tissue only")
+    nuclei = classical_nuclei(record.image, mpp=mpp) > 0
+    if not nuclei.any():
+        return triples
+    region = triples[0].label.region if triples else UNSPECIFIED
+    return triples + [ImageMaskLabel(record.image, nuclei, None, Label(region, "nuclei", "nucleus"), record.mpp,
+                                     record.source, record.image_id, record.split)]
 
 
 def build_records(

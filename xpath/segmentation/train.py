@@ -67,6 +67,7 @@ from .data import (
     balance_weights,
     build_records,
     collate_batch,
+    pseudo_nuclei_triples,
 )
 
 __all__ = [
@@ -179,7 +180,15 @@ def build_datasets(config: TrainConfig, *, mpp: float | None, tile_size: int,
     for src in d.sources:
         items, ids, splits = _load_source(src, config.seed)
         is_val = split_validation(ids, splits, src.get("val", "none"))
-        train_items += [it for it, v in zip(items, is_val) if not v]
+        train_part = [it for it, v in zip(items, is_val) if not v]
+        if src.get("pseudo_nuclei"):  # training images only: validation keeps the true labels
+            mpp_src = d.assume_mpp.get(src.get("dataset"))
+            if mpp_src is None and any(it.mpp is None for it in train_part):
+                raise ValueError(f"source {src.get('dataset')!r}: pseudo_nuclei needs the images' mpp; "
+                                 "set data.assume_mpp for it")
+            train_part = [t for it in train_part
+                          for t in pseudo_nuclei_triples(it, mpp=it.mpp if it.mpp is not None else mpp_src)]
+        train_items += train_part
         val_items += [it for it, v in zip(items, is_val) if v]
     if not train_items:
         raise ValueError("the config's sources leave no training images (check limit/split/val rules)")
