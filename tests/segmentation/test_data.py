@@ -9,6 +9,7 @@ from scipy import ndimage
 from xpath.ontology import Label
 from xpath.segmentation._augment import (
     crop_resize,
+    gaussian_blur,
     normalised_distance,
     rescale_image,
     stain_jitter,
@@ -121,6 +122,39 @@ def test_stain_jitter_scales_stain_concentrations(rng):
     h_in, h_out = rgb2hed(img)[..., 0], rgb2hed(out)[..., 0]
     fit = np.polyfit(h_in.ravel(), h_out.ravel(), 1)[0]
     assert fit == pytest.approx(alpha[0], rel=0.1)
+
+
+def test_gaussian_blur_removes_fine_detail_but_keeps_the_mean(rng):
+    img = rng.integers(0, 256, (64, 64, 3)).astype(np.uint8)
+    img[:, :, 2] = 200  # a flat channel stays flat: channels are blurred apart
+    out = gaussian_blur(img, 1.5)
+    assert out.dtype == np.uint8 and out.shape == img.shape
+    assert np.abs(out[..., :2].astype(float) - img[..., :2].mean()).mean() < 0.3 * np.abs(
+        img[..., :2].astype(float) - img[..., :2].mean()).mean()
+    assert (out[..., 2] == 200).all()
+    assert abs(out.mean() - img.mean()) < 1.0
+
+
+def test_blur_augmentation_applies_with_its_probability(rng):
+    from xpath.datasets import ImageMaskLabel
+
+    img = rng.integers(0, 256, (64, 64, 3)).astype(np.uint8)
+    sem = np.zeros((64, 64), bool)
+    sem[20:40, 20:40] = True
+    recs = build_records([ImageMaskLabel(img, sem, None, Label("colon", "tissue", "gland"), 0.5, "t", "x", "train")],
+                         mpp=0.5)
+    plain = {"scale": (1.0, 1.0), "shift": 0.0, "flips": False, "stain_sigma": 0, "stain_bias": 0, "brightness": 0}
+    sharp = SegmentationDataset(recs, tile_size=64, prompts_per_image=1, max_negatives=0,
+                                augment=AugmentConfig(**plain))
+    half = SegmentationDataset(recs, tile_size=64, prompts_per_image=1, max_negatives=0,
+                               augment=AugmentConfig(**plain, blur_prob=0.5, blur_sigma=(1.0, 2.0)))
+    detail = [np.abs(np.diff(ds[(0, k)]["image"].numpy().astype(float), axis=0)).mean()
+              for ds in (sharp, half) for k in range(40)]
+    sharp_detail, half_detail = np.array(detail[:40]), np.array(detail[40:])
+    assert np.allclose(sharp_detail, sharp_detail[0])  # no blur configured: every draw as sharp
+    blurred = half_detail < 0.5 * sharp_detail[0]
+    assert 10 <= blurred.sum() <= 30  # about half of the draws
+    assert np.array_equal(half[(0, 3)]["masks"].numpy(), sharp[(0, 3)]["masks"].numpy())  # masks untouched
 
 
 # ----------------------------------------------------------------------------- records and items

@@ -18,6 +18,7 @@ from scipy import ndimage
 __all__ = [
     "crop_resize",
     "flip_rotate",
+    "gaussian_blur",
     "normalised_distance",
     "rescale_image",
     "stain_jitter",
@@ -162,6 +163,16 @@ def flip_rotate(
             labels = labels[:, :, ::-1]
         labels = np.ascontiguousarray(labels)
     return np.ascontiguousarray(image), labels
+
+
+def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
+    """Blur an ``(H, W, 3)`` ``uint8`` image with a Gaussian of ``sigma`` pixels (channels apart).
+
+    Simulates out-of-focus scanning and images upsampled from a coarser pixel size, so that
+    sharpness does not tell one training source from another.
+    """
+    out = ndimage.gaussian_filter(image.astype(np.float32), (sigma, sigma, 0), mode="reflect")
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 def stain_jitter(

@@ -44,6 +44,7 @@ from ..ontology import UNSPECIFIED, Label
 from ._augment import (
     crop_resize,
     flip_rotate,
+    gaussian_blur,
     normalised_distance,
     rescale_image,
     stain_jitter,
@@ -84,6 +85,13 @@ class AugmentConfig:
         H&E optical-density jitter (see :func:`~xpath.segmentation._augment.stain_jitter`).
     brightness : float
         Additive brightness jitter in [0, 1] units.
+    blur_prob : float
+        Probability that a tile is blurred (:func:`~xpath.segmentation._augment.gaussian_blur`),
+        with a sigma drawn from ``blur_sigma`` pixels: out-of-focus scans, and images
+        upsampled from a coarser pixel size (EBHI-Seg at 1 µm/px is upsampled 4× to
+        0.25 µm/px), should not be told apart from the other sources by sharpness alone.
+    blur_sigma : (float, float)
+        Range of the blur's sigma in pixels.
     synonym_prob : float
         Probability that a prompt is replaced by a paraphrase built from the synonyms of
         ``xpath/vocabulary.json`` (:func:`prompt_variants`), so that free text such as
@@ -97,6 +105,8 @@ class AugmentConfig:
     stain_sigma: float = 0.05
     stain_bias: float = 0.02
     brightness: float = 0.03
+    blur_prob: float = 0.0
+    blur_sigma: tuple[float, float] = (0.5, 2.0)
     synonym_prob: float = 0.0
 
 
@@ -494,6 +504,8 @@ class SegmentationDataset(torch.utils.data.Dataset):
             if self.augment.stain_sigma > 0 or self.augment.stain_bias > 0 or self.augment.brightness > 0:
                 image = stain_jitter(image, rng, sigma=self.augment.stain_sigma, bias=self.augment.stain_bias,
                                      brightness=self.augment.brightness)
+            if self.augment.blur_prob > 0 and rng.random() < self.augment.blur_prob:
+                image = gaussian_blur(image, rng.uniform(*self.augment.blur_sigma))
         n_lab = len(rec.labels)
         masks = stack[:n_lab].astype(bool)  # (L, t, t)
         distance = normalised_distance(stack[n_lab]) if rec.instances is not None else None
