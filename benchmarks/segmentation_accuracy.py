@@ -1,6 +1,6 @@
 """Accuracy of a text-prompted segmenter on the held-out images, beside a classical baseline.
 
-    python benchmarks/segmentation_accuracy.py [--checkpoint default|PATH] [--config configs/xpath_small_default.yaml]
+    python benchmarks/segmentation_accuracy.py [--checkpoint default|PATH] [--config configs/xpath_small_default_stage6.yaml]
                                                 [--limit N] [--out results.csv]
 
 The validation images are the ones the training config holds out (``val`` rules of its
@@ -12,7 +12,12 @@ text, plus the labels of the same dataset that are absent and two off-organ labe
 absent prompts, and — on the same images in the same run — the classical baseline
 (haematoxylin deconvolution + Otsu + distance-transform watershed) for all-nuclei prompts.
 It also checks that free-text synonyms give the same masks ("lymphocytes", "immune cells",
-"inflammatory nuclei") on CoNSeP images that have inflammatory nuclei.
+"inflammatory nuclei") on CoNSeP images that have inflammatory nuclei, and that prompts for
+different things give different masks: the Dice between the "nuclei" and "glands" masks of
+one image (1.0 when the model returns the same mask whatever it is asked).
+
+Images that state no mpp (EBHI-Seg) are segmented at the ``assume_mpp`` of the config, as the
+model was trained on them.
 """
 
 from __future__ import annotations
@@ -32,10 +37,12 @@ from xpath.segmentation.train import load_config, split_validation
 
 OFF_ORGAN_NEGATIVES = ("nuclei-level mitotic figure in brain pathology", "tissue-level tumor in lung pathology")
 SYNONYMS = ("lymphocytes", "immune cells", "inflammatory nuclei")
+DISTINCT = ("nuclei", "glands")  # prompts that must not give one mask
+SPECIFICITY_IMAGES = 10  # per source
 
 
 def validation_images(config_path: str, limit: int | None):
-    """The held-out AnnotatedImage records of every source of the training config."""
+    """``(source, held-out AnnotatedImage records, mpp for images that state none)`` per source."""
     cfg = load_config(config_path)
     for src in cfg.data.sources:
         rule = src.get("val")
@@ -45,11 +52,11 @@ def validation_images(config_path: str, limit: int | None):
         records = load_dataset(name)
         held_out = split_validation([r.image_id for r in records], [r.split for r in records], rule)
         chosen = [r for r, v in zip(records, held_out) if v]
-        yield name, chosen[:limit] if limit else chosen
+        yield name, chosen[:limit] if limit else chosen, cfg.data.assume_mpp.get(name)
 
 
-def evaluate(predictor, records, source: str, presence_threshold=None,
-             marker_threshold: float = 0.4) -> tuple[list[dict], list[dict]]:
+def evaluate(predictor, records, source: str, presence_threshold=None, marker_threshold: float = 0.4,
+             assumed_mpp: float | None = None) -> tuple[list[dict], list[dict]]:
     """Per image–label rows for the model and the baseline, and presence rows."""
     rows, presence_rows = [], []
     dataset_labels = {label.prompt for label in DATASETS[source].classes.values()}
@@ -58,7 +65,7 @@ def evaluate(predictor, records, source: str, presence_threshold=None,
         present = {t.prompt: t for t in triples}
         absent = sorted(dataset_labels - set(present)) + list(OFF_ORGAN_NEGATIVES)
         prompts = list(present) + absent
-        predictor.set_image(rec.image, mpp=rec.mpp)
+        predictor.set_image(rec.image, mpp=rec.mpp if rec.mpp is not None else assumed_mpp)
         result = predictor.predict(prompts, presence_threshold=presence_threshold, marker_threshold=marker_threshold)
         for prompt in prompts:
             presence_rows.append(dict(source=source, prompt=prompt, present=prompt in present,
@@ -95,10 +102,23 @@ def synonym_agreement(predictor, records) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def prompt_specificity(predictor, records, source: str, assumed_mpp: float | None) -> list[dict]:
+    """Dice between the masks of the ``DISTINCT`` prompts on each image."""
+    out = []
+    for rec in records:
+        predictor.set_image(rec.image, mpp=rec.mpp if rec.mpp is not None else assumed_mpp)
+        result = predictor.predict(list(DISTINCT), instances=False)
+        a, b = (result.semantic[p] for p in DISTINCT)
+        out.append(dict(source=source, image=rec.image_id, dice=dice(a, b), **{
+            f"presence {p}": result.presence[p] for p in DISTINCT}))
+    return out
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default="default", help="'default' (the shipped model) or a checkpoint path")
-    parser.add_argument("--config", default="configs/xpath_small_default.yaml", help="training config (val split)")
+    parser.add_argument("--config", default="configs/xpath_small_default_stage6.yaml",
+                        help="training config (val split, assume_mpp)")
     parser.add_argument("--limit", type=int, default=None, help="at most this many images per source")
     parser.add_argument("--out", default=None, help="write the per-image rows to this CSV")
     parser.add_argument("--marker-threshold", type=float, default=0.4,
@@ -110,11 +130,12 @@ def main(argv=None) -> None:
     model = create_model("xpath_small", checkpoint=args.checkpoint)  # "default": the shipped weights
     predictor = TextPromptPredictor(model)
     t0 = time.perf_counter()
-    rows, presence, consep = [], [], []
-    for source, records in validation_images(args.config, args.limit):
-        r, p = evaluate(predictor, records, source, args.presence_threshold, args.marker_threshold)
+    rows, presence, consep, specificity = [], [], [], []
+    for source, records, assumed_mpp in validation_images(args.config, args.limit):
+        r, p = evaluate(predictor, records, source, args.presence_threshold, args.marker_threshold, assumed_mpp)
         rows += r
         presence += p
+        specificity += prompt_specificity(predictor, records[:SPECIFICITY_IMAGES], source, assumed_mpp)
         if source == "consep":
             consep = records
     scores = pd.DataFrame(rows)
@@ -145,6 +166,11 @@ def main(argv=None) -> None:
     if len(agreement):
         print("\nSynonym agreement on CoNSeP validation images (pairwise Dice of the masks):")
         print(agreement.groupby("pair")["dice"].agg(["mean", "min", "count"]).round(3).to_string())
+
+    spec = pd.DataFrame(specificity)
+    print(f"\nPrompt specificity: Dice between the {DISTINCT[0]!r} and {DISTINCT[1]!r} masks of one image "
+          f"(1 = the same mask whatever is asked), first {SPECIFICITY_IMAGES} images per source:")
+    print(spec.drop(columns="image").groupby("source").mean().round(3).to_string())
 
 
 if __name__ == "__main__":
