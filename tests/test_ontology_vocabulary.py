@@ -84,6 +84,9 @@ def test_every_known_label_round_trips_through_its_prompt(voc):
 
 @pytest.mark.parametrize(("text", "expected"), [
     ("tumour nuclei in colorectal tissue", Label("colon", "nuclei", "tumor")),
+    ("tumor nuclei", Label(UNSPECIFIED, "nuclei", "tumor")),  # "nuclei" (6 letters) is a structure word here
+    ("cell nuclei", Label(UNSPECIFIED, "nuclei", "nucleus")),
+    ("nuclei", Label(UNSPECIFIED, "nuclei", "nucleus")),
     ("lymphocytes", Label(UNSPECIFIED, "nuclei", "inflammatory")),
     ("glands", Label(UNSPECIFIED, "tissue", "gland")),
     ("stroma in breast", Label("breast", "tissue", "stroma")),

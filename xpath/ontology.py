@@ -76,6 +76,7 @@ _STRUCTURE_WORDS = {
     "tissue": "tissue", "tissues": "tissue", "region": "tissue", "regions": "tissue", "area": "tissue",
     "areas": "tissue",
 }
+_GENERIC_OBJECT = "nucleus"  # its synonyms ("nuclei", "cells") are also structure words of the other objects
 
 
 def _norm(term: str) -> str:
@@ -239,9 +240,11 @@ class Vocabulary:
     def lookup(self, text: str) -> Label | None:
         """Best-effort lexical reading of free text (template, else known words in it).
 
-        Finds the longest object synonym, a region synonym (default ``"unspecified"``) and a
-        structure word ("nuclei", "cells", "tissue"; default: the object's finest level).
-        Returns ``None`` when no object term occurs.
+        Finds the longest object synonym — a specific object before the generic ``nucleus``,
+        whose synonyms ("nuclei", "cells") double as structure words, so "tumor nuclei" reads
+        as tumour nuclei — a region synonym (default ``"unspecified"``) and a structure word
+        ("nuclei", "cells", "tissue"; default: the object's finest level). Returns ``None``
+        when no object term occurs.
         """
         parsed = self.parse_prompt(text)
         if parsed is not None:
@@ -250,10 +253,10 @@ class Vocabulary:
         padded = f" {words} "
 
         def longest(table: dict) -> tuple[str | None, str | None]:
-            hits = [(len(k), k) for k in table if f" {k} " in padded]
+            hits = [(table[k] != _GENERIC_OBJECT, len(k), k) for k in table if f" {k} " in padded]
             if not hits:
                 return None, None
-            key = max(hits)[1]
+            key = max(hits)[2]
             return key, table[key]
 
         obj_key, obj = longest(self._object_terms)
