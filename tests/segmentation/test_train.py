@@ -97,7 +97,7 @@ def test_pseudo_nuclei_reach_training_images_only(shared_data, tmp_path):
     train, val = build_datasets(load_config(p), mpp=0.5, tile_size=128)
     assert train.records and val.records
     gland, nuclei = Label("colon", "tissue", "gland"), Label("colon", "nuclei", "nucleus")
-    # the detector finds nuclei on most images (on one, Otsu splits off a few saturated pixels only)
+    # the detector finds nuclei on most images (on some, Otsu splits off only a few saturated pixels)
     assert sum(r.labels == (gland, nuclei) for r in train.records) >= len(train.records) - 1
     assert all(r.labels == (gland,) for r in val.records)
     assert train.records[0].image.shape == (448, 448, 3)  # 224 px at the assumed 1 µm/px, to 0.5 µm/px
