@@ -56,11 +56,16 @@ def validation_images(config_path: str, limit: int | None):
 
 
 def evaluate(predictor, records, source: str, presence_threshold=None, marker_threshold: float = 0.4,
-             assumed_mpp: float | None = None) -> tuple[list[dict], list[dict]]:
-    """Per image–label rows for the model and the baseline, and presence rows."""
-    rows, presence_rows = [], []
+             assumed_mpp: float | None = None) -> dict[str, list[dict]]:
+    """Rows of every table for one source, each image encoded once.
+
+    ``scores``: per image–label rows for the model and the baseline; ``presence``: one row per
+    prompt; ``specificity``: the ``DISTINCT`` prompts on the first ``SPECIFICITY_IMAGES``
+    images; ``synonyms``: the ``SYNONYMS`` on CoNSeP images with inflammatory nuclei.
+    """
+    out = {"scores": [], "presence": [], "specificity": [], "synonyms": []}
     dataset_labels = {label.prompt for label in DATASETS[source].classes.values()}
-    for rec in records:
+    for i, rec in enumerate(records):
         triples = rec.triples()
         present = {t.prompt: t for t in triples}
         absent = sorted(dataset_labels - set(present)) + list(OFF_ORGAN_NEGATIVES)
@@ -68,15 +73,15 @@ def evaluate(predictor, records, source: str, presence_threshold=None, marker_th
         predictor.set_image(rec.image, mpp=rec.mpp if rec.mpp is not None else assumed_mpp)
         result = predictor.predict(prompts, presence_threshold=presence_threshold, marker_threshold=marker_threshold)
         for prompt in prompts:
-            presence_rows.append(dict(source=source, prompt=prompt, present=prompt in present,
-                                      score=result.presence[prompt]))
+            out["presence"].append(dict(source=source, prompt=prompt, present=prompt in present,
+                                        score=result.presence[prompt]))
         for prompt, triple in present.items():
             row = dict(method="xpath", source=source, image=rec.image_id, category=triple.label.object,
                        prompt=prompt, dice=dice(result.semantic[prompt], triple.semantic))
             if triple.instances is not None and prompt in result.instances:
                 row["aji"] = aji(triple.instances, result.instances[prompt])
                 row["pq"] = panoptic_quality(triple.instances, result.instances[prompt])["pq"]
-            rows.append(row)
+            out["scores"].append(row)
             if triple.label.object == "nucleus" and rec.mpp is not None:
                 labels = classical_nuclei(rec.image, mpp=rec.mpp)
                 base = dict(method="classical", source=source, image=rec.image_id, category="nucleus",
@@ -84,33 +89,19 @@ def evaluate(predictor, records, source: str, presence_threshold=None, marker_th
                 if triple.instances is not None:
                     base["aji"] = aji(triple.instances, labels)
                     base["pq"] = panoptic_quality(triple.instances, labels)["pq"]
-                rows.append(base)
-    return rows, presence_rows
-
-
-def synonym_agreement(predictor, records) -> pd.DataFrame:
-    """Pairwise Dice between the masks of synonymous free-text prompts."""
-    out = []
-    for rec in records:
-        if rec.class_map is None or not (rec.class_map == 2).any():  # CoNSeP class 2 = inflammatory
-            continue
-        predictor.set_image(rec.image, mpp=rec.mpp)
-        result = predictor.predict(list(SYNONYMS))
-        for a, b in itertools.combinations(SYNONYMS, 2):
-            if result.semantic[a].any() or result.semantic[b].any():
-                out.append(dict(image=rec.image_id, pair=f"{a} / {b}", dice=dice(result.semantic[a], result.semantic[b])))
-    return pd.DataFrame(out)
-
-
-def prompt_specificity(predictor, records, source: str, assumed_mpp: float | None) -> list[dict]:
-    """Dice between the masks of the ``DISTINCT`` prompts on each image."""
-    out = []
-    for rec in records:
-        predictor.set_image(rec.image, mpp=rec.mpp if rec.mpp is not None else assumed_mpp)
-        result = predictor.predict(list(DISTINCT), instances=False)
-        a, b = (result.semantic[p] for p in DISTINCT)
-        out.append(dict(source=source, image=rec.image_id, dice=dice(a, b), **{
-            f"presence {p}": result.presence[p] for p in DISTINCT}))
+                out["scores"].append(base)
+        # the image stays set: these prompts reuse its features (decoded apart: prompts attend to each other)
+        if i < SPECIFICITY_IMAGES:
+            distinct = predictor.predict(list(DISTINCT), instances=False)
+            a, b = (distinct.semantic[p] for p in DISTINCT)
+            out["specificity"].append(dict(source=source, image=rec.image_id, dice=dice(a, b), **{
+                f"presence {p}": distinct.presence[p] for p in DISTINCT}))
+        if source == "consep" and (rec.class_map == 2).any():  # CoNSeP class 2 = inflammatory
+            synonyms = predictor.predict(list(SYNONYMS))
+            for a, b in itertools.combinations(SYNONYMS, 2):
+                if synonyms.semantic[a].any() or synonyms.semantic[b].any():
+                    out["synonyms"].append(dict(image=rec.image_id, pair=f"{a} / {b}",
+                                                dice=dice(synonyms.semantic[a], synonyms.semantic[b])))
     return out
 
 
@@ -130,15 +121,12 @@ def main(argv=None) -> None:
     model = create_model("xpath_small", checkpoint=args.checkpoint)  # "default": the shipped weights
     predictor = TextPromptPredictor(model)
     t0 = time.perf_counter()
-    rows, presence, consep, specificity = [], [], [], []
+    tables = {"scores": [], "presence": [], "specificity": [], "synonyms": []}
     for source, records, assumed_mpp in validation_images(args.config, args.limit):
-        r, p = evaluate(predictor, records, source, args.presence_threshold, args.marker_threshold, assumed_mpp)
-        rows += r
-        presence += p
-        specificity += prompt_specificity(predictor, records[:SPECIFICITY_IMAGES], source, assumed_mpp)
-        if source == "consep":
-            consep = records
-    scores = pd.DataFrame(rows)
+        for name, rows in evaluate(predictor, records, source, args.presence_threshold, args.marker_threshold,
+                                   assumed_mpp).items():
+            tables[name] += rows
+    scores = pd.DataFrame(tables["scores"])
     if args.out:
         scores.to_csv(args.out, index=False)
 
@@ -155,19 +143,19 @@ def main(argv=None) -> None:
     nuclei = scores[scores.category == "nucleus"].groupby("method")["dice"].mean()
     print(f"all-nuclei pairs, xpath vs classical: {nuclei.round(3).to_dict()}")
 
-    pres = pd.DataFrame(presence)
+    pres = pd.DataFrame(tables["presence"])
     print("\nPresence AUROC (present vs absent prompts):")
     for source, grp in pres.groupby("source"):
         if grp.present.nunique() == 2:
             print(f"  {source:10s} {roc_auc_score(grp.present, grp.score):.3f}  (n={len(grp)})")
     print(f"  {'all':10s} {roc_auc_score(pres.present, pres.score):.3f}  (n={len(pres)})")
 
-    agreement = synonym_agreement(predictor, consep)
+    agreement = pd.DataFrame(tables["synonyms"])
     if len(agreement):
         print("\nSynonym agreement on CoNSeP validation images (pairwise Dice of the masks):")
         print(agreement.groupby("pair")["dice"].agg(["mean", "min", "count"]).round(3).to_string())
 
-    spec = pd.DataFrame(specificity)
+    spec = pd.DataFrame(tables["specificity"])
     print(f"\nPrompt specificity: Dice between the {DISTINCT[0]!r} and {DISTINCT[1]!r} masks of one image "
           f"(1 = the same mask whatever is asked), first {SPECIFICITY_IMAGES} images per source:")
     print(spec.drop(columns="image").groupby("source").mean().round(3).to_string())
