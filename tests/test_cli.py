@@ -49,7 +49,7 @@ def test_missing_file_is_one_line_without_traceback(tmp_path, capsys):
 
 def test_debug_shows_the_traceback(tmp_path):
     with pytest.raises(FileNotFoundError):
-        main(["--debug", "segment", str(tmp_path / "nope.png"), "--prompt", "n", "--out", str(tmp_path)])
+        main(["--debug", "segment", str(tmp_path / "nope.png"), "--prompt", "nuclei", "--out", str(tmp_path)])
 
 
 def test_cohort_qc_and_failures_exit_code(tmp_path, capsys):

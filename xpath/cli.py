@@ -1,4 +1,4 @@
-"""The ``xpath`` command line: segment, analyze, cohort, train, report, demo.
+"""The ``xpath`` command line: segment, analyze, cohort, prompts, train, report, demo.
 
 Exit codes (stable, for scripts):
 
@@ -6,6 +6,8 @@ Exit codes (stable, for scripts):
 - 1: an unexpected internal error (run with ``--debug`` for the traceback).
 - 2: bad usage or bad input (unknown option, missing file, unreadable image, invalid value).
 - 3: finished, but some slides of a cohort failed (see ``failures.parquet`` in ``--out``).
+- 4: a prompt the model was not trained for (``xpath prompts`` lists the supported ones);
+  nothing was read or segmented. ``--on-unsupported empty|nearest`` answers it instead.
 - 130: interrupted (Ctrl-C).
 
 Errors are printed on one line without a traceback unless ``--debug`` is given.
@@ -18,11 +20,12 @@ import logging
 import sys
 from pathlib import Path
 
-__all__ = ["EXIT_FAILURES", "EXIT_INTERNAL", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
+__all__ = ["EXIT_FAILURES", "EXIT_INTERNAL", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_UNSUPPORTED", "EXIT_USAGE",
+           "build_parser", "main"]
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_FAILURES, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_FAILURES, EXIT_UNSUPPORTED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 
 
 def _is_slide(path: str) -> bool:
@@ -56,13 +59,37 @@ def _demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _require_supported(args: argparse.Namespace) -> None:
+    """Refuse prompts the model was not trained for before any file is read."""
+    from .segmentation.support import require_supported
+
+    require_supported(args.prompt, args.model, on_unsupported=args.on_unsupported)
+
+
+def _prompts(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from .segmentation import supported_prompts
+
+    table = supported_prompts(args.model)
+    if table.empty:
+        print(f"model {args.model!r} records no trained labels (an untrained model): no prompt is supported")
+        return EXIT_OK
+    with pd.option_context("display.width", 200, "display.max_colwidth", 60):
+        print(table.drop(columns=["structure", "object", "region"]).round(3).to_string(index=False))
+    print("A prompt is supported when it names the structure and object of one of these labels (any region).")
+    return EXIT_OK
+
+
 def _segment(args: argparse.Namespace) -> int:
     out = Path(args.out)
+    _require_supported(args)
     if _is_slide(args.image):
         from .pipeline import segment_slide
 
         res = segment_slide(args.image, args.prompt, out_dir=out, model=args.model, mpp=args.mpp,
-                            threshold=args.threshold, device=args.device, progress=not args.no_progress)
+                            threshold=args.threshold, device=args.device, progress=not args.no_progress,
+                            on_unsupported=args.on_unsupported)
         _print_outputs(f"segmented {res.name}: {res.n_objects} objects; wrote:", res.files.values())
         return EXIT_OK
     from .io import GeoJSONWriter, atomic_path, read_image, write_ome_tiff
@@ -71,7 +98,7 @@ def _segment(args: argparse.Namespace) -> int:
 
     image = read_image(args.image, mpp=args.mpp)
     seg = segment(image, args.prompt, model=args.model, mpp=image.mpp, threshold=args.threshold,
-                  device=args.device, progress=not args.no_progress)
+                  device=args.device, progress=not args.no_progress, on_unsupported=args.on_unsupported)
     name = Path(args.image).name.split(".")[0]
     channels = {p: (seg.instances[p] if p in seg.instances else seg.semantic[p]) for p in seg.prompts}
     written = [write_ome_tiff(out / f"{name}.masks.ome.tif", channels, mpp=image.mpp)]
@@ -96,11 +123,13 @@ def _segment(args: argparse.Namespace) -> int:
 
 def _analyze(args: argparse.Namespace) -> int:
     out = Path(args.out)
+    _require_supported(args)
     if _is_slide(args.image):
         from .pipeline import analyze_slide
 
         res = analyze_slide(args.image, args.prompt, out_dir=out, model=args.model, mpp=args.mpp,
-                            graph=args.graph, device=args.device, progress=not args.no_progress)
+                            graph=args.graph, device=args.device, progress=not args.no_progress,
+                            on_unsupported=args.on_unsupported)
         _print_outputs(f"analysed {res.name}: {len(res.cells)} cells; wrote:", res.files.values())
         return EXIT_OK
     from .io import read_image
@@ -108,7 +137,8 @@ def _analyze(args: argparse.Namespace) -> int:
 
     image = read_image(args.image, mpp=args.mpp)
     result = analyze(image, args.prompt, model=args.model, mpp=image.mpp, graph=args.graph,
-                     threshold=args.threshold, device=args.device, progress=not args.no_progress)
+                     threshold=args.threshold, device=args.device, progress=not args.no_progress,
+                     on_unsupported=args.on_unsupported)
     files = result.to_parquet(out)
     written = [files["cells"], files["features"], result.to_geojson(out / f"{result.name}.geojson")]
     written.append(_save_figure(result.plot(), out / f"{result.name}.overlay.png"))
@@ -123,7 +153,8 @@ def _cohort(args: argparse.Namespace) -> int:
     if not args.qc and not args.prompt:
         raise ValueError("give at least one --prompt (or --qc for a quick quality-control pass)")
     func = image_summary if args.qc else analyze_features
-    kwargs = {} if args.qc else {"model": args.model, "graph": args.graph, "device": args.device}
+    kwargs = {} if args.qc else {"model": args.model, "graph": args.graph, "device": args.device,
+                                 "on_unsupported": args.on_unsupported}
     res = analyze_cohort(args.slides, args.prompt, out_dir=args.out, backend=args.backend,
                          scheduler=args.scheduler, n_workers=args.workers, func=func,
                          progress=not args.no_progress, retry_failed=not args.no_retry, **kwargs)
@@ -198,6 +229,9 @@ def _add_common(p: argparse.ArgumentParser, *, prompts_required: bool = True) ->
                         "(default: xpath_small)")
     p.add_argument("--device", default=None, help="torch device (default: CUDA, then MPS, then CPU)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--on-unsupported", choices=("raise", "empty", "nearest"), default="raise",
+                   help="a prompt the model was not trained for: stop with exit code 4 (default), answer it with "
+                        "an empty mask, or with the nearest supported label (see 'xpath prompts')")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -205,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="xpath", description="Explainable AI for pathology images: text-prompted segmentation, biomarkers, "
                                   "SHAP and Cox analysis.",
         epilog="Exit codes: 0 success, 1 internal error, 2 bad usage or input, 3 some cohort slides failed, "
-               "130 interrupted.")
+               "4 unsupported prompt, 130 interrupted.")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks and debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -275,6 +309,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder")
     p.set_defaults(func=_report)
 
+    p = sub.add_parser("prompts", help="list the prompts a model was trained for, with their measured accuracy",
+                       description="The labels a model was trained on: example prompts that resolve to each, and "
+                                   "the validation Dice, AJI and presence AUROC recorded in its checkpoint.")
+    p.add_argument("--model", default="xpath_small", help="a registered name or a checkpoint file")
+    p.set_defaults(func=_prompts)
+
     p = sub.add_parser("demo", help="run the main job on the built-in sample data")
     p.add_argument("--out", default="outputs", help="output folder (default: outputs)")
     p.set_defaults(func=_demo)
@@ -289,11 +329,17 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # argparse: 0 for --help, 2 for usage errors
         return int(exc.code or 0)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format="%(message)s")
+    from .segmentation.support import UnsupportedPromptError
     try:
         return args.func(args)
     except KeyboardInterrupt:
         print("xpath: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except UnsupportedPromptError as err:
+        if args.debug:
+            raise
+        print(f"xpath: unsupported prompt: {err}", file=sys.stderr)
+        return EXIT_UNSUPPORTED
     except (ValueError, TypeError, FileNotFoundError, IsADirectoryError, KeyError) as err:
         if args.debug:
             raise

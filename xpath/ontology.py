@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["STRUCTURES", "UNSPECIFIED", "Label", "Vocabulary", "known_labels", "load_vocabulary"]
+__all__ = ["STRUCTURES", "UNSPECIFIED", "Label", "PromptReading", "Vocabulary", "known_labels", "load_vocabulary"]
 
 STRUCTURES = ("tissue", "cell", "nuclei")
 UNSPECIFIED = "unspecified"
@@ -77,10 +77,34 @@ _STRUCTURE_WORDS = {
     "areas": "tissue",
 }
 _GENERIC_OBJECT = "nucleus"  # its synonyms ("nuclei", "cells") are also structure words of the other objects
+# Word stems that name a cell type, so the prompt asks for cells (segmented by their nuclei) even without the
+# word "cells": "lymphocytes", "fibroblasts", "neutrophils", "plasmacytes", "immune infiltrate".
+_CELL_STEMS = ("cyte", "phil", "blast", "macrophage", "lympho", "immune", "plasma", "neutro", "eosino", "histio",
+               "endotheli", "spindle", "mesenchymal")
 
 
 def _norm(term: str) -> str:
     return " ".join(term.strip().lower().replace("_", " ").split())
+
+
+@dataclass(frozen=True)
+class PromptReading:
+    """How the vocabulary reads a free-text prompt, from its words alone.
+
+    Attributes
+    ----------
+    label : Label or None
+        Region, structure and object read from the words; ``None`` when no known object term
+        occurs ("a cat").
+    structure_stated : bool
+        Whether the prompt says its structure: the canonical template, a structure word
+        ("nuclei", "cells", "tissue", "region"), a cell-type word ("lymphocytes"), or an object
+        that exists at one structure level only ("glands"). ``False`` for "tumor", which may mean
+        tumour nuclei or tumour tissue; ``label.structure`` is then the object's finest level.
+    """
+
+    label: Label | None
+    structure_stated: bool = False
 
 
 class Vocabulary:
@@ -244,33 +268,54 @@ class Vocabulary:
         whose synonyms ("nuclei", "cells") double as structure words, so "tumor nuclei" reads
         as tumour nuclei — a region synonym (default ``"unspecified"``) and a structure word
         ("nuclei", "cells", "tissue"; default: the object's finest level). Returns ``None``
-        when no object term occurs.
+        when no object term occurs. :meth:`read` also says whether the structure was stated.
+        """
+        return self.read(text).label
+
+    def read(self, text: str) -> PromptReading:
+        """Read a prompt's label from its words, and whether it states its structure.
+
+        Examples
+        --------
+        >>> voc = load_vocabulary()
+        >>> voc.read("lymphocytes").structure_stated, voc.read("tumor").structure_stated
+        (True, False)
+        >>> voc.read("gland nuclei").label
+        Label(region='unspecified', structure='nuclei', object='gland')
         """
         parsed = self.parse_prompt(text)
         if parsed is not None:
-            return parsed
+            return PromptReading(parsed, True)
         words = _norm(re.sub(r"[^\w\s/-]", " ", text))
         padded = f" {words} "
-
-        def longest(table: dict) -> tuple[str | None, str | None]:
-            hits = [(table[k] != _GENERIC_OBJECT, len(k), k) for k in table if f" {k} " in padded]
-            if not hits:
-                return None, None
-            key = max(hits)[2]
-            return key, table[key]
-
-        obj_key, obj = longest(self._object_terms)
-        if obj is None:
-            return None
+        hits = [(obj != _GENERIC_OBJECT, len(k), k) for k, obj in self._object_terms.items() if f" {k} " in padded]
+        if not hits:
+            return PromptReading(None, False)
+        obj_key = max(hits)[2]
+        obj = self._object_terms[obj_key]
         rest = padded.replace(f" {obj_key} ", " ")
         region = next((v for k, v in sorted(self._region_terms.items(), key=lambda kv: -len(kv[0]))
                        if f" {k} " in rest), UNSPECIFIED)
         allowed = self.data["objects"][obj]["structures"]
-        structure = next((_STRUCTURE_WORDS[w] for w in rest.split() if w in _STRUCTURE_WORDS
-                          and _STRUCTURE_WORDS[w] in allowed), None)
-        if structure is None:
-            structure = "nuclei" if "nuclei" in allowed else allowed[0]
-        return Label(region, structure, obj)
+        stated = self._stated_structure(obj_key, rest)
+        if stated is not None:
+            # a stated structure the object is not defined at ("gland nuclei") is kept: nothing is trained on it
+            return PromptReading(Label(region, stated, obj), True)
+        if len(allowed) == 1 or set(allowed) <= {"nuclei", "cell"}:  # one level, or instance levels only
+            return PromptReading(Label(region, allowed[0], obj), True)
+        if any(stem in words for stem in _CELL_STEMS):
+            return PromptReading(Label(region, "nuclei" if "nuclei" in allowed else "cell", obj), True)
+        return PromptReading(Label(region, "nuclei" if "nuclei" in allowed else allowed[0], obj), False)
+
+    @staticmethod
+    def _stated_structure(obj_key: str, rest: str) -> str | None:
+        """The structure a structure word names, in the rest of the text first, else in the object term."""
+        for part in (rest, f" {obj_key} "):
+            found = {_STRUCTURE_WORDS[w] for w in part.split() if w in _STRUCTURE_WORDS}
+            for structure in ("nuclei", "cell", "tissue"):
+                if structure in found:
+                    return structure
+        return None
 
 
 @functools.lru_cache(maxsize=1)

@@ -16,6 +16,7 @@ from torch.nn import functional as F
 from xpath import Image
 from xpath.datasets import synthetic_tissue
 from xpath.segmentation import Segmentation, TextPromptPredictor, create_model, segment
+from xpath.segmentation._result import classes_table
 from xpath.segmentation.predictor import prompt_structure
 from xpath.segmentation.tiling import tile_starts
 
@@ -215,7 +216,9 @@ def test_segment_real_tiny_model(tiny, tissue):
     assert inst.dtype == np.int32 and inst.shape == (300, 280)
     assert not ((inst > 0) & ~seg.semantic["nuclei"]).any(), "instances lie inside the semantic mask"
     table = seg.classes.set_index("prompt")
-    assert list(seg.classes.columns) == ["prompt", "label", "structure", "presence", "n_instances", "area_fraction"]
+    assert list(seg.classes.columns) == ["prompt", "label", "structure", "status", "presence", "n_instances",
+                                         "area_fraction"]
+    assert set(seg.classes.status) == {"unchecked"}  # an untrained model records no trained labels
     assert table.loc["stroma", "structure"] == "tissue" and pd.isna(table.loc["stroma", "n_instances"])
     assert table.loc["nuclei", "n_instances"] == len(np.unique(inst)) - 1
     assert table.loc["nuclei", "area_fraction"] == pytest.approx(seg.semantic["nuclei"].mean())
@@ -342,7 +345,7 @@ def test_segmentation_result_plot_and_label_image():
                  "area_fraction": float((inst > 0).mean())}]
     seg = Segmentation(prompts=("stroma", "nuclei"), semantic={"stroma": sem, "nuclei": inst > 0},
                        instances={"nuclei": inst}, presence={"stroma": 0.9, "nuclei": 0.2},
-                       classes=Segmentation._classes_table(rows), image_shape=(300, 200),
+                       classes=classes_table(rows), image_shape=(300, 200),
                        image=np.full((300, 200, 3), 200, np.uint8))
     assert seg.classes["n_instances"].dtype == "Int64"
     lab = seg.to_label_image("stroma")

@@ -101,6 +101,9 @@ def test_pseudo_nuclei_reach_training_images_only(shared_data, tmp_path):
     assert sum(r.labels == (gland, nuclei) for r in train.records) >= len(train.records) - 1
     assert all(r.labels == (gland,) for r in val.records)
     assert train.records[0].image.shape == (448, 448, 3)  # 224 px at the assumed 1 µm/px, to 0.5 µm/px
+    # pseudo-labels are not exhaustive: a tile where the detector found no nuclei never teaches "no nuclei"
+    assert train.partial_labels == {"ebhi": frozenset({nuclei})}
+    assert nuclei not in train._negatives(train.records[0], {gland})
     p.write_text(f"model: xpath_tiny\ndata: {{sources: [{source}]}}\n")
     with pytest.raises(ValueError, match="pseudo_nuclei needs the images' mpp"):
         build_datasets(load_config(p), mpp=0.5, tile_size=128)
@@ -172,6 +175,10 @@ def test_resume_after_a_crash_reaches_the_same_weights(shared_data, tmp_path):
     # it records the labels it was trained on (CoNSeP's, in the canonical prompt form)
     assert again.config.vocabulary == [lab.prompt for lab in resumed.train_set.vocabulary]
     assert "nuclei-level nucleus in colon pathology" in again.config.vocabulary
+    # and its trained-label record: every label with a training mask (no negative-only vocabulary entry)
+    trained = {t.label for t in again.trained_vocabulary.labels}
+    assert trained == {lab for labs in resumed.train_set.source_labels.values() for lab in labs}
+    assert all(lab.region == "colon" for lab in trained)
     for k, v in again.state_dict().items():
         torch.testing.assert_close(v, state[k], rtol=0, atol=1e-6, msg=k)
     log = (tmp_path / "b/log.jsonl").read_text().splitlines()

@@ -158,6 +158,9 @@ class GeoJSONWriter:
         name + the object id in hex), so re-exporting gives the same ids.
     chunk_size : int
         Features formatted and written per chunk.
+    metadata : mapping, optional
+        JSON-serialisable facts about the objects, written as the collection's ``"xpath"``
+        member (e.g. each prompt's resolved label and support status); QuPath ignores it.
 
     Examples
     --------
@@ -171,9 +174,11 @@ class GeoJSONWriter:
     (['tumour', 'lymphocyte'], [1, 2])
     """
 
-    def __init__(self, path: str | os.PathLike, *, image_name: str | None = None, chunk_size: int = 20_000):
+    def __init__(self, path: str | os.PathLike, *, image_name: str | None = None, chunk_size: int = 20_000,
+                 metadata: Mapping | None = None):
         if int(chunk_size) < 1:
             raise ValueError(f"chunk_size must be a positive integer, got {chunk_size}")
+        self.metadata = None if metadata is None else json.loads(json.dumps(dict(metadata)))  # JSON-able, copied
         self.path = Path(path)
         self.chunk_size = int(chunk_size)
         self.n_features = 0
@@ -199,7 +204,8 @@ class GeoJSONWriter:
         self._closed = True
         try:
             if _error is None:
-                self._fh.write("\n]}\n")
+                tail = "" if self.metadata is None else f',"xpath":{json.dumps(self.metadata)}'
+                self._fh.write(f"\n]{tail}}}\n")
         finally:
             self._fh.close()
         if _error is None:

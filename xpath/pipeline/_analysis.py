@@ -23,6 +23,17 @@ _IMMUNE_WORDS = ("lymph", "immune", "inflamm", "til")
 _TUMOUR_WORDS = ("tumo", "neoplas", "malignan", "cancer", "carcinoma", "epithel")
 
 
+_ANSWERED = ("supported", "unchecked")  # statuses whose masks are the model's own answer to the prompt
+
+
+def prompt_status(segmentation) -> dict[str, str]:
+    """Prompt → support status of a segmentation (``"unchecked"`` for results that record none)."""
+    classes = getattr(segmentation, "classes", None)
+    if classes is None or "status" not in getattr(classes, "columns", ()):
+        return {p: "unchecked" for p in segmentation.semantic}
+    return dict(zip(classes["prompt"], classes["status"]))
+
+
 def _find_class(names: Sequence[str], words: Sequence[str], default: str) -> str:
     for name in names:
         if any(w in str(name).lower() for w in words):
@@ -168,12 +179,20 @@ class Analysis:
         """Write regions (annotations) and cells (detections with measurements) as QuPath GeoJSON."""
         from ..io import GeoJSONWriter
 
-        with GeoJSONWriter(path, image_name=self.name) as writer:
+        with GeoJSONWriter(path, image_name=self.name, metadata={"prompts": self.prompt_records()}) as writer:
             for value, name in self.region_names.items():
                 writer.add_mask(self.regions == value, name, origin=self.origin)
             table = self.cells if measurements else self.cells[["id", "class"]]
             writer.add_labels(self.labels, object_type=object_type, measurements=table, origin=self.origin)
         return Path(path)
+
+    def prompt_records(self) -> list[dict]:
+        """Per prompt: the label it resolved to and its support status (from the segmentation's class table)."""
+        classes = getattr(self.segmentation, "classes", None)
+        status = prompt_status(self.segmentation)
+        labels = dict(zip(classes["prompt"], classes["label"])) if classes is not None and "label" in classes else {}
+        return [{"prompt": p, "label": None if pd.isna(labels.get(p)) else labels.get(p),
+                 "status": status.get(p, "unchecked")} for p in self.prompts]
 
     def to_parquet(self, folder: str | os.PathLike) -> dict[str, Path]:
         """Write ``cells.parquet`` (one row per object) and ``features.parquet`` (one row) into ``folder``."""
@@ -225,6 +244,7 @@ def analyze(
     device: Any = None,
     name: str | None = None,
     progress: bool = False,
+    on_unsupported: str = "raise",
 ) -> Analysis:
     """Analyse one image end to end: text-prompted segmentation → biomarkers → one feature row.
 
@@ -258,13 +278,22 @@ def analyze(
         Passed to the segmentation.
     name : str, optional
         Image name (index of the feature row, GeoJSON ids); default the file name.
+    on_unsupported : {"raise", "empty", "nearest"}
+        Prompts the model was not trained for (:func:`xpath.segmentation.supported_prompts`):
+        refused before the image is read or segmented (default), answered empty, or answered
+        with the nearest supported label. Only prompts the model supports give regions and
+        region features (tumour–stroma ratio, per-region densities): an empty or substituted
+        answer never does.
 
     Returns
     -------
     Analysis
     """
     from .. import biomarkers
+    from ..segmentation.support import check_on_unsupported, require_supported
 
+    if segmentation is None and check_on_unsupported(on_unsupported) == "raise":
+        require_supported([prompts] if isinstance(prompts, str) else list(prompts), model)
     if isinstance(image, (str, os.PathLike)):
         from ..io import read_image
 
@@ -287,7 +316,7 @@ def analyze(
         from ..segmentation import segment
 
         segmentation = segment(array, prompts, model=model, mpp=mpp, threshold=threshold, device=device,
-                               progress=progress)
+                               progress=progress, on_unsupported=on_unsupported)
     missing = [p for p in prompts if p not in segmentation.semantic]
     if missing:
         raise ValueError(f"segmentation has no result for prompts {missing}")
@@ -299,7 +328,8 @@ def analyze(
     else:
         labels, cls = np.zeros(array.shape[:2], np.int32), pd.Series([], dtype=object)
     cls = cls.map(alias)
-    region_prompts = [p for p in prompts if p not in segmentation.instances]
+    status = prompt_status(segmentation)
+    region_prompts = [p for p in prompts if p not in segmentation.instances and status.get(p) in _ANSWERED]
     regions = np.zeros(array.shape[:2], np.int32)
     region_names = {}
     for k, p in enumerate(region_prompts, start=1):

@@ -232,6 +232,11 @@ def analyze_cohort(
         if not prompts:
             raise ValueError("prompts are required for the default per-slide analysis, e.g. ['nuclei', 'stroma'] "
                              "(or pass func=image_summary for a quality-control pass)")
+        from ..segmentation.support import require_supported
+
+        # refuse prompts the model was not trained for before any slide is opened
+        require_supported(prompts, kwargs.get("model", "xpath_small"),
+                          on_unsupported=kwargs.get("on_unsupported", "raise"))
         func = _default_func()
     if not callable(func):
         raise TypeError(f"func must be callable, got {type(func).__name__}")

@@ -161,7 +161,7 @@ class SlideResult:
         return pd.read_parquet(path) if path is not None and path.exists() else pd.DataFrame()
 
 
-def _model_segmenter(prompts, *, model, device, batch_size, threshold, min_area_um2):
+def _model_segmenter(prompts, *, model, device, batch_size, threshold, min_area_um2, on_unsupported="raise"):
     """Default per-window segmenter: a text-prompted model loaded once, decoding all prompts."""
     from ..segmentation import TextPromptPredictor, load_model
 
@@ -170,7 +170,8 @@ def _model_segmenter(prompts, *, model, device, batch_size, threshold, min_area_
 
     def run(tile: Image):
         predictor.set_image(tile.array, mpp=tile.mpp)
-        return predictor.predict(list(prompts), threshold=threshold, min_area_um2=min_area_um2)
+        return predictor.predict(list(prompts), threshold=threshold, min_area_um2=min_area_um2,
+                                 on_unsupported=on_unsupported)
 
     run.mpp = float(net.config.mpp)
     run.tile = int(net.config.image_size)
@@ -258,6 +259,7 @@ def segment_slide(
     device=None,
     geojson: bool = True,
     progress: bool = True,
+    on_unsupported: str = "raise",
 ) -> SlideResult:
     """Segment a whole slide tile by tile over tissue, merging instances across tiles, streaming outputs.
 
@@ -294,6 +296,10 @@ def segment_slide(
         Write the QuPath GeoJSON (tissue annotation + one detection per instance).
     progress : bool
         tqdm bar over windows (rate in tiles/s, with ETA).
+    on_unsupported : {"raise", "empty", "nearest"}
+        Prompts the model was not trained for (:func:`xpath.segmentation.supported_prompts`):
+        refused before the slide is opened (default), or answered as
+        :meth:`~xpath.segmentation.TextPromptPredictor.predict` describes.
 
     Returns
     -------
@@ -304,12 +310,17 @@ def segment_slide(
     prompts = _check_prompts(prompts)
     if not 0.0 <= min_tissue <= 1.0:
         raise ValueError(f"min_tissue must be in [0, 1], got {min_tissue}")
+    if segmenter is None:
+        from ..segmentation.support import require_supported
+
+        require_supported(prompts, model, on_unsupported=on_unsupported)  # before the slide is opened
     start_time = time.perf_counter()
     src, owned = _open(slide)
     try:
         if segmenter is None:
             segmenter = _model_segmenter(prompts, model=model, device=device, batch_size=batch_size,
-                                         threshold=threshold, min_area_um2=min_area_um2)
+                                         threshold=threshold, min_area_um2=min_area_um2,
+                                         on_unsupported=on_unsupported)
         if src.mpp is None:
             raise ValueError(f"the slide {src.path} records no mpp; open it with open_slide(path, mpp=...)")
         work_mpp = check_mpp(mpp if mpp is not None else getattr(segmenter, "mpp", None) or src.mpp)

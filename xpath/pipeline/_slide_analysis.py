@@ -73,6 +73,7 @@ def analyze_slide(
     overlap: int | None = None,
     device: Any = None,
     progress: bool = True,
+    on_unsupported: str = "raise",
 ) -> SlideAnalysis:
     """Analyse a whole slide: :func:`segment_slide` with a streamed cell table, then slide-level biomarkers.
 
@@ -93,7 +94,8 @@ def analyze_slide(
         return biomarkers.cell_table(labels, image, mpp=mpp, **kw)
 
     res = segment_slide(slide, prompts, out_dir=out_dir, model=model, segmenter=segmenter, measure=measure,
-                        mpp=mpp, tile=tile, overlap=overlap, device=device, progress=progress)
+                        mpp=mpp, tile=tile, overlap=overlap, device=device, progress=progress,
+                        on_unsupported=on_unsupported)
     alias = {p: (classes or {}).get(p, p) for p in res.prompts}
     cells = res.cells()
     if len(cells):

@@ -29,6 +29,16 @@ _EXPORTS = {
     "ImageFeatures": ".modeling",
     "resolve_prompt": ".prompts",
     "PromptResolution": ".prompts",
+    # what a model knows (trained labels, refusal of the rest, presence calibration)
+    "supported_prompts": ".support",
+    "check_prompt_support": ".support",
+    "UnsupportedPromptError": ".support",
+    "PromptSupport": ".support",
+    "ModelVocabulary": ".support",
+    "TrainedLabel": ".support",
+    "expected_calibration_error": ".calibration",
+    "fit_isotonic": ".calibration",
+    "reliability_table": ".calibration",
     # inference (predictor, tiling, instances, metrics, result)
     "Segmentation": "._result",
     "TextPromptPredictor": ".predictor",

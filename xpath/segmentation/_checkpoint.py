@@ -5,7 +5,12 @@ A checkpoint is one ``torch.save`` file holding a dict::
     {"format": "xpath.segmentation", "format_version": 1,
      "config": {...SegmenterConfig...}, "vocabulary": [...],
      "preprocessing": {"mean", "std", "mpp", "image_size"},
-     "state_dict": {...}, "excluded_prefixes": [...], "extra": {...}}
+     "state_dict": {...}, "excluded_prefixes": [...], "extra": {...},
+     "trained_vocabulary": {"labels": [...], "presence_calibration": {...}}}   # optional
+
+``trained_vocabulary`` (:class:`~xpath.segmentation.support.ModelVocabulary`) records the
+labels the model was trained on, with their validation accuracy, and the calibration of its
+presence score; files written before it existed load without it.
 
 A frozen pretrained text encoder is left out (``excluded_prefixes``) and reloaded from its
 package or directory when the model is rebuilt. Files are written atomically and read
@@ -112,6 +117,9 @@ def save_checkpoint(model, path: str | os.PathLike, *, extra: dict | None = None
         "excluded_prefixes": excluded,
         "extra": dict(extra or {}),
     }
+    record = getattr(model, "trained_vocabulary", None)
+    if record is not None:
+        payload["trained_vocabulary"] = record.to_dict()
     with atomic_path(path, suffix=".tmp") as tmp, open(tmp, "wb") as fh:
         torch.save(payload, fh)
         fh.flush()
@@ -200,4 +208,7 @@ def load_checkpoint(path: str | os.PathLike, *, device=None, expected_sha256: st
     leftover = [k for k in result.missing_keys if not any(k.startswith(p) for p in excluded)]
     if leftover or result.unexpected_keys:  # pragma: no cover - guarded above
         raise CheckpointError(f"{path}: strict load failed: missing {leftover}, unexpected {result.unexpected_keys}")
+    from .support import vocabulary_from_payload
+
+    model.trained_vocabulary = vocabulary_from_payload(payload) if "trained_vocabulary" in payload else None
     return model.to(resolve_device(device)).eval()

@@ -7,9 +7,22 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-__all__ = ["Segmentation"]
+__all__ = ["Segmentation", "classes_table"]
 
-_CLASS_COLUMNS = ("prompt", "label", "structure", "presence", "n_instances", "area_fraction")
+_CLASS_COLUMNS = ("prompt", "label", "structure", "status", "presence", "n_instances", "area_fraction")
+
+
+def classes_table(rows: list[dict]) -> pd.DataFrame:
+    """Typed per-prompt class table of a :class:`Segmentation` (an empty list gives typed empty columns).
+
+    ``status`` is the prompt's support by the model (:mod:`xpath.segmentation.support`):
+    ``"supported"``, ``"unsupported"`` (empty mask, presence NaN), ``"nearest"`` (the nearest
+    supported label was decoded; ``label`` names it) or ``"unchecked"`` (a model without a
+    record of its trained labels).
+    """
+    frame = pd.DataFrame(rows, columns=list(_CLASS_COLUMNS))
+    return frame.astype({"prompt": object, "label": object, "structure": object, "status": object, "presence": float,
+                         "n_instances": "Int64", "area_fraction": float})
 
 
 @dataclass(frozen=True)
@@ -139,12 +152,3 @@ class Segmentation:
         if legend and handles:
             ax.legend(handles=handles, loc="upper right", fontsize="small", framealpha=0.8)
         return ax
-
-    @staticmethod
-    def _classes_table(rows: list[dict]) -> pd.DataFrame:
-        """Typed class table from per-prompt rows (an empty list gives typed empty columns)."""
-        frame = pd.DataFrame(rows, columns=list(_CLASS_COLUMNS))
-        return frame.astype(
-            {"prompt": object, "label": object, "structure": object, "presence": float,
-             "n_instances": "Int64", "area_fraction": float}
-        )

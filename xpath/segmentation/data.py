@@ -22,8 +22,8 @@ presence and instance heads need:
    each draw carries its own augmentation seed, so a resumed run sees the same batches.
 
 Which absent labels are negatives: a label is *known absent* from a tile when either
-(a) it belongs to the tile's own dataset (whose annotation is exhaustive for its classes)
-and has no pixel in the tile, or (b) it names a specific anatomical region other than
+(a) it belongs to the tile's own dataset (whose annotation is exhaustive for its classes —
+not for pseudo-labels, see ``partial_labels``) and has no pixel in the tile, or (b) it names a specific anatomical region other than
 the regions of the tile's labels (a "breast" prompt on a colon tile). Labels of other
 datasets in the same region are never used as negatives: an EBHI gland image contains
 nuclei that nobody annotated.
@@ -34,7 +34,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -368,6 +368,10 @@ class SegmentationDataset(torch.utils.data.Dataset):
     vocabulary : sequence of str or Label, optional
         Extra labels that may serve as region negatives (e.g. ``model.config.vocabulary``);
         strings not in the canonical template are ignored for negatives.
+    partial_labels : mapping, optional
+        Source → labels that source does not annotate exhaustively (pseudo-labels, such as
+        EBHI's detector nuclei): a tile without them is not evidence that they are absent, so
+        they are never its own-dataset negatives.
     seed : int
         Base seed of the per-item random draws (with ``augment`` and negatives).
 
@@ -388,6 +392,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
         min_overlap: int | None = None,
         min_area: int = 10,
         vocabulary: Sequence | None = None,
+        partial_labels: Mapping[str, Iterable[Label]] | None = None,
         seed: int = 0,
     ) -> None:
         if not records:
@@ -423,6 +428,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
             if lab is not None:
                 vocab.add(lab)
         self.vocabulary = tuple(sorted(vocab))
+        self.partial_labels = {src: frozenset(labs) for src, labs in (partial_labels or {}).items()}
         self._variant_cache: dict = {}
 
     def __len__(self) -> int:
@@ -475,7 +481,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
 
     def _negatives(self, rec: SegmentationRecord, present: set) -> list[Label]:
         regions = rec.regions
-        own = set(self.source_labels[rec.source])
+        own = set(self.source_labels[rec.source]) - self.partial_labels.get(rec.source, frozenset())
         out = []
         for lab in self.vocabulary:
             if lab in present:

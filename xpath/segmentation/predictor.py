@@ -15,6 +15,11 @@ words (object synonyms such as "lymphocytes" → inflammatory nuclei), by keywor
 (``nuclei``, ``cells`` → instance-level; ``gland``, ``stroma``, ``tissue`` → tissue-level),
 and last by :func:`xpath.segmentation.prompts.resolve_prompt` with the model's text encoder
 (nearest known label by embedding similarity, when it is close enough).
+
+Prompts are checked against the labels the model was trained on before anything is decoded
+(:mod:`xpath.segmentation.support`): a prompt it was not trained for raises
+:class:`~xpath.segmentation.support.UnsupportedPromptError` unless ``on_unsupported`` says
+otherwise, and presence scores are calibrated with the checkpoint's presence calibration.
 """
 
 from __future__ import annotations
@@ -34,7 +39,8 @@ import pandas as pd
 from .._types import check_boxes, check_image, check_mpp
 from ._prompt_text import check_prompts, prompt_structure
 from ._registry import resolve_device  # None → CUDA, then MPS, then CPU (shared with create_model)
-from ._result import Segmentation
+from ._result import Segmentation, classes_table
+from .support import PromptPlan, check_on_unsupported, model_vocabulary, plan_prompts, require_supported
 from .tiling import Band, InstanceStitcher, extract_tile, predict_tiled, tile_batches, tile_starts
 
 __all__ = ["TextPromptPredictor", "check_prompts", "load_model", "prompt_structure", "resolve_device", "segment"]
@@ -43,6 +49,7 @@ logger = logging.getLogger(__name__)
 
 _MPP_TOLERANCE = 0.02  # relative mpp difference below which the image is not resized
 _PROMPT_CHUNK = 16  # prompts decoded per call (bounds the (B, P, t, t) output tensors)
+
 
 
 def _resize_uint8(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -248,6 +255,7 @@ class TextPromptPredictor:
         marker_threshold: float = 0.4,
         min_area_um2: float = 10.0,
         presence_threshold: float | None = None,
+        on_unsupported: str = "raise",
     ) -> Segmentation:
         """Decode prompts against the current image.
 
@@ -277,10 +285,20 @@ class TextPromptPredictor:
             probabilities, when returned, are kept). ``None`` (default) keeps every mask: the
             shipped model's presence scores rank well but are not calibrated at 0.5
             (docs/model_card.md), so choose the threshold on your own data.
+        on_unsupported : {"raise", "empty", "nearest"}
+            What a prompt the model was not trained for gets (:mod:`xpath.segmentation.support`):
+            :class:`~xpath.segmentation.support.UnsupportedPromptError` before anything is
+            decoded, an empty mask with presence NaN and status ``"unsupported"``, or the
+            nearest supported label's mask with a warning naming it (status ``"nearest"``).
 
         Returns
         -------
         Segmentation
+
+        Raises
+        ------
+        UnsupportedPromptError
+            A prompt the model was not trained for, with ``on_unsupported="raise"``.
         """
         self._require_image()
         if presence_threshold is not None and not 0.0 <= presence_threshold <= 1.0:
@@ -291,18 +309,42 @@ class TextPromptPredictor:
         if instances not in ("auto", True, False):
             raise ValueError(f"instances must be 'auto', True or False, got {instances!r}")
         boxes, points = self._spatial(boxes, points, len(prompts))
-        resolved = [prompt_structure(p, model=self.model) for p in prompts]
+        plans = plan_prompts(prompts, self.model, on_unsupported=on_unsupported)
         if instances == "auto":
-            inst_idx = [i for i, (_, s) in enumerate(resolved) if s in ("nuclei", "cell")]
+            wants_instances = [p.structure in ("nuclei", "cell") for p in plans]
         else:
-            inst_idx = list(range(len(prompts))) if instances else []
-        n_p, n_i = len(prompts), len(inst_idx)
+            wants_instances = [bool(instances)] * len(plans)
         hw, ww = self._work.shape[:2]
-        work_mpp = self.model_mpp
-
         semantic = {p: np.zeros((hw, ww), bool) for p in prompts}
         probs = {p: np.zeros((hw, ww), np.float16) for p in prompts} if return_probabilities else {}
-        inst_out = {prompts[i]: np.zeros((hw, ww), np.int32) for i in inst_idx}
+        inst_out = {p.prompt: np.zeros((hw, ww), np.int32) for p, w in zip(plans, wants_instances) if w}
+        decoded = [k for k, p in enumerate(plans) if p.text is not None]
+        presence = np.full(len(prompts), np.nan)
+        if decoded:
+            presence[decoded] = self._decode_all(
+                [plans[k] for k in decoded], [wants_instances[k] for k in decoded], semantic, probs, inst_out,
+                boxes=None if boxes is None else boxes[decoded], points=None if points is None else points[decoded],
+                threshold=threshold, marker_threshold=marker_threshold, min_area_um2=min_area_um2)
+        record = model_vocabulary(self.model)
+        if record is not None:
+            presence = np.array([record.calibrate(float(v), p.structure) for v, p in zip(presence, plans)])
+        if presence_threshold is not None:
+            for k, p in enumerate(prompts):
+                if presence[k] < presence_threshold:
+                    semantic[p][:] = False
+                    if p in inst_out:
+                        inst_out[p][:] = 0
+        return self._result(plans, semantic, inst_out, probs, presence, threshold)
+
+    def _decode_all(self, plans: list[PromptPlan], wants_instances: list[bool], semantic: dict, probs: dict,
+                    inst_out: dict, *, boxes, points, threshold: float, marker_threshold: float,
+                    min_area_um2: float) -> np.ndarray:
+        """Decode the planned texts over the tiles into ``semantic``/``probs``/``inst_out``; returns raw presence."""
+        prompts = [p.prompt for p in plans]
+        texts = [p.text for p in plans]
+        inst_idx = [i for i, w in enumerate(wants_instances) if w]
+        n_p, n_i = len(prompts), len(inst_idx)
+        work_mpp = self.model_mpp
         stitchers = [
             InstanceStitcher(inst_out[prompts[i]], strip=max(self.tile, 2 * self.margin), margin=self.margin,
                              threshold=threshold, marker_threshold=marker_threshold,
@@ -315,24 +357,18 @@ class TextPromptPredictor:
             core = band.core_data()
             for k, p in enumerate(prompts):
                 semantic[p][rows, cols] = core[k] > threshold
-                if return_probabilities:
+                if p in probs:
                     probs[p][rows, cols] = core[k]
             for j, st in enumerate(stitchers):
                 st.push(band.y, band.data[inst_idx[j]], band.data[n_p + j], x=band.x, core=band.core)
 
-        fn = functools.partial(self._decode_tiles, prompts=prompts, inst_idx=inst_idx, boxes=boxes, points=points)
+        fn = functools.partial(self._decode_tiles, prompts=texts, inst_idx=inst_idx, boxes=boxes, points=points)
         presence = predict_tiled(self._work, fn, tile=self.tile, overlap=self.overlap, n_maps=n_p + n_i,
                                  on_band=on_band, batch_size=self.batch_size, panel_width=self.panel_width,
                                  halo=self.margin, progress=self.progress, desc="segment")
         for st in stitchers:
             st.finish()
-        if presence_threshold is not None:
-            for k, p in enumerate(prompts):
-                if presence[k] < presence_threshold:
-                    semantic[p][:] = False
-                    if p in inst_out:
-                        inst_out[p][:] = 0
-        return self._result(prompts, resolved, semantic, inst_out, probs, presence, threshold)
+        return np.asarray(presence, np.float64)
 
     def _decode_tiles(self, tiles: np.ndarray, origins: Sequence[tuple[int, int]], *, prompts: list[str],
                       inst_idx: list[int], boxes: np.ndarray | None, points: np.ndarray | None):
@@ -372,7 +408,7 @@ class TextPromptPredictor:
                     maps[:, [slot[c0 + k] for k in local]] = dist
         return maps, presence
 
-    def _result(self, prompts, resolved, semantic, inst_out, probs, presence, threshold) -> Segmentation:
+    def _result(self, plans, semantic, inst_out, probs, presence, threshold) -> Segmentation:
         h, w = self._image.shape[:2]
         if self._work.shape[:2] != (h, w):  # back to the input resolution (nearest neighbour)
             ri = _nearest_index(h, self._work.shape[0])[:, None]
@@ -382,16 +418,16 @@ class TextPromptPredictor:
             probs = {p: m[ri, ci] for p, m in probs.items()}
         rows = []
         pres = {}
-        for k, p in enumerate(prompts):
+        for k, plan in enumerate(plans):
+            p = plan.prompt
             pres[p] = float(presence[k])
-            label, structure = resolved[k]
             n_inst = _count_ids(inst_out[p]) if p in inst_out else None
-            rows.append({"prompt": p, "label": label, "structure": structure, "presence": pres[p],
-                         "n_instances": pd.NA if n_inst is None else n_inst,
+            rows.append({"prompt": p, "label": plan.label, "structure": plan.structure, "status": plan.status,
+                         "presence": pres[p], "n_instances": pd.NA if n_inst is None else n_inst,
                          "area_fraction": float(semantic[p].mean())})
         return Segmentation(
-            prompts=tuple(prompts), semantic=semantic, instances=inst_out, presence=pres,
-            classes=Segmentation._classes_table(rows), image_shape=(h, w), probabilities=probs,
+            prompts=tuple(p.prompt for p in plans), semantic=semantic, instances=inst_out, presence=pres,
+            classes=classes_table(rows), image_shape=(h, w), probabilities=probs,
             mpp=self._mpp if self._mpp is not None else self.model_mpp, threshold=threshold,
             model=str(getattr(self.model.config, "name", type(self.model).__name__)), image=self._image,
         )
@@ -459,6 +495,7 @@ def segment(
     allow_grayscale: bool = False,
     min_area_um2: float = 10.0,
     presence_threshold: float | None = None,
+    on_unsupported: str = "raise",
 ) -> Segmentation:
     """Segment what the prompts name in an image, in one call.
 
@@ -498,6 +535,11 @@ def segment(
     presence_threshold : float, optional
         Prompts whose presence score is below this get an empty mask and no instances ("not in
         this image"); ``None`` (default) keeps every mask.
+    on_unsupported : {"raise", "empty", "nearest"}
+        Prompts the model was not trained for (see :func:`~xpath.segmentation.supported_prompts`):
+        raise :class:`~xpath.segmentation.support.UnsupportedPromptError` before the model is
+        loaded or the image encoded, return an empty mask (presence NaN, status
+        ``"unsupported"``), or use the nearest supported label with a warning.
 
     Returns
     -------
@@ -507,6 +549,8 @@ def segment(
 
     Raises
     ------
+    UnsupportedPromptError
+        A prompt the model was not trained for (``on_unsupported="raise"``), a ``ValueError``.
     ValueError
         Empty prompt list or prompt, grayscale image without ``allow_grayscale``, empty
         image, NaN or out-of-range floats, ``mpp <= 0``, ``threshold`` outside (0, 1).
@@ -529,9 +573,11 @@ def segment(
         raise ValueError(f"threshold must be in (0, 1), got {threshold}")
     if instances not in ("auto", True, False):
         raise ValueError(f"instances must be 'auto', True or False, got {instances!r}")
+    if check_on_unsupported(on_unsupported) == "raise":
+        require_supported(prompts, model)  # refuse before the model is built
     net = load_model(model, device)
     predictor = TextPromptPredictor(net, batch_size=batch_size, cache_tiles=0, progress=progress)
     predictor.set_image(img, mpp=mpp)
     return predictor.predict(prompts, boxes=boxes, points=points, threshold=threshold, instances=instances,
                              return_probabilities=return_probabilities, min_area_um2=min_area_um2,
-                             presence_threshold=presence_threshold)
+                             presence_threshold=presence_threshold, on_unsupported=on_unsupported)

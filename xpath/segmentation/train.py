@@ -177,6 +177,7 @@ def build_datasets(config: TrainConfig, *, mpp: float | None, tile_size: int,
     """The training and validation datasets of a config (validation ``None`` if no source has a rule)."""
     d = config.data
     train_items, val_items = [], []
+    partial: dict[str, set] = {}  # source -> pseudo-labels (not exhaustive: never "absent")
     for src in d.sources:
         items, ids, splits = _load_source(src, config.seed)
         is_val = split_validation(ids, splits, src.get("val", "none"))
@@ -188,6 +189,9 @@ def build_datasets(config: TrainConfig, *, mpp: float | None, tile_size: int,
                                  "set data.assume_mpp for it")
             train_part = [t for it in train_part
                           for t in pseudo_nuclei_triples(it, mpp=it.mpp if it.mpp is not None else mpp_src)]
+            for t in train_part:
+                if t.label.structure == "nuclei":
+                    partial.setdefault(t.source, set()).add(t.label)
         train_items += train_part
         val_items += [it for it, v in zip(items, is_val) if v]
     if not train_items:
@@ -197,7 +201,7 @@ def build_datasets(config: TrainConfig, *, mpp: float | None, tile_size: int,
     train_keys = {(r.source, r.image_id) for r in train_records}
     common = {"tile_size": tile_size, "min_overlap": d.min_overlap, "min_area": d.min_area, "seed": config.seed}
     train = SegmentationDataset(train_records, prompts_per_image=d.prompts_per_image, max_negatives=d.max_negatives,
-                                augment=d.augment, vocabulary=vocab, **common)
+                                augment=d.augment, vocabulary=vocab, partial_labels=partial, **common)
     if not val_items:
         return train, None
     val_records = build_records(val_items, mpp=mpp, assume_mpp=d.assume_mpp)
@@ -337,6 +341,7 @@ class Trainer:
                                                           vocabulary=getattr(mcfg, "vocabulary", ()) or ())
         if hasattr(mcfg, "vocabulary"):  # the checkpoint records the labels the model was trained on
             mcfg.vocabulary = [lab.prompt for lab in self.train_set.vocabulary]
+        self._last_val: dict | None = None
         self._warm_text_cache()
         d = cfg.data
         self.weights = balance_weights(self.train_set.tile_labels(), by=d.balance, power=d.balance_power,
@@ -445,7 +450,28 @@ class Trainer:
         if not isinstance(self.model, TextPromptSegmenter):
             return None
         extra = {"step": self.step, "train_config": self.config.to_dict()}
-        return lambda p: save_checkpoint(self.model, p, extra=extra)
+
+        def save(path):
+            self.model.trained_vocabulary = self._vocabulary_record()
+            return save_checkpoint(self.model, path, extra=extra)
+
+        return save
+
+    def _vocabulary_record(self):
+        """The labels trained so far (with masks in the training data, or in the initial checkpoint's record),
+        each with the Dice of the last validation (NaN when not measured; ``python -m xpath.segmentation.record``
+        measures a release fully and calibrates its presence)."""
+        from .support import ModelVocabulary, TrainedLabel
+
+        previous = getattr(self.model, "trained_vocabulary", None)
+        known = {t.label: t for t in (previous.labels if previous is not None else ())}
+        per_category = (self._last_val or {}).get("per_category", {})
+        for lab in sorted({lab for labs in self.train_set.source_labels.values() for lab in labs}):
+            measured = per_category.get(lab.prompt)
+            if measured is not None or lab not in known:
+                known[lab] = TrainedLabel(lab, dice=float(measured["dice"]) if measured else float("nan"),
+                                          n_val=int(measured["n"]) if measured else 0)
+        return ModelVocabulary(tuple(known[lab] for lab in sorted(known)))
 
     def _load_state(self) -> None:
         ckpt = latest_checkpoint(self.checkpoint_root)
@@ -520,6 +546,7 @@ class Trainer:
                                          max_tiles=self.config.data.val_max_tiles, amp_dtype=self.amp_dtype)
             self._log({"kind": "val", "step": self.step, **result})
             self._write_val_csv(result)
+            self._last_val = result
         self._barrier()
         return result
 

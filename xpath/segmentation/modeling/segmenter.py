@@ -130,6 +130,7 @@ class TextPromptSegmenter(nn.Module):
         self.spatial = spatial
         self.heads = heads
         self.config = config
+        self.trained_vocabulary = None  # ModelVocabulary of a trained checkpoint (support.py); set on load
         dim, text_dim = joint.dim, text_encoder.dim
         self.text_proj = nn.Linear(text_dim, dim)  # text tokens → joint width
         self.prompt_proj = nn.Linear(text_dim, dim)  # global embedding → prompt token
