@@ -1,13 +1,14 @@
 """Accuracy of a text-prompted segmenter on the held-out images, beside a classical baseline.
 
     python benchmarks/segmentation_accuracy.py [--checkpoint default|PATH] [--config configs/xpath_small_default_stage6.yaml]
-                                                [--limit N] [--out results.csv]
+                                                [--limit N] [--out results.csv] [--skip-calibration]
+                                                [--reliability-figure PNG]
 
 The validation images are the ones the training config holds out (``val`` rules of its
 sources: MoNuSeg test, whole CoNSeP source images, NuCLS test, EBHI slides), so the model
 never trained on them. For each image every label present is prompted with its canonical
-text, plus the labels of the same dataset that are absent and two off-organ labels
-(negatives for the presence score). Printed, per source and category: mean per-image Dice
+text, plus the labels of the same dataset that are absent (negatives for the presence
+score; only labels the source annotates, so "absent" is known). Printed, per source and category: mean per-image Dice
 (the paper's protocol), AJI and PQ for nucleus instances, presence AUROC on present vs
 absent prompts, and — on the same images in the same run — the classical baseline
 (haematoxylin deconvolution + Otsu + distance-transform watershed) for all-nuclei prompts.
@@ -18,6 +19,13 @@ one image (1.0 when the model returns the same mask whatever it is asked).
 
 Images that state no mpp (EBHI-Seg) are segmented at the ``assume_mpp`` of the config, as the
 model was trained on them.
+
+Knowing what it knows: prompts the model was never trained for must be refused
+(``UNLEARNED``), and the presence score is checked on the validation tiles of
+:mod:`xpath.segmentation.record` — per structure, the expected calibration error of the raw
+score and of the checkpoint's calibration (the calibration is fitted on these tiles: for a
+held-out figure see the cross-fitted ECE that ``python -m xpath.segmentation.record`` prints),
+and the presence AUROC per label.
 """
 
 from __future__ import annotations
@@ -29,30 +37,19 @@ import time
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from xpath.datasets import DATASETS, load_dataset
-from xpath.segmentation import TextPromptPredictor, create_model
+from xpath.datasets import DATASETS
+from xpath.segmentation import TextPromptPredictor, check_prompt_support, create_model
+from xpath.segmentation.calibration import expected_calibration_error
 from xpath.segmentation.classical import classical_nuclei
 from xpath.segmentation.metrics import aji, dice, panoptic_quality
-from xpath.segmentation.train import load_config, split_validation
+from xpath.segmentation.record import calibration_report, plot_reliability, validation_images, validation_tile_rows
 
-OFF_ORGAN_NEGATIVES = ("nuclei-level mitotic figure in brain pathology", "tissue-level tumor in lung pathology")
+# prompts outside the shipped vocabulary: each must be refused
+UNLEARNED = ("a cat", "asdfgh qwerty", "the moon", "mitotic figures in brain", "adipose tissue", "necrosis",
+             "blood vessels", "stroma", "tumor", "tumor region", "epithelium", "red blood cells")
 SYNONYMS = ("lymphocytes", "immune cells", "inflammatory nuclei")
 DISTINCT = ("nuclei", "glands")  # prompts that must not give one mask
 SPECIFICITY_IMAGES = 10  # per source
-
-
-def validation_images(config_path: str, limit: int | None):
-    """``(source, held-out AnnotatedImage records, mpp for images that state none)`` per source."""
-    cfg = load_config(config_path)
-    for src in cfg.data.sources:
-        rule = src.get("val")
-        if "dataset" not in src or rule in (None, "none"):
-            continue
-        name = src["dataset"]
-        records = load_dataset(name)
-        held_out = split_validation([r.image_id for r in records], [r.split for r in records], rule)
-        chosen = [r for r, v in zip(records, held_out) if v]
-        yield name, chosen[:limit] if limit else chosen, cfg.data.assume_mpp.get(name)
 
 
 def evaluate(predictor, records, source: str, presence_threshold=None, marker_threshold: float = 0.4,
@@ -68,7 +65,7 @@ def evaluate(predictor, records, source: str, presence_threshold=None, marker_th
     for i, rec in enumerate(records):
         triples = rec.triples()
         present = {t.prompt: t for t in triples}
-        absent = sorted(dataset_labels - set(present)) + list(OFF_ORGAN_NEGATIVES)
+        absent = sorted(dataset_labels - set(present))
         prompts = list(present) + absent
         predictor.set_image(rec.image, mpp=rec.mpp if rec.mpp is not None else assumed_mpp)
         result = predictor.predict(prompts, presence_threshold=presence_threshold, marker_threshold=marker_threshold)
@@ -116,6 +113,8 @@ def main(argv=None) -> None:
                         help="watershed markers: distance > this (predict's marker_threshold)")
     parser.add_argument("--presence-threshold", type=float, default=None,
                         help="empty the masks of prompts whose presence is below this (default: keep all)")
+    parser.add_argument("--skip-calibration", action="store_true", help="skip the tile-level presence section")
+    parser.add_argument("--reliability-figure", default=None, help="draw the reliability diagrams to this PNG")
     args = parser.parse_args(argv)
 
     model = create_model("xpath_small", checkpoint=args.checkpoint)  # "default": the shipped weights
@@ -159,6 +158,37 @@ def main(argv=None) -> None:
     print(f"\nPrompt specificity: Dice between the {DISTINCT[0]!r} and {DISTINCT[1]!r} masks of one image "
           f"(1 = the same mask whatever is asked), first {SPECIFICITY_IMAGES} images per source:")
     print(spec.drop(columns="image").groupby("source").mean().round(3).to_string())
+
+    refused = [s for s in check_prompt_support(list(UNLEARNED), model) if not s.supported]
+    print(f"\nUnlearned prompts refused: {len(refused)} of {len(UNLEARNED)}"
+          + "".join(f"\n  accepted: {s.prompt!r} as {s.label.prompt!r}" for s in
+                    check_prompt_support(list(UNLEARNED), model) if s.supported))
+    if not args.skip_calibration:
+        presence_on_tiles(model, args)
+
+
+def presence_on_tiles(model, args) -> None:
+    """ECE per structure (raw and calibrated) and presence AUROC per label, on the validation tiles."""
+    record = model.trained_vocabulary
+    raw_model = create_model("xpath_small", checkpoint=args.checkpoint)
+    raw_model.trained_vocabulary = type(record)(record.labels)  # the same labels, no calibration
+    predictor = TextPromptPredictor(raw_model)
+    rows = pd.concat([pd.DataFrame(validation_tile_rows(predictor, records, source, assumed_mpp))
+                      for source, records, assumed_mpp in validation_images(args.config, args.limit)])
+    rows["calibrated"] = [record.calibrate(p, family) for p, family in zip(rows.presence, rows.family)]
+    report = calibration_report(rows).set_index("family")
+    report["ece_shipped"] = [expected_calibration_error(g.present.astype(int), g.calibrated)
+                             for _, g in rows.groupby("family")]
+    print(f"\nPresence on {len(rows)} (validation tile, annotated label) pairs; ECE in 10 equal-width bins: raw,"
+          " cross-fitted calibration (fitted on the other half of the images), and the checkpoint's calibration"
+          " (fitted on all these tiles, so in-sample):")
+    print(report.round(3).to_string())
+    print("Presence AUROC per label (positive = the label is in the tile's ground truth):")
+    for prompt, grp in rows.groupby("prompt"):
+        auc = roc_auc_score(grp.present, grp.presence) if grp.present.nunique() == 2 else float("nan")
+        print(f"  {prompt:48s} {auc:.3f}  (n={len(grp)}, present {int(grp.present.sum())})")
+    if args.reliability_figure:
+        plot_reliability(rows, args.reliability_figure)
 
 
 if __name__ == "__main__":

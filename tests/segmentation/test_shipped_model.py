@@ -21,7 +21,8 @@ import pytest
 from PIL import Image as PILImage
 
 from xpath.datasets import iter_dataset
-from xpath.segmentation import default_checkpoint, segment
+from xpath.segmentation import UnsupportedPromptError, check_prompt_support, default_checkpoint, segment, \
+    supported_prompts
 from xpath.segmentation.metrics import dice
 
 REFERENCES = Path(__file__).resolve().parents[1] / "data" / "shipped_model"
@@ -51,7 +52,8 @@ def test_default_checkpoint_ships_and_verifies():
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_outputs_match_stored_reference_and_ground_truth(shared_data, name):
     image, truth, mpp, prompt, floor = _case(shared_data, name)
-    result = segment(image, [prompt, "mitotic figures in brain"], mpp=mpp, progress=False, presence_threshold=0.5)
+    result = segment(image, [prompt, "mitotic figures in brain"], mpp=mpp, progress=False, presence_threshold=0.5,
+                     on_unsupported="empty")
     mask = result.semantic[prompt]
     reference_path = REFERENCES / f"{name}.png"
     if os.environ.get("XPATH_REGENERATE_REFERENCES"):
@@ -61,8 +63,37 @@ def test_outputs_match_stored_reference_and_ground_truth(shared_data, name):
     assert dice(mask, reference) >= 0.95
     assert dice(mask, truth) >= floor
     assert result.presence[prompt] > 0.5
-    assert result.presence["mitotic figures in brain"] < 0.5
-    assert not result.semantic["mitotic figures in brain"].any()  # "not in this image", no forced mask
+    # never trained on mitotic figures: no mask, no presence, whatever the image
+    assert np.isnan(result.presence["mitotic figures in brain"])
+    assert not result.semantic["mitotic figures in brain"].any()
+    with pytest.raises(UnsupportedPromptError, match="mitotic figures in brain"):
+        segment(image, [prompt, "mitotic figures in brain"], mpp=mpp, progress=False)
+
+
+# every label with a training mask (configs/xpath_small_default*.yaml sources); the labels its vocabulary held only as
+# negatives ("mitotic figure in brain", "tumor in liver", tissue-level "tumor in lung") are not among them
+TRAINED = {
+    "nuclei-level nucleus in unspecified pathology", "nuclei-level nucleus in breast pathology",
+    "nuclei-level nucleus in colon pathology", "nuclei-level epithelial in colon pathology",
+    "nuclei-level inflammatory in colon pathology", "nuclei-level spindle-shaped in colon pathology",
+    "nuclei-level other in colon pathology", "nuclei-level tumor in breast pathology",
+    "nuclei-level non-tumor in breast pathology", "tissue-level gland in colon pathology",
+}
+UNLEARNED = ["a cat", "asdfgh qwerty", "the moon", "mitotic figures in brain", "adipose tissue", "necrosis",
+             "blood vessels", "stroma"]
+
+
+def test_shipped_model_records_what_it_was_trained_on_with_its_accuracy():
+    table = supported_prompts("xpath_small")
+    assert set(table["label"]) == TRAINED
+    assert table["dice"].between(0.2, 1.0).all() and (table["n_val"] > 0).all()
+    supports = check_prompt_support(sorted(TRAINED) + ["nuclei", "lymphocytes", "glands", "epithelial nuclei"])
+    assert all(s.status == "supported" for s in supports)
+
+
+def test_shipped_model_refuses_what_it_never_learned():
+    supports = check_prompt_support(UNLEARNED)
+    assert [s.status for s in supports] == ["unsupported"] * len(UNLEARNED)
 
 
 def test_nuclei_and_glands_prompts_give_different_masks_on_a_gland_image(shared_data):
