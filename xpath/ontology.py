@@ -79,6 +79,9 @@ _STRUCTURE_WORDS = {
 _GENERIC_OBJECT = "nucleus"  # its synonyms ("nuclei", "cells") are also structure words of the other objects
 # Word stems that name a cell type, so the prompt asks for cells (segmented by their nuclei) even without the
 # word "cells": "lymphocytes", "fibroblasts", "neutrophils", "plasmacytes", "immune infiltrate".
+_FILLER_WORDS = frozenset({"a", "an", "the", "all", "any", "every", "each", "of", "in", "on", "at", "from", "with",
+                           "and", "or", "this", "that", "these", "those", "image", "images", "tile", "tiles", "slide",
+                           "field", "h&e", "he", "pathology", "level", "-level"})
 _CELL_STEMS = ("cyte", "phil", "blast", "macrophage", "lympho", "immune", "plasma", "neutro", "eosino", "histio",
                "endotheli", "spindle", "mesenchymal")
 
@@ -105,6 +108,7 @@ class PromptReading:
 
     label: Label | None
     structure_stated: bool = False
+    unread: tuple[str, ...] = ()
 
 
 class Vocabulary:
@@ -294,18 +298,20 @@ class Vocabulary:
         obj_key = max(hits)[2]
         obj = self._object_terms[obj_key]
         rest = padded.replace(f" {obj_key} ", " ")
-        region = next((v for k, v in sorted(self._region_terms.items(), key=lambda kv: -len(kv[0]))
-                       if f" {k} " in rest), UNSPECIFIED)
+        region_key, region = next(((k, v) for k, v in sorted(self._region_terms.items(), key=lambda kv: -len(kv[0]))
+                                   if f" {k} " in rest), (None, UNSPECIFIED))
+        leftover = rest.replace(f" {region_key} ", " ") if region_key else rest
+        unread = tuple(w for w in leftover.split() if w not in _STRUCTURE_WORDS and w not in _FILLER_WORDS)
         allowed = self.data["objects"][obj]["structures"]
         stated = self._stated_structure(obj_key, rest)
         if stated is not None:
             # a stated structure the object is not defined at ("gland nuclei") is kept: nothing is trained on it
-            return PromptReading(Label(region, stated, obj), True)
+            return PromptReading(Label(region, stated, obj), True, unread)
         if len(allowed) == 1 or set(allowed) <= {"nuclei", "cell"}:  # one level, or instance levels only
-            return PromptReading(Label(region, allowed[0], obj), True)
+            return PromptReading(Label(region, allowed[0], obj), True, unread)
         if any(stem in words for stem in _CELL_STEMS):
-            return PromptReading(Label(region, "nuclei" if "nuclei" in allowed else "cell", obj), True)
-        return PromptReading(Label(region, "nuclei" if "nuclei" in allowed else allowed[0], obj), False)
+            return PromptReading(Label(region, "nuclei" if "nuclei" in allowed else "cell", obj), True, unread)
+        return PromptReading(Label(region, "nuclei" if "nuclei" in allowed else allowed[0], obj), False, unread)
 
     @staticmethod
     def _stated_structure(obj_key: str, rest: str) -> str | None:

@@ -76,6 +76,11 @@ def test_prompts_without_a_known_object_have_no_reading():
     assert VOC.read("a cat").label is None and VOC.read("asdfgh qwerty").label is None
 
 
+def test_words_the_vocabulary_does_not_know_are_kept():
+    assert VOC.read("goblet cells").unread == ("goblet",)
+    assert VOC.read("all nuclei in the colon image").unread == ()
+
+
 # ---------------------------------------------------------------- the rule
 @pytest.mark.parametrize("prompt, label", [
     ("nuclei", "nuclei-level nucleus in unspecified pathology"),
@@ -84,6 +89,7 @@ def test_prompts_without_a_known_object_have_no_reading():
     ("immune cells", "nuclei-level inflammatory in colon pathology"),  # cells are segmented by their nuclei
     ("epithelial nuclei in breast", "nuclei-level epithelial in colon pathology"),
     ("glands", "tissue-level gland in colon pathology"),
+    ("all nuclei in the image", "nuclei-level nucleus in unspecified pathology"),
     ("nuclei-level inflammatory in colon pathology", "nuclei-level inflammatory in colon pathology"),
 ])
 def test_trained_structure_and_object_are_supported(known, prompt, label):
@@ -93,7 +99,7 @@ def test_trained_structure_and_object_are_supported(known, prompt, label):
 
 @pytest.mark.parametrize("prompt", ["a cat", "asdfgh qwerty", "the moon", "mitotic figures in brain", "adipose tissue",
                                     "necrosis", "blood vessels", "stroma", "tumor", "spindle-shaped nuclei",
-                                    "gland nuclei"])
+                                    "gland nuclei", "goblet cells", "signet ring cells", "non-epithelial nuclei"])
 def test_untrained_prompts_are_unsupported_with_suggestions(known, prompt):
     (s,) = check_prompt_support([prompt], known)
     assert s.status == "unsupported" and s.label is None
@@ -237,7 +243,11 @@ def test_isotonic_calibration_repairs_a_known_miscalibration():
     y = (rng.uniform(size=truth.size) < truth).astype(int)
     overconfident = truth ** 0.25  # monotone, far from calibrated
     knots = fit_isotonic(y, overconfident)
-    assert np.all(np.diff(knots[1]) >= 0)  # a monotone map
+    assert np.all(np.diff(knots[1]) > 0)  # strictly increasing: the raw ranking is kept
+    calibrated = apply_calibration(overconfident, knots)
+    inside = (overconfident > knots[0][0]) & (overconfident < knots[0][-1])
+    order = np.argsort(overconfident[inside])
+    assert np.all(np.diff(calibrated[inside][order]) > 0)
     assert expected_calibration_error(y, apply_calibration(overconfident, knots)) < 0.02
     assert expected_calibration_error(y, overconfident) > 0.15
     np.testing.assert_allclose(apply_calibration(overconfident, knots), truth, atol=0.08)

@@ -33,8 +33,13 @@ def _check(y, p) -> tuple[np.ndarray, np.ndarray]:
     return y, p
 
 
-def fit_isotonic(y, p) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Knots ``(x, y)`` of the monotone piecewise-linear map from raw scores to observed frequency.
+def fit_isotonic(y, p, *, slope: float = 1e-3) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Knots ``(x, y)`` of the increasing piecewise-linear map from raw scores to observed frequency.
+
+    Isotonic regression is flat within its blocks, which would tie scores that the raw model
+    ranks apart; the knots are therefore mixed with the identity, ``(1 - slope) · y + slope · x``,
+    so the map is strictly increasing (the ranking, hence the AUROC, of the raw scores is kept)
+    and moves no score by more than ``slope``.
 
     Raises
     ------
@@ -54,8 +59,12 @@ def fit_isotonic(y, p) -> tuple[tuple[float, ...], tuple[float, ...]]:
     y, p = _check(y, p)
     if np.unique(y).size < 2:
         raise ValueError("y must hold both present (1) and absent (0) examples to fit a calibration")
+    if not 0.0 <= slope < 1.0:
+        raise ValueError(f"slope must be in [0, 1), got {slope}")
     fit = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(p, y)
-    return tuple(float(v) for v in fit.X_thresholds_), tuple(float(v) for v in fit.y_thresholds_)
+    xs = np.asarray(fit.X_thresholds_, dtype=float)
+    ys = (1.0 - slope) * np.asarray(fit.y_thresholds_, dtype=float) + slope * xs
+    return tuple(float(v) for v in xs), tuple(float(v) for v in ys)
 
 
 def apply_calibration(p, knots: tuple) -> np.ndarray:

@@ -15,7 +15,10 @@ before any image is encoded, by this rule:
    "tissue", "region"), a cell-type word ("lymphocytes"), or an object that exists at one
    level only ("glands"). "tumor" alone may mean tumour nuclei or tumour tissue: unsupported,
    with "tumor nuclei" among the suggestions.
-3. **Structure and object must match a trained label.** The region may differ ("nuclei in
+3. **A generic prompt must not hide an unknown kind**: "goblet cells" finds only the generic
+   object (all nuclei) beside a word the vocabulary does not know, so it is unsupported rather
+   than answered with every nucleus.
+4. **Structure and object must match a trained label.** The region may differ ("nuclei in
    lung" is answered by the nuclei label). Cells are segmented by their nuclei, so the cell
    and nuclei levels match each other ("immune cells" → inflammatory nuclei). A text
    similarity alone never makes a prompt supported: "stroma" reads as tissue-level stroma,
@@ -66,6 +69,7 @@ ON_UNSUPPORTED = ("raise", "empty", "nearest")
 #: A prompt without a known object term is read as its nearest label only this close (MiniLM cosine).
 TYPO_SIMILARITY = 0.8
 _INSTANCE = frozenset({"nuclei", "cell"})
+GENERIC_OBJECT = "nucleus"  # "goblet cells" reads as this object plus an unknown word: not all nuclei
 
 
 def structure_family(structure: str | None) -> str | None:
@@ -252,17 +256,17 @@ def _from_vocabulary(prompts: Sequence[str]) -> ModelVocabulary:
 
 
 # ------------------------------------------------------------------ the rule
-def _read(prompt: str, text_model: Any) -> tuple[Label | None, bool]:
-    """(reading, structure stated) by the vocabulary, else by a near-certain text-embedding match."""
+def _read(prompt: str, text_model: Any) -> tuple[Label | None, bool, tuple[str, ...]]:
+    """(reading, structure stated, unread words) by the vocabulary, else by a near-certain text-embedding match."""
     reading = load_vocabulary().read(prompt)
     if reading.label is not None:
-        return reading.label, reading.structure_stated
+        return reading.label, reading.structure_stated, reading.unread
     from .prompts import resolve_prompt
 
     res = resolve_prompt(prompt, model=text_model, low_similarity=0.0)
     if res.similarity >= TYPO_SIMILARITY:
-        return res.label, True
-    return None, False
+        return res.label, True, ()
+    return None, False, ()
 
 
 def _nearest(prompt: str, record: ModelVocabulary, text_model: Any, k: int = 3) -> tuple[Label, ...]:
@@ -287,9 +291,11 @@ def _pick(matches: list[TrainedLabel], region: str) -> Label:
 
 
 def _support(prompt: str, record: ModelVocabulary, text_model: Any) -> PromptSupport:
-    reading, stated = _read(prompt, text_model)
+    reading, stated, unread = _read(prompt, text_model)
     if reading is None:
         reason = "it names no object of the label standard"
+    elif reading.object == GENERIC_OBJECT and unread:
+        reason = f"it names a kind of nucleus or cell the label standard does not know ({' '.join(unread)!r})"
     elif not stated:
         reason = (f"it does not say which structure ({reading.object!r} exists at the levels "
                   f"{load_vocabulary().data['objects'][reading.object]['structures']}); say e.g. "
