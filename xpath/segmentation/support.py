@@ -213,7 +213,8 @@ def model_vocabulary(model: Any) -> ModelVocabulary | None:
     labels, with unknown accuracy (they include any label used only as a negative).
     """
     if isinstance(model, (str, os.PathLike)):
-        return _file_vocabulary(str(model))
+        path = Path(model)
+        return _file_vocabulary(str(model), path.stat().st_mtime_ns if path.is_file() else None)
     record = getattr(model, "trained_vocabulary", None)  # set by load_checkpoint; other models may lack it
     if record is not None:
         return record
@@ -222,7 +223,8 @@ def model_vocabulary(model: Any) -> ModelVocabulary | None:
 
 
 @functools.lru_cache(maxsize=8)
-def _file_vocabulary(model: str) -> ModelVocabulary | None:
+def _file_vocabulary(model: str, mtime_ns: int | None) -> ModelVocabulary | None:
+    """The record of a named or file model (cached per file version: ``mtime_ns`` is part of the key)."""
     from ._checkpoint import read_checkpoint
     from ._registry import default_checkpoint, list_models
 
@@ -250,8 +252,9 @@ def vocabulary_from_payload(payload: Mapping) -> ModelVocabulary | None:
 def _from_vocabulary(prompts: Sequence[str]) -> ModelVocabulary:
     voc = load_vocabulary()
     labels = [voc.parse_prompt(p) for p in prompts]
-    logger.warning("the model records no trained labels (an older checkpoint): every label of its vocabulary "
-                   "counts as trained, with unknown accuracy")
+    warnings.warn("the model records no trained labels (a checkpoint older than the record): every label of its "
+                  "vocabulary counts as trained, with unknown accuracy; python -m xpath.segmentation.record "
+                  "measures and records them", UserWarning, stacklevel=3)
     return ModelVocabulary(tuple(TrainedLabel(lab) for lab in labels if lab is not None))
 
 
