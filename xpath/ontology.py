@@ -23,7 +23,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["STRUCTURES", "UNSPECIFIED", "Label", "PromptReading", "Vocabulary", "known_labels", "load_vocabulary"]
+__all__ = ["STRUCTURES", "UNSPECIFIED", "Label", "PromptReading", "Vocabulary", "known_labels", "load_vocabulary",
+           "split_template"]
 
 STRUCTURES = ("tissue", "cell", "nuclei")
 UNSPECIFIED = "unspecified"
@@ -84,6 +85,24 @@ _FILLER_WORDS = frozenset({"a", "an", "the", "all", "any", "every", "each", "of"
                            "field", "h&e", "he", "pathology", "level", "-level"})
 _CELL_STEMS = ("cyte", "phil", "blast", "macrophage", "lympho", "immune", "plasma", "neutro", "eosino", "histio",
                "endotheli", "spindle", "mesenchymal")
+
+
+def split_template(text: str) -> tuple[str, str, str] | None:
+    """``(structure, object, region)`` of a prompt in the paper's template, as written; else ``None``.
+
+    The one parser of ``"{structure}-level {object} in {region} pathology"`` (case-insensitive;
+    the structure is lower-cased; object and region are not normalised — see
+    :meth:`Vocabulary.parse_prompt` for that).
+
+    Examples
+    --------
+    >>> split_template("Nuclei-level epithelial in colon pathology")
+    ('nuclei', 'epithelial', 'colon')
+    >>> split_template("epithelial nuclei") is None
+    True
+    """
+    m = _PROMPT_RE.match(text)
+    return None if m is None else (m.group(1).lower(), m.group(2), m.group(3))
 
 
 def _norm(term: str) -> str:
@@ -257,11 +276,12 @@ class Vocabulary:
 
         Returns ``None`` when ``text`` does not follow the template or names unknown terms.
         """
-        m = _PROMPT_RE.match(text)
-        if m is None:
+        parts = split_template(text)
+        if parts is None:
             return None
+        structure, obj, region = parts
         try:
-            return self.label(m.group(3), m.group(1).lower(), m.group(2))
+            return self.label(region, structure, obj)
         except ValueError:
             return None
 

@@ -12,11 +12,10 @@ encoder (nearest known label by embedding similarity, when it is close enough).
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Sequence
 from typing import Any
 
-from ..ontology import STRUCTURES
+from ..ontology import STRUCTURES, load_vocabulary, split_template
 
 __all__ = ["check_prompts", "prompt_structure"]
 
@@ -59,7 +58,6 @@ def check_prompts(prompts: object) -> list[str]:
     return prompts
 
 
-_TEMPLATE = re.compile(r"^\s*(tissue|cell|nuclei)-level\s+(.+?)\s+in\s+(.+?)\s+pathology\s*$", re.IGNORECASE)
 _NUCLEI_WORDS = ("nucle", "karyo", "mitos", "mitotic")
 _CELL_WORDS = (
     "cell", "cyte", "phil", "macrophage", "fibroblast", "plasma", "neutro", "eosino",
@@ -71,17 +69,6 @@ _TISSUE_WORDS = (
 )
 
 
-def _lexical(prompt: str):
-    """The label the vocabulary reads from the words of ``prompt`` (no embeddings), or ``None``."""
-    try:
-        from ..ontology import load_vocabulary
-
-        return load_vocabulary().lookup(prompt)
-    except (ImportError, AttributeError, FileNotFoundError, ValueError) as err:
-        logger.debug("vocabulary lookup of %r failed: %s", prompt, err)
-        return None
-
-
 def _from_resolver(prompt: str, model: Any) -> tuple[str | None, str | None] | None:
     """(label prompt, structure) from :func:`~xpath.segmentation.prompts.resolve_prompt`, when confident.
 
@@ -91,17 +78,15 @@ def _from_resolver(prompt: str, model: Any) -> tuple[str | None, str | None] | N
     """
     if model is None or not hasattr(model, "text_encoder"):
         return None
+    from .prompts import LOW_SIMILARITY, resolve_prompt
+
     try:
-        from . import prompts as _prompts
-    except ImportError:  # the resolver is optional here: keywords decide
-        return None
-    try:
-        res = _prompts.resolve_prompt(prompt, model=model)
+        res = resolve_prompt(prompt, model=model)
     except (TypeError, ValueError, OSError, RuntimeError) as err:
         logger.debug("resolve_prompt(%r) failed (%s); falling back to keywords", prompt, err)
         return None
     label = res.lexical
-    if label is None and res.similarity >= getattr(_prompts, "LOW_SIMILARITY", 0.5):
+    if label is None and res.similarity >= LOW_SIMILARITY:
         label = res.label
     if label is None or label.structure not in STRUCTURES:
         return None
@@ -133,10 +118,10 @@ def prompt_structure(prompt: str, *, model: Any = None) -> tuple[str | None, str
     >>> prompt_structure("stroma")[1]
     'tissue'
     """
-    m = _TEMPLATE.match(prompt)
-    if m:
-        return prompt.strip(), m.group(1).lower()
-    label = _lexical(prompt)
+    parts = split_template(prompt)
+    if parts is not None:
+        return prompt.strip(), parts[0]
+    label = load_vocabulary().lookup(prompt)
     if label is not None and label.structure in STRUCTURES:
         return label.prompt, label.structure
     text = prompt.lower()

@@ -33,14 +33,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from ..ontology import UNSPECIFIED, Label
+from ..ontology import UNSPECIFIED, Label, load_vocabulary
 from ._augment import (
     crop_resize,
     flip_rotate,
@@ -66,7 +65,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_PROMPT_RE = re.compile(r"^(tissue|cell|nuclei)-level (.+) in (.+) pathology$")
 
 
 @dataclass(frozen=True)
@@ -308,12 +306,7 @@ def prompt_variants(label: Label, *, max_region_synonyms: int = 2) -> tuple[tupl
     >>> "lymphocytes" in every and "lymphocytes" not in regional and "lymphocytes in colorectal" in regional
     True
     """
-    try:
-        from ..ontology import load_vocabulary
-
-        data = load_vocabulary().data
-    except (ImportError, FileNotFoundError):  # pragma: no cover - the vocabulary ships with the package
-        return (), ()
+    data = load_vocabulary().data
     spec = data.get("objects", {}).get(label.object)
     if spec is None:
         return (), ()
@@ -329,16 +322,6 @@ def prompt_variants(label: Label, *, max_region_synonyms: int = 2) -> tuple[tupl
             regional.add(f"{o} in {r}")
     regional.discard(label.prompt)
     return tuple(sorted(regional | regionless)), tuple(sorted(regional))
-
-
-def _parse_prompt(text: str) -> Label | None:
-    m = _PROMPT_RE.match(text)
-    if not m:
-        return None
-    try:
-        return Label(m.group(3), m.group(1), m.group(2))
-    except ValueError:
-        return None
 
 
 def _stable_seed(*parts) -> int:
@@ -424,7 +407,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
             self.source_labels[rec.source] = known + tuple(lab for lab in rec.labels if lab not in known)
         vocab = {lab for labs in self.source_labels.values() for lab in labs}
         for v in vocabulary or ():
-            lab = v if isinstance(v, Label) else _parse_prompt(str(v))
+            lab = v if isinstance(v, Label) else load_vocabulary().parse_prompt(str(v))
             if lab is not None:
                 vocab.add(lab)
         self.vocabulary = tuple(sorted(vocab))
