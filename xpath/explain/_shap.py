@@ -58,7 +58,7 @@ def _chunks(n: int, size: int):
 
 
 def _as_frame(X, model) -> pd.DataFrame:
-    from ..models._checks import check_table
+    from .._types import check_table
 
     df = check_table(X)
     names = getattr(model, "feature_names_in_", None)

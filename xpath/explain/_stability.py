@@ -87,8 +87,8 @@ def importance_stability(
     from sklearn.model_selection import GroupKFold, KFold
     from tqdm.auto import tqdm
 
+    from .._types import check_table
     from ..models import CoxModel
-    from ..models._checks import check_table
 
     if method not in ("bootstrap", "cv"):
         raise ValueError(f"method must be 'bootstrap' or 'cv', got {method!r}")

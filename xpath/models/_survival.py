@@ -18,13 +18,8 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 
-from ._checks import (
-    check_events_per_variable,
-    check_features,
-    check_groups,
-    check_survival,
-    check_table,
-)
+from .._types import check_groups, check_survival, check_table
+from ._checks import check_events_per_variable, check_features
 from ._cv import grouped_splits
 from ._metrics import (
     bootstrap_ci,
