@@ -117,7 +117,7 @@ def _cox_one(x: np.ndarray, t: np.ndarray, e: np.ndarray) -> tuple:
     from lifelines import CoxPHFitter
     from lifelines.exceptions import ConvergenceError
 
-    from ..models._metrics import concordance_harrell
+    from ..models import concordance_harrell
 
     ok = ~np.isnan(x)
     z = _standardise(x[ok])
