@@ -93,8 +93,8 @@ def importance_stability(
     df = check_table(X)
     is_cox = isinstance(model, CoxModel)
     arrays, g = _check_outcome(df, outcome, groups, is_cox=is_cox)
+    df = df.drop(columns=[o for o in outcome if isinstance(o, str)])  # the outcome is no covariate
     features = [c for c in df.columns if not (is_cox and c in model._strata())]
-    features = [c for c in features if not any(isinstance(o, str) and o == c for o in outcome)]
     samples = _resamples(method, df.shape[0], n_resamples, g, seed=seed)
     imps = _refit_importances(model, df, arrays, samples, features, importance=importance, seed=seed,
                               progress=progress)
