@@ -229,6 +229,7 @@ def check_table(X: Any, *, name: str = "X", allow_nan: bool = True) -> pd.DataFr
     ['x0', 'x1', 'x2']
     """
     import pandas as pd
+
     if isinstance(X, pd.DataFrame):
         df = X
     elif isinstance(X, np.ndarray) and X.ndim == 2:
