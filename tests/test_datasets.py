@@ -1,8 +1,12 @@
+import hashlib
+import importlib.util
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+import xpath.datasets
 from xpath.datasets import (
     DATASETS,
     NUCLEUS_TYPES,
@@ -10,8 +14,26 @@ from xpath.datasets import (
     iter_dataset,
     load_dataset,
     sample_he,
+    sample_he_path,
     synthetic_tissue,
 )
+from xpath.io import read_image
+
+
+def test_sample_he_is_stardists_tile_shipped_inside_xpath():
+    """The shipped file is StarDist 0.9.2's histo.jpg byte for byte, without needing stardist."""
+    path = sample_he_path()
+    assert path.parent == Path(xpath.datasets.__file__).parent / "data"
+    # sha256sum of stardist-0.9.2's stardist/data/images/histo.jpg
+    stardist_092 = "1b4f4cf440f22438d114ac629d102d2b403ff1d22ae8b00b1c674bfbca410a02"
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == stardist_092
+    assert (path.parent / "histo.LICENSE.txt").read_text().count("BSD 3-Clause License") == 1
+    # Where stardist is installed (it is in the development environment), its copy decodes to
+    # the same pixels: sample_he() returns what it returned when it read stardist's file.
+    spec = importlib.util.find_spec("stardist")  # finds the package without importing it
+    if spec is not None:
+        theirs = Path(spec.submodule_search_locations[0], "data", "images", "histo.jpg")
+        assert np.array_equal(read_image(theirs).array, sample_he().array)
 
 
 def test_sample_he_is_real_rgb():

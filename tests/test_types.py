@@ -1,8 +1,12 @@
+import subprocess
+import sys
+
 import numpy as np
+import pandas as pd
 import pytest
 
 from xpath import Image, check_image, check_labels, check_mpp
-from xpath._types import check_boxes
+from xpath._types import check_boxes, check_groups, check_labels_1d, check_survival, check_table
 
 
 class TestCheckImage:
@@ -121,3 +125,38 @@ def test_image_record_validates():
     assert img.shape == (3, 4, 3) and np.asarray(img).shape == (3, 4, 3)
     with pytest.raises(ValueError, match="mpp"):
         Image(np.zeros((3, 4, 3), np.uint8), mpp=-1)
+
+
+class TestTableValidators:
+    def test_array_gets_named_columns_and_series_is_described(self):
+        assert list(check_table(np.ones((2, 2))).columns) == ["x0", "x1"]
+        with pytest.raises(TypeError, match=r"features must be a pandas DataFrame .* got Series of shape \(3,\)"):
+            check_table(pd.Series([1.0, 2.0, 3.0]), name="features")
+
+    def test_survival_names_the_bad_argument(self):
+        t, e = check_survival([1.0, 2.0, 3.0], [True, False, True])
+        assert t.dtype == np.float64 and e.tolist() == [1, 0, 1]
+        with pytest.raises(ValueError, match="durations must be >= 0"):
+            check_survival([1.0, -2.0], [1, 0])
+        with pytest.raises(ValueError, match="events has 1 entries but durations has 2"):
+            check_survival([1.0, 2.0], [1])
+
+    def test_labels_and_groups(self):
+        with pytest.raises(ValueError, match="at least two classes"):
+            check_labels_1d([1, 1, 1])
+        assert check_groups(None, n=3) is None
+        with pytest.raises(ValueError, match="fewer than cv=3 folds"):
+            check_groups(["a", "b", "a", "b"], n=4, n_splits=3)
+
+    def test_models_checks_reexports_the_same_functions(self):
+        # xpath.explain._report still imports these from xpath.models._checks
+        import xpath._types as types
+        from xpath.models import _checks
+
+        for name in ("check_table", "check_survival", "check_labels_1d", "check_groups"):
+            assert getattr(_checks, name) is getattr(types, name)
+
+    def test_import_xpath_does_not_import_pandas(self):
+        code = "import sys, xpath; print('pandas' in sys.modules)"
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        assert out.stdout.strip() == "False"

@@ -12,24 +12,38 @@ Conventions
 - **Boxes** are ``xyxy`` = ``(x_min, y_min, x_max, y_max)`` in full-resolution pixels,
   half-open on the max side.
 - **mpp** is the pixel size in micrometres per pixel (µm/px): 0.25 at 40×, 0.5 at 20×.
+- **Tables** given to models are numeric ``pandas.DataFrame`` (or 2-D arrays), one row per
+  sample; survival outcomes are ``durations`` (>= 0) and ``events`` (1 = event, 0 = censored);
+  ``groups`` are patient ids that cross-validation keeps together (:func:`check_table`,
+  :func:`check_survival`, :func:`check_labels_1d`, :func:`check_groups`).
+
+pandas is imported inside the table validators, not here: ``import xpath`` imports this module
+and stays fast.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "BOX_FORMAT",
     "Image",
     "as_label_image",
     "check_boxes",
+    "check_groups",
     "check_image",
     "check_labels",
+    "check_labels_1d",
     "check_mpp",
+    "check_survival",
+    "check_table",
 ]
 
 BOX_FORMAT = "xyxy"
@@ -39,6 +53,8 @@ LABEL_DTYPE = np.int32
 def _describe(value: Any) -> str:
     if isinstance(value, np.ndarray):
         return f"array of shape {value.shape} and dtype {value.dtype}"
+    if type(value).__name__ in ("Series", "DataFrame") and hasattr(value, "shape"):
+        return f"{type(value).__name__} of shape {value.shape}"  # pandas, without importing it
     return f"{type(value).__name__} {value!r}"[:120]
 
 
@@ -199,6 +215,168 @@ def check_boxes(boxes: Any, *, name: str = "boxes", shape: tuple[int, int] | Non
         if (arr[:, :2] < 0).any() or (arr[:, 2] > w).any() or (arr[:, 3] > h).any():
             raise ValueError(f"{name} must lie inside the image (width {w}, height {h})")
     return arr
+
+
+def check_table(X: Any, *, name: str = "X", allow_nan: bool = True) -> pd.DataFrame:
+    """Return ``X`` as a numeric ``DataFrame`` (a copy is never made when it already is one).
+
+    numpy arrays get columns ``x0, x1, ...``. Non-numeric columns raise ``TypeError`` naming
+    them (encode categories first, e.g. with ``pandas.get_dummies``).
+
+    Examples
+    --------
+    >>> check_table(np.zeros((2, 3))).columns.tolist()
+    ['x0', 'x1', 'x2']
+    """
+    import pandas as pd
+
+    if isinstance(X, pd.DataFrame):
+        df = X
+    elif isinstance(X, np.ndarray) and X.ndim == 2:
+        df = pd.DataFrame(X, columns=[f"x{i}" for i in range(X.shape[1])])
+    else:
+        raise TypeError(
+            f"{name} must be a pandas DataFrame or a 2-D numpy array, got {_describe(X)}"
+        )
+    if df.shape[0] == 0 or df.shape[1] == 0:
+        raise ValueError(f"{name} must have at least one row and one column, got shape {df.shape}")
+    if df.columns.duplicated().any():
+        dup = list(df.columns[df.columns.duplicated()])
+        raise ValueError(f"{name} has duplicated column names {dup}")
+    bad = [
+        c
+        for c in df.columns
+        if not (pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c]))
+    ]
+    if bad:
+        kinds = {c: str(df[c].dtype) for c in bad[:5]}
+        raise TypeError(
+            f"{name} must hold numeric columns only; non-numeric columns {kinds} "
+            "(encode them first, e.g. pandas.get_dummies(X, drop_first=True, dtype=float))"
+        )
+    values = df.to_numpy(dtype=float)
+    if np.isinf(values).any():
+        cols = list(df.columns[np.isinf(values).any(axis=0)])
+        raise ValueError(f"{name} contains infinite values in columns {cols}")
+    if not allow_nan and np.isnan(values).any():
+        counts = pd.Series(np.isnan(values).sum(axis=0), index=df.columns)
+        counts = counts[counts > 0]
+        raise ValueError(
+            f"{name} contains NaN in columns {dict(counts.head(10))} (column: number of NaN rows); "
+            "impute or drop them before fitting"
+        )
+    return df
+
+
+def _as_1d(
+    values: Any, *, name: str, n: int | None, frame: pd.DataFrame | None = None
+) -> np.ndarray:
+    if isinstance(values, str):
+        if frame is None or values not in frame.columns:
+            raise ValueError(f"{name}={values!r} is not a column of X")
+        values = frame[values]
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got {_describe(arr)}")
+    if n is not None and arr.shape[0] != n:
+        raise ValueError(f"{name} has {arr.shape[0]} entries but X has {n} rows; they must match")
+    return arr
+
+
+def check_survival(
+    durations: Any, events: Any, *, n: int | None = None, frame: pd.DataFrame | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Validate a survival outcome.
+
+    Parameters
+    ----------
+    durations : array-like of shape (n,) or str
+        Follow-up times (any unit, >= 0, no NaN). A string names a column of ``frame``.
+    events : array-like of shape (n,) or str
+        1 = event observed, 0 = censored (booleans accepted).
+    n : int, optional
+        Expected length (rows of ``X``).
+
+    Returns
+    -------
+    durations : (n,) float64, events : (n,) int64
+    """
+    t = _as_1d(durations, name="durations", n=n, frame=frame)
+    e = _as_1d(events, name="events", n=None if n is None else n, frame=frame)
+    if e.shape[0] != t.shape[0]:
+        raise ValueError(
+            f"events has {e.shape[0]} entries but durations has {t.shape[0]}; they must match"
+        )
+    if not (np.issubdtype(t.dtype, np.number) and not np.issubdtype(t.dtype, np.complexfloating)):
+        raise TypeError(f"durations must be numeric, got dtype {t.dtype}")
+    t = t.astype(float)
+    if np.isnan(t).any():
+        rows = np.flatnonzero(np.isnan(t))
+        raise ValueError(
+            f"durations contains NaN at {rows.size} rows (first positions {rows[:5].tolist()})"
+        )
+    if np.isinf(t).any():
+        raise ValueError("durations contains infinite values")
+    if (t < 0).any():
+        rows = np.flatnonzero(t < 0)
+        raise ValueError(
+            f"durations must be >= 0, got {rows.size} negative values (minimum {t.min():g}, "
+            f"first positions {rows[:5].tolist()})"
+        )
+    if e.dtype == bool:
+        e = e.astype(np.int64)
+    if not np.issubdtype(e.dtype, np.number):
+        raise TypeError(f"events must be 0/1 (or boolean), got dtype {e.dtype}")
+    ef = e.astype(float)
+    if np.isnan(ef).any():
+        raise ValueError("events contains NaN; expected 0 (censored) or 1 (event)")
+    bad = ~np.isin(ef, (0.0, 1.0))
+    if bad.any():
+        raise ValueError(
+            "events must be 0 (censored) or 1 (event), got values "
+            f"{np.unique(ef[bad])[:5].tolist()}"
+        )
+    e = ef.astype(np.int64)
+    if e.sum() == 0:
+        raise ValueError(
+            f"events contains no events (all {e.size} observations are censored); "
+            "a survival model cannot be fitted"
+        )
+    return t, e
+
+
+def check_labels_1d(y: Any, *, n: int | None = None) -> np.ndarray:
+    """Validate class labels: 1-D, no missing values, at least two classes."""
+    import pandas as pd
+
+    arr = _as_1d(y, name="y", n=n)
+    if pd.isna(arr).any():
+        raise ValueError(f"y contains {int(pd.isna(arr).sum())} missing labels")
+    classes = np.unique(arr)
+    if classes.size < 2:
+        raise ValueError(
+            f"y must contain at least two classes, got a single class {classes.tolist()}"
+        )
+    return arr
+
+
+def check_groups(groups: Any, *, n: int, n_splits: int | None = None) -> np.ndarray | None:
+    """Validate patient ids for grouped cross-validation (``None`` passes through)."""
+    import pandas as pd
+
+    if groups is None:
+        return None
+    g = _as_1d(groups, name="groups", n=n)
+    if pd.isna(g).any():
+        raise ValueError("groups contains missing patient ids")
+    n_groups = np.unique(g).size
+    if n_groups < 2:
+        raise ValueError(
+            f"groups must contain at least 2 distinct patients for grouped CV, got {n_groups}"
+        )
+    if n_splits is not None and n_groups < n_splits:
+        raise ValueError(f"groups has {n_groups} distinct patients, fewer than cv={n_splits} folds")
+    return g
 
 
 @dataclass(frozen=True)

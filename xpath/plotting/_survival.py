@@ -51,7 +51,7 @@ def plot_km(
     from lifelines.plotting import add_at_risk_counts
     from lifelines.statistics import multivariate_logrank_test
 
-    from ..models._checks import check_survival
+    from .._types import check_survival
 
     t, e = check_survival(durations, events)
     ax = _axes(ax)
@@ -105,7 +105,7 @@ def plot_survival_calibration(
     """
     from lifelines import KaplanMeierFitter
 
-    from ..models._checks import check_survival
+    from .._types import check_survival
 
     t, e = check_survival(durations, events)
     p = np.asarray(predicted_survival, float)
