@@ -51,7 +51,6 @@ _MPP_TOLERANCE = 0.02  # relative mpp difference below which the image is not re
 _PROMPT_CHUNK = 16  # prompts decoded per call (bounds the (B, P, t, t) output tensors)
 
 
-
 def _resize_uint8(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Resize an RGB uint8 image to ``size`` ``(H, W)`` (area filter when shrinking, bilinear else)."""
     from PIL import Image as PILImage
@@ -283,8 +282,9 @@ class TextPromptPredictor:
             A prompt whose presence score is below this gets an empty mask and no instances:
             the model's answer is "not in this image" rather than a forced mask (its
             probabilities, when returned, are kept). ``None`` (default) keeps every mask: the
-            shipped model's presence scores rank well but are not calibrated at 0.5
-            (docs/model_card.md), so choose the threshold on your own data.
+            shipped model's presence is calibrated for nuclei prompts, but a threshold of 0.5
+            would empty many masks of present fine nucleus types (docs/model_card.md), so
+            choose it for your own question.
         on_unsupported : {"raise", "empty", "nearest"}
             What a prompt the model was not trained for gets (:mod:`xpath.segmentation.support`):
             :class:`~xpath.segmentation.support.UnsupportedPromptError` before anything is
