@@ -5,6 +5,7 @@ packages, real annotated sets from ``../shared/data`` (or ``$XPATH_DATA``).
 """
 
 from ._cohort import SyntheticCohort, synthetic_cohort
+from ._ebhi import EBHI_GRADES, EBHI_MPP, ebhi_study_table
 from ._samples import sample_he, sample_he_path, sample_slide, sample_slide_path
 from ._shared import (
     DATASETS,
@@ -19,6 +20,8 @@ from ._synthetic import NUCLEUS_TYPES, REGION_TYPES, SyntheticTissue, synthetic_
 
 __all__ = [
     "DATASETS",
+    "EBHI_GRADES",
+    "EBHI_MPP",
     "NUCLEUS_TYPES",
     "REGION_TYPES",
     "AnnotatedImage",
@@ -26,6 +29,7 @@ __all__ = [
     "ImageMaskLabel",
     "SyntheticCohort",
     "SyntheticTissue",
+    "ebhi_study_table",
     "iter_dataset",
     "load_dataset",
     "sample_he",
