@@ -176,3 +176,28 @@ def test_select_study_features_keeps_named_biomarkers_and_drops_the_rest():
     })
     assert select_study_features(frame) == ["nucleus.shape.area_um2.mean", "tumour:nucleus.shape.solidity.q90",
                                             "gland.shape.area_um2.mean"]
+
+
+def test_cli_study_writes_the_report_and_predictions(tmp_path, segmenter, capsys):
+    from xpath.cli import EXIT_OK, EXIT_USAGE, main
+
+    table = _table(tmp_path / "train")
+    table["path"] = [f"train/{p.split('/')[-1]}" for p in table["path"]]  # relative to the table's folder
+    table.to_csv(tmp_path / "table.csv", index=False)
+    table.drop(columns=["label", "group"]).head(3).to_csv(tmp_path / "new.csv", index=False)
+    code = main(["study", "--table", str(tmp_path / "table.csv"), "--out", str(tmp_path / "report"), "--prompt",
+                 "nuclei", "--prompt", "glands", "--model", "stand-in", "--cv", "3", "--no-baseline",
+                 "--cache", str(tmp_path / "cache"), "--predict", str(tmp_path / "new.csv"), "--no-progress"])
+    assert code == EXIT_OK
+    out = capsys.readouterr().out
+    assert "biomarkers" in out and "top biomarkers:" in out
+    predictions = pd.read_csv(tmp_path / "report" / "predictions.csv")
+    assert len(predictions) == 3 and predictions["p_1"].between(0, 1).all()
+    assert (tmp_path / "report" / "report.html").is_file()
+
+    table.drop(columns="mpp").to_csv(tmp_path / "bad.csv", index=False)
+    assert main(["study", "--table", str(tmp_path / "bad.csv"), "--out", str(tmp_path / "r2"),
+                 "--model", "stand-in"]) == EXIT_USAGE
+    assert "table is missing the column(s) ['mpp']" in capsys.readouterr().err
+    assert main(["study", "--table", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "r3")]) == EXIT_USAGE
+    assert "--table: no such file" in capsys.readouterr().err
