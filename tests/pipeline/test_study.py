@@ -162,6 +162,11 @@ def test_report_compares_with_the_black_box_in_the_same_folds(tmp_path, segmente
         assert (folder / name).stat().st_size > 500, name
     text = (folder / "report.md").read_text()
     assert "same folds" in text and "black box" in text and "AUROC difference" in text
+    top = study.explanation_.top_features_[0]
+    ax = study.plot_feature(top)
+    assert top in ax.get_title() and study.features_[top].idxmax()[:40] in ax.get_title()
+    with pytest.raises(ValueError, match="feature"):
+        study.plot_feature("no.such.feature")
 
 
 def test_select_study_features_keeps_named_biomarkers_and_drops_the_rest():

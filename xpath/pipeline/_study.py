@@ -427,6 +427,32 @@ class ImageStudy:
         return self.model_.predict(self.transform(table))
 
     # ------------------------------------------------------------------ report
+    def plot_feature(self, feature: str, image_id: str | None = None, *, ax=None):
+        """One image with the nuclei or glands that carry ``feature`` outlined, coloured by their value.
+
+        Parameters
+        ----------
+        feature : str
+            A column of ``features_`` (e.g. ``"epithelial nuclei:nucleus.shape.area_um2.mean"``:
+            the epithelial nuclei coloured by their area).
+        image_id : str, optional
+            A row of ``features_``; default the image with the highest value.
+        ax : matplotlib Axes, optional
+
+        Returns
+        -------
+        matplotlib.axes.Axes
+        """
+        from ._study_report import plot_feature_objects
+
+        if not hasattr(self, "model_"):
+            raise RuntimeError("this ImageStudy is not fitted yet; call fit(table) first")
+        if feature not in self.features_.columns:
+            raise ValueError(f"feature must be a column of features_, got {feature!r}")
+        if image_id is None:
+            image_id = self.features_[feature].idxmax()
+        return plot_feature_objects(self, feature, image_id, ax=ax)
+
     def report(self, out_dir: str | os.PathLike, *, dpi: int = 110) -> Path:
         """Write ``report.html``, ``report.md`` and the figures to ``out_dir`` (replaced atomically).
 

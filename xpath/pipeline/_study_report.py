@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["feature_carrier", "study_blocks"]
+__all__ = ["feature_carrier", "plot_feature_objects", "study_blocks"]
 
 _STAT = re.compile(r"\.(mean|std|q\d+)$")
 
@@ -80,35 +80,51 @@ def _objects(study, image_key: str, mpp: float, objects: str, cls, column):
     return labels, cells[column].astype(float)
 
 
+def plot_feature_objects(study, feature: str, image_id: str, *, ax=None, vmin=None, vmax=None):
+    """One study image with the objects that carry ``feature`` outlined and coloured; returns the Axes.
+
+    See :meth:`ImageStudy.plot_feature`.
+    """
+    from ..io import read_image
+    from ..plotting import plot_instances
+
+    if feature not in study.features_.columns:
+        raise ValueError(f"feature must be one of the study's features_ columns, got {feature!r}")
+    rows = study.table_.set_index("image_id")
+    if image_id not in rows.index:
+        raise ValueError(f"image_id must be one of the study's images (features_.index), got {image_id!r}")
+    row = rows.loc[image_id]
+    objects, cls, column = feature_carrier(feature)
+    labels, vals = _objects(study, row["image_key"], float(row["mpp"]), objects, cls, column)
+    image = read_image(row["path"], mpp=float(row["mpp"])).array
+    numeric = pd.api.types.is_numeric_dtype(vals)
+    ax = plot_instances(image, labels, vals, ax=ax, cmap="viridis", vmin=vmin if numeric else None,
+                        vmax=vmax if numeric else None, label=column if numeric else None)
+    p = study.oof_["p_biomarkers"].get(image_id, np.nan)
+    ax.set_title(f"{feature} = {study.features_.at[image_id, feature]:.3g}\n{image_id[:40]}\n"
+                 f"label {row['label']}, out-of-fold p = {float(np.ravel(p)[-1]):.2f}", fontsize=8)
+    return ax
+
+
 def _mapped_back(study, feature: str, tmp: Path, index: int, dpi: int) -> tuple[str, str]:
     """Figure: the highest- and lowest-valued image of ``feature``, carriers outlined and coloured."""
     from matplotlib.figure import Figure
 
-    from ..io import read_image
-    from ..plotting import plot_instances
-
-    X, table = study.features_, study.table_
-    values = X[feature].dropna()
+    values = study.features_[feature].dropna()
     pos = {"highest": values.idxmax(), "lowest": values.idxmin()}
     objects, cls, column = feature_carrier(feature)
+    rows = study.table_.set_index("image_id")
+    numeric = []
+    for image_id in pos.values():
+        row = rows.loc[image_id]
+        _, vals = _objects(study, row["image_key"], float(row["mpp"]), objects, cls, column)
+        if pd.api.types.is_numeric_dtype(vals) and len(vals):
+            numeric.append(vals)
+    lo, hi = np.nanpercentile(pd.concat(numeric), [2, 98]) if numeric else (None, None)
     fig = Figure(figsize=(11, 5.2))
-    axes = fig.subplots(1, 2)
-    panels = {}
-    for name, image_id in pos.items():
-        row = table.set_index("image_id").loc[image_id]
-        panels[name] = (row, *_objects(study, row["image_key"], float(row["mpp"]), objects, cls, column))
-    numeric = [v for _, _, v in panels.values() if pd.api.types.is_numeric_dtype(v) and len(v)]
-    both = pd.concat(numeric) if numeric else pd.Series(dtype=float)
-    lo, hi = (np.nanpercentile(both, [2, 98]) if len(both) else (None, None))
-    proba = study.oof_["p_biomarkers"]
-    for ax, (name, (row, labels, vals)) in zip(axes, panels.items(), strict=True):
-        image = read_image(row["path"], mpp=float(row["mpp"])).array
-        numeric_vals = pd.api.types.is_numeric_dtype(vals)
-        plot_instances(image, labels, vals, ax=ax, cmap="viridis", vmin=lo if numeric_vals else None,
-                       vmax=hi if numeric_vals else None, label=column if numeric_vals else None)
-        p = proba.loc[row.name] if row.name in proba.index else np.nan
-        ax.set_title(f"{name}: {values[row.name]:.3g}\n{row.name[:40]}\nlabel {row['label']}, "
-                     f"out-of-fold p = {float(np.ravel(p)[-1]):.2f}", fontsize=8)
+    for ax, (name, image_id) in zip(fig.subplots(1, 2), pos.items(), strict=True):
+        plot_feature_objects(study, feature, image_id, ax=ax, vmin=lo, vmax=hi)
+        ax.set_title(f"{name} value: " + ax.get_title(), fontsize=8)
     what = f"{cls or 'all'} {objects}" if objects == "nuclei" else "glands"
     fig.suptitle(f"{feature}: {what} outlined, coloured by {column or 'class'}", fontsize=9)
     path = f"mapped_{index}.png"
