@@ -182,7 +182,6 @@ def test_ebhi_study_table_matches_the_provenance_counts(shared_data):
     assert table.groupby("source").size().to_dict() == {"ebhi_cohort": 205, "ebhi_seg": 100}
     assert (table["mpp"] == EBHI_MPP).all() and EBHI_MPP == 1.0
     assert table["group"].str.match(r"^GT[^-_]+$").all()  # the file-name prefix before the first '-'
-    cohort = table[table["source"] == "ebhi_cohort"]
     serrated = ebhi_study_table(root=shared_data, include_serrated=True)
     assert len(serrated) == 326 and (serrated["label"] == -1).sum() == 21
     every = serrated[serrated["source"] == "ebhi_cohort"]

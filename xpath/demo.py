@@ -107,6 +107,6 @@ def run_demo(out_dir: Path, *, model=None, progress: bool = True, subset: int | 
     matplotlib.use("Agg")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    written, analysis = _segment_sample(out_dir, model or "xpath_small", progress)
+    written, _analysis = _segment_sample(out_dir, model or "xpath_small", progress)
     written += _study(out_dir, model or "xpath_small", progress, subset)
     return written

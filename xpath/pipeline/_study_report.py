@@ -155,9 +155,9 @@ def _comparison(study, tmp: Path, dpi: int) -> list[tuple]:
     verdict = (f"AUROC difference (biomarkers − black box) {diff:+.3f}, paired patient bootstrap 95% CI "
                f"{lo:+.3f} to {hi:+.3f}: {better} is ahead"
                + (", but the interval includes 0 — no clear winner." if lo <= 0 <= hi else "."))
-    blocks.append(("p", "Black box: frozen ImageNet EfficientNet-Lite0, global-average-pooled 1280-d embedding "
+    blocks.append(("p", ("Black box: frozen ImageNet EfficientNet-Lite0, global-average-pooled 1280-d embedding "
                         "(images resized to 1 µm/px), standardised, logistic regression; identical patient-grouped "
-                        f"folds (checked). {verdict}"))
+                        f"folds (checked). {verdict}")))
     fig = Figure(figsize=(4.8, 4.5))
     ax = fig.add_subplot()
     plot_roc(y, a, positive=classes[1], ax=ax, label="biomarkers")
@@ -184,9 +184,9 @@ def study_blocks(study, tmp: Path, *, dpi: int = 110) -> list[tuple]:
         blocks.append(("table", study.failures_[["slide_id", "error", "message"]].head(10)))
     blocks += _comparison(study, tmp, dpi)
     blocks.append(("h2", "The explanation mapped back onto the tissue"))
-    blocks.append(("p", "For each of the top features by mean |SHAP|, the image with its highest and its lowest "
+    blocks.append(("p", ("For each of the top features by mean |SHAP|, the image with its highest and its lowest "
                         "value; the nuclei or glands that carry the feature are outlined and coloured by their own "
-                        "value (one colour scale per figure)."))
+                        "value (one colour scale per figure).")))
     for i, feature in enumerate(study.explanation_.top_features_[:3]):
         path, caption = _mapped_back(study, feature, tmp, i, dpi)
         blocks.append(("img", path, caption))
