@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 # Specific prompts first: combine_instances keeps a nucleus in the first prompt that found it.
 DEMO_PROMPTS = ("lymphocytes", "tumor nuclei", "nuclei")
 #: Images of the demo's study subset: sized so that ``make demo`` finishes in 5 minutes on 2 cores.
-DEMO_SUBSET = 80
+DEMO_SUBSET = 60
 
 
 def _save_figure(fig, path: Path) -> Path:
