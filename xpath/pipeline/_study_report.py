@@ -125,7 +125,7 @@ def _mapped_back(study, feature: str, tmp: Path, index: int, dpi: int) -> tuple[
     for ax, (name, image_id) in zip(fig.subplots(1, 2), pos.items(), strict=True):
         plot_feature_objects(study, feature, image_id, ax=ax, vmin=lo, vmax=hi)
         ax.set_title(f"{name} value: " + ax.get_title(), fontsize=8)
-    what = f"{cls or 'all'} {objects}" if objects == "nuclei" else "glands"
+    what = (cls or "all nuclei") if objects == "nuclei" else "glands"
     fig.suptitle(f"{feature}: {what} outlined, coloured by {column or 'class'}", fontsize=9)
     path = f"mapped_{index}.png"
     fig.savefig(tmp / path, dpi=dpi, bbox_inches="tight")
