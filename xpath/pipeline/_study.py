@@ -329,6 +329,8 @@ class ImageStudy:
         table : pandas.DataFrame
             One row per image: ``path`` (file), ``label`` (0/1 or class names), ``group``
             (patient id: all images of a patient stay in one fold), ``mpp`` (µm per pixel).
+            With class names, ``classes_`` is their sorted order and :meth:`predict_proba`
+            gives the probability of ``classes_[1]``.
 
         Returns
         -------
