@@ -100,10 +100,15 @@ def plot_feature_objects(study, feature: str, image_id: str, *, ax=None, vmin=No
     numeric = pd.api.types.is_numeric_dtype(vals)
     ax = plot_instances(image, labels, vals, ax=ax, cmap="viridis", vmin=vmin if numeric else None,
                         vmax=vmax if numeric else None, label=column if numeric else None)
-    p = study.oof_["p_biomarkers"].get(image_id, np.nan)
-    ax.set_title(f"{feature} = {study.features_.at[image_id, feature]:.3g}\n{image_id[:40]}\n"
-                 f"label {row['label']}, out-of-fold p = {float(np.ravel(p)[-1]):.2f}", fontsize=8)
+    ax.set_title(_panel_title(study, feature, image_id, prefix=f"{feature} ="), fontsize=8)
     return ax
+
+
+def _panel_title(study, feature: str, image_id: str, *, prefix: str) -> str:
+    p = study.oof_["p_biomarkers"].get(image_id, np.nan)
+    label = study.table_.set_index("image_id").at[image_id, "label"]
+    return (f"{prefix} {study.features_.at[image_id, feature]:.3g}\n{image_id[:48]}\n"
+            f"label {label}, out-of-fold p = {float(np.ravel(p)[-1]):.2f}")
 
 
 def _mapped_back(study, feature: str, tmp: Path, index: int, dpi: int) -> tuple[str, str]:
@@ -124,7 +129,7 @@ def _mapped_back(study, feature: str, tmp: Path, index: int, dpi: int) -> tuple[
     fig = Figure(figsize=(11, 5.2))
     for ax, (name, image_id) in zip(fig.subplots(1, 2), pos.items(), strict=True):
         plot_feature_objects(study, feature, image_id, ax=ax, vmin=lo, vmax=hi)
-        ax.set_title(f"{name} value: " + ax.get_title(), fontsize=8)
+        ax.set_title(_panel_title(study, feature, image_id, prefix=f"{name} value:"), fontsize=8)
     what = (cls or "all nuclei") if objects == "nuclei" else "glands"
     fig.suptitle(f"{feature}: {what} outlined, coloured by {column or 'class'}", fontsize=9)
     path = f"mapped_{index}.png"
