@@ -206,3 +206,18 @@ def test_cli_study_writes_the_report_and_predictions(tmp_path, segmenter, capsys
     assert "table is missing the column(s) ['mpp']" in capsys.readouterr().err
     assert main(["study", "--table", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "r3")]) == EXIT_USAGE
     assert "--table: no such file" in capsys.readouterr().err
+
+
+def test_default_prompts_are_labels_the_shipped_model_was_trained_on():
+    import torch
+
+    from xpath.ontology import load_vocabulary
+    from xpath.pipeline import DEFAULT_STUDY_PROMPTS
+    from xpath.segmentation import default_checkpoint
+
+    trained = torch.load(default_checkpoint("xpath_small"), map_location="cpu", weights_only=True)["vocabulary"]
+    vocabulary = load_vocabulary()
+    for prompt in DEFAULT_STUDY_PROMPTS:
+        label = vocabulary.lookup(prompt)
+        assert label is not None, prompt
+        assert any(v.startswith(f"{label.structure}-level {label.object} in ") for v in trained), (prompt, label)
