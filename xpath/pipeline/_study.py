@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 DEFAULT_STUDY_PROMPTS = ("lymphocytes", "epithelial nuclei", "spindle-shaped nuclei", "nuclei", "glands")
 STATS = ("mean", "std", "q90")
 CLASSIFIERS = ("logistic", "hgb", "rf")
-FEATURE_VERSION = "study-1"  # bump when the per-image features change: it is part of the cache key
+FEATURE_VERSION = "study-2"  # bump when the per-image features change: it is part of the cache key
 _NUCLEUS = (r"nucleus\.(shape\.(area_um2|perimeter_um|eccentricity|solidity|circularity|irregularity"
             r"|major_axis_um|minor_axis_um)|stain\.(hematoxylin\.(mean|std)|eosin\.mean)"
             r"|texture\.glcm_(contrast|entropy|homogeneity)\.mean)")
@@ -112,6 +112,9 @@ def study_image_features(path: str | os.PathLike, prompts: Sequence[str], *, mod
         glands = _gland_instances(analysis.regions == value, image.mpp)
         area_mm2 = glands.size * (image.mpp / 1000.0) ** 2
         features = features.join(pd.DataFrame([_gland_features(glands, image.mpp, area_mm2)]))
+    # Only the candidate families are kept on disk: the full row has ~2,400 columns (1.3 MB of Parquet
+    # metadata per image); these ~300 are what select_study_features can choose from.
+    features = features[[c for c in features.columns if _KEEP.match(str(c))]]
     if maps_dir is not None:
         key = image_key(path, image.mpp)
         folder = Path(maps_dir)
