@@ -48,6 +48,19 @@ _KEEP = re.compile(
 CELL_COLUMNS = re.compile(rf"^({_NUCLEUS}|{_SPATIAL})$")
 
 
+def _shipped_digest(name: str) -> str:
+    """First 12 hex digits of a registered model's shipped checkpoint SHA-256 (``"untrained"`` if none)."""
+    from ..segmentation import default_checkpoint
+
+    try:
+        path = default_checkpoint(name)
+    except (KeyError, ValueError):
+        return "unknown"
+    if path is None:
+        return "untrained"
+    return Path(str(path) + ".sha256").read_text().split()[0][:12]
+
+
 def _gland_prompt(prompts: Sequence[str]) -> str | None:
     return next((p for p in prompts if "gland" in p.lower()), None)
 
@@ -271,7 +284,7 @@ class ImageStudy:
         if isinstance(m, (str, os.PathLike)) and Path(m).is_file():
             return f"{Path(m).stem}-{image_key(m, 0)[:12]}"
         if isinstance(m, (str, os.PathLike)):
-            return str(m)
+            return f"{m}-{_shipped_digest(str(m))}"  # new shipped weights of a name: a new cache entry
         return f"{type(m).__name__}-{id(m):x}"  # an in-memory model: cached for this process only
 
     def _cache_root(self) -> Path:
