@@ -19,9 +19,9 @@ def _png(path, seed=0, size=128):
 def test_help_lists_commands_and_exit_codes(capsys):
     assert main(["--help"]) == EXIT_OK
     out = capsys.readouterr().out
-    for word in ("segment", "analyze", "cohort", "train", "report", "demo", "Exit codes"):
+    for word in ("segment", "analyze", "cohort", "study", "train", "report", "demo", "Exit codes"):
         assert word in out
-    for command in ("segment", "analyze", "cohort", "train", "report", "demo"):
+    for command in ("segment", "analyze", "cohort", "study", "train", "report", "demo"):
         assert main([command, "--help"]) == EXIT_OK
 
 

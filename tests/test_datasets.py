@@ -192,3 +192,33 @@ def test_missing_root_is_clear(tmp_path):
 
 def test_nucleus_types_constant():
     assert NUCLEUS_TYPES == ("tumour", "lymphocyte", "stromal")
+
+
+def test_ebhi_study_table_matches_the_provenance_counts(shared_data):
+    from xpath.datasets import EBHI_MPP, ebhi_study_table
+
+    table = ebhi_study_table(root=shared_data)
+    # PROVENANCE.md of ebhi_cohort: with ebhi_seg, 326 images; high grade 123, low grade 182, serrated 21
+    assert len(table) == 305 and table["label"].value_counts().to_dict() == {0: 182, 1: 123}
+    assert set(table["category"]) == {"Normal", "Polyp", "Low-grade IN", "High-grade IN", "Adenocarcinoma"}
+    assert table.groupby("source").size().to_dict() == {"ebhi_cohort": 205, "ebhi_seg": 100}
+    assert (table["mpp"] == EBHI_MPP).all() and EBHI_MPP == 1.0
+    assert table["group"].str.match(r"^GT[^-_]+$").all()  # the file-name prefix before the first '-'
+    serrated = ebhi_study_table(root=shared_data, include_serrated=True)
+    assert len(serrated) == 326 and (serrated["label"] == -1).sum() == 21
+    every = serrated[serrated["source"] == "ebhi_cohort"]
+    assert len(every) == 206 and every["group"].nunique() == 168  # PROVENANCE.md: 206 images, 168 patients
+
+
+def test_ebhi_study_subset_keeps_whole_patients_and_both_grades(shared_data):
+    from xpath.datasets import ebhi_study_table
+
+    full = ebhi_study_table(root=shared_data)
+    sub = ebhi_study_table(root=shared_data, subset=60, seed=1)
+    assert 60 <= len(sub) <= 70 and set(sub["label"]) == {0, 1}
+    sizes = full.groupby("group").size()
+    got = sub.groupby("group").size()
+    assert (got.to_numpy() == sizes[got.index].to_numpy()).all()
+    assert sub.equals(ebhi_study_table(root=shared_data, subset=60, seed=1))
+    with pytest.raises(ValueError, match="subset"):
+        ebhi_study_table(root=shared_data, subset=2)

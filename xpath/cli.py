@@ -1,11 +1,12 @@
-"""The ``xpath`` command line: segment, analyze, cohort, prompts, train, report, demo.
+"""The ``xpath`` command line: segment, analyze, cohort, study, prompts, train, report, demo.
 
 Exit codes (stable, for scripts):
 
 - 0: success.
 - 1: an unexpected internal error (run with ``--debug`` for the traceback).
 - 2: bad usage or bad input (unknown option, missing file, unreadable image, invalid value).
-- 3: finished, but some slides of a cohort failed (see ``failures.parquet`` in ``--out``).
+- 3: finished, but some slides of a cohort (or images of a study) failed (see ``failures.parquet`` in
+  ``--out``, or the study's report).
 - 4: a prompt the model was not trained for (``xpath prompts`` lists the supported ones);
   nothing was read or segmented. ``--on-unsupported empty|nearest`` answers it instead.
 - 130: interrupted (Ctrl-C).
@@ -168,6 +169,55 @@ def _cohort(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _read_study_table(path: str, *, argument: str):
+    """A study table (CSV or Parquet); relative image paths are relative to the table's folder."""
+    import pandas as pd
+
+    source = Path(path)
+    if not source.is_file():
+        raise FileNotFoundError(f"{argument}: no such file: {source}")
+    table = pd.read_parquet(source) if source.suffix.lower() == ".parquet" else pd.read_csv(source)
+    if "path" in table.columns:
+        table["path"] = [str(p if Path(p).is_absolute() else source.parent / p) for p in table["path"].astype(str)]
+    return table
+
+
+def _study(args: argparse.Namespace) -> int:
+    from .io import atomic_path
+    from .pipeline import ImageStudy
+
+    table = _read_study_table(args.table, argument="--table")
+    new = _read_study_table(args.predict, argument="--predict") if args.predict else None
+    if args.cv < 2:
+        raise ValueError(f"--cv must be >= 2, got {args.cv}")
+    study = ImageStudy(prompts=args.prompt, model=args.model, classifier=args.classifier, cv=args.cv,
+                       baseline=not args.no_baseline, cache_dir=args.cache, seed=args.seed, device=args.device,
+                       progress=not args.no_progress)
+    study.fit(table)
+    folder = study.report(args.out)
+    print(study.cv_results_[["auroc", "ci_lower", "ci_upper", "n_images", "n_patients", "folds"]].to_string(
+        float_format=lambda v: f"{v:.3f}"))
+    print(f"top biomarkers: {', '.join(study.explanation_.top_features_[:5])}")
+    written = [folder / "report.md", folder / "report.html"]
+    if new is not None:
+        proba = study.predict_proba(new)
+        out = new.copy()
+        if proba.ndim == 1:
+            out[f"p_{study.classes_[1]}"] = proba
+        else:
+            for j, c in enumerate(study.classes_):
+                out[f"p_{c}"] = proba[:, j]
+        with atomic_path(folder / "predictions.csv", suffix=".csv") as tmp:
+            out.to_csv(tmp, index=False)
+        written.append(folder / "predictions.csv")
+    _print_outputs("wrote:", written)
+    if len(study.failures_):
+        for row in study.failures_.itertuples():
+            print(f"  failed: {row.path}: {row.error}: {row.message}", file=sys.stderr)
+        return EXIT_FAILURES
+    return EXIT_OK
+
+
 def _train(args: argparse.Namespace) -> int:
     from .segmentation.train import main as train_main
 
@@ -238,8 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="xpath", description="Explainable AI for pathology images: text-prompted segmentation, biomarkers, "
                                   "SHAP and Cox analysis.",
-        epilog="Exit codes: 0 success, 1 internal error, 2 bad usage or input, 3 some cohort slides failed, "
-               "4 unsupported prompt, 130 interrupted.")
+        epilog="Exit codes: 0 success, 1 internal error, 2 bad usage or input, 3 some cohort slides / study images "
+               "failed, 4 unsupported prompt, 130 interrupted.")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks and debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -281,6 +331,33 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only a quick quality-control summary per slide (tissue fraction, stain), no model")
     p.add_argument("--no-retry", action="store_true", help="do not retry slides that failed in an earlier run")
     p.set_defaults(func=_cohort)
+
+    p = sub.add_parser("study", help="an explained diagnostic study over a table of images",
+                       description="Segment every image of TABLE (columns path, label, group = patient, mpp; cached "
+                                   "and resumable), build one biomarker row per image, fit a diagnostic model with "
+                                   "patient-grouped cross-validation beside a black-box baseline in the same folds, "
+                                   "and write report.html / report.md with SHAP and the explanation mapped back "
+                                   "onto the tissue. Images that fail are left out and give exit code 3.")
+    p.add_argument("--table", required=True, metavar="TABLE",
+                   help="CSV/Parquet table: path, label (0/1 or class names), group (patient), mpp (µm/px); "
+                        "relative paths are relative to the table")
+    p.add_argument("--out", "-o", required=True, metavar="DIR", help="report folder (replaced atomically)")
+    p.add_argument("--predict", default=None, metavar="TABLE",
+                   help="table of new images (path, mpp): writes DIR/predictions.csv with their probabilities")
+    p.add_argument("--prompt", "-p", action="append", default=None, metavar="TEXT",
+                   help="what to segment (repeat for several); default: lymphocytes, epithelial nuclei, "
+                        "spindle-shaped nuclei, nuclei, glands")
+    p.add_argument("--model", default="xpath_small", help="segmentation model (default: xpath_small)")
+    p.add_argument("--classifier", choices=["logistic", "hgb", "rf"], default="logistic",
+                   help="diagnostic model on the biomarkers (default: logistic)")
+    p.add_argument("--cv", type=int, default=5, help="patient-grouped cross-validation folds (default 5)")
+    p.add_argument("--cache", default=None, metavar="DIR",
+                   help="segmentation/embedding cache (default: $XPATH_CACHE/study or ~/.cache/xpath/study)")
+    p.add_argument("--no-baseline", action="store_true", help="skip the black-box (EfficientNet) baseline")
+    p.add_argument("--seed", type=int, default=0, help="seed of the folds and bootstraps (default 0)")
+    p.add_argument("--device", default=None, help="torch device (default: CUDA, then MPS, then CPU)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_study)
 
     p = sub.add_parser("train", help="train a segmentation model from a YAML config",
                        description="Train (or fine-tune) a text-prompted segmentation model; for several GPUs run "

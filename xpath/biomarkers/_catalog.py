@@ -86,6 +86,13 @@ _SPATIAL = {
     "region.fraction.{region}": ("area fraction of the tissue region", "1", ""),
     "region.tumour_stroma_ratio": ("tumour area / stroma area", "1", "Mesker et al. 2007"),
     "region.density_per_mm2.{class}.{region}": ("cells of the class in the region / region area", "1/mm²", ""),
+    "count": ("objects (nuclei) found in the image", "1", ""),
+    "count.{class}": ("objects of the class in the image", "1", ""),
+    "density_per_mm2": ("objects per mm² of tissue (the whole image when no region prompt is given)", "1/mm²", ""),
+    "density_per_mm2.{class}": ("objects of the class per mm² of tissue", "1/mm²", ""),
+    "fraction.{class}": ("fraction of the image's objects that are of the class", "1", ""),
+    "gland.count": ("glands: connected components of the gland mask of at least 200 µm²", "1", ""),
+    "gland.density_per_mm2": ("glands per mm² of image", "1/mm²", ""),
     "til.intratumoral_per_mm2": ("lymphocytes in tumour regions / tumour area", "1/mm²", "Salgado et al. 2015"),
     "til.stromal_per_mm2": ("lymphocytes in stroma / stroma area", "1/mm²", "Salgado et al. 2015"),
 }
@@ -140,4 +147,7 @@ def feature_catalog(compartment: str = "nucleus") -> dict[str, dict[str, str]]:
                 "1", _HARALICK)
     for k, (d, u, r) in _SPATIAL.items():
         add(k, d, u, r)
+    for k in ("area_um2", "solidity", "eccentricity", "circularity"):
+        d, u, r = _SHAPE[k]
+        add(f"gland.shape.{k}", f"{d} (of one gland: a connected component of the gland mask)", u, r)
     return cat

@@ -6,6 +6,7 @@ is installed from a registry wheel, real annotated sets come from ``../shared/da
 """
 
 from ._cohort import SyntheticCohort, synthetic_cohort
+from ._ebhi import EBHI_GRADES, EBHI_MPP, ebhi_study_table
 from ._samples import sample_he, sample_he_path, sample_slide, sample_slide_path
 from ._shared import (
     DATASETS,
@@ -20,6 +21,8 @@ from ._synthetic import NUCLEUS_TYPES, REGION_TYPES, SyntheticTissue, synthetic_
 
 __all__ = [
     "DATASETS",
+    "EBHI_GRADES",
+    "EBHI_MPP",
     "NUCLEUS_TYPES",
     "REGION_TYPES",
     "AnnotatedImage",
@@ -27,6 +30,7 @@ __all__ = [
     "ImageMaskLabel",
     "SyntheticCohort",
     "SyntheticTissue",
+    "ebhi_study_table",
     "iter_dataset",
     "load_dataset",
     "sample_he",

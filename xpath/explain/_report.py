@@ -25,7 +25,8 @@ def catalog_entries(features: Sequence[str]) -> pd.DataFrame:
     """Feature-catalogue entries (definition, unit, reference) of ``features``.
 
     Looks each name up in ``xpath.biomarkers.feature_catalog()``, dropping trailing ``.stat``
-    components until a match (``nucleus.shape.area_um2.mean`` → ``nucleus.shape.area_um2``).
+    components until a match (``nucleus.shape.area_um2.mean`` → ``nucleus.shape.area_um2``); a
+    per-class prefix (``tumour:nucleus.shape.area_um2.mean``) is looked up without the class.
     When the catalogue is unavailable or has no entry, the row says so; this never raises.
     """
     try:
@@ -45,7 +46,7 @@ def catalog_entries(features: Sequence[str]) -> pd.DataFrame:
     ]
     rows = []
     for f in features:
-        parts = str(f).split(".")
+        parts = str(f).split(":")[-1].split(".")  # "tumour:nucleus.shape..." is a per-class aggregate
         entry, matched = None, ""
         for k in range(len(parts), 0, -1):
             key = ".".join(parts[:k])
@@ -212,8 +213,19 @@ class BiomarkerReport:
         return pd.DataFrame(rows, columns=["quantity", "value"]).set_index("quantity")
 
     # ---------------------------------------------------------------------------- render
-    def render(self, folder, *, figure_format: str = "png", dpi: int = 110) -> Path:
+    def render(self, folder, *, figure_format: str = "png", dpi: int = 110, extra=None) -> Path:
         """Write ``report.md``, ``report.html`` and the figures to ``folder`` (replaced atomically).
+
+        Parameters
+        ----------
+        folder : path
+        figure_format : {"png", "svg"}
+        dpi : int
+        extra : callable, optional
+            ``extra(tmp_folder) -> list of blocks`` inserted after the title: a caller's own
+            sections (it may write its figures into ``tmp_folder``, which becomes ``folder``).
+            Blocks are ``("h2", text)``, ``("p", text)``, ``("table", DataFrame)``,
+            ``("img", relative_path, caption)``.
 
         Returns
         -------
@@ -230,6 +242,8 @@ class BiomarkerReport:
         with atomic_folder(folder) as tmp:
             figures = self._figures(tmp, figure_format, dpi)
             blocks = self._blocks(figures)
+            if extra is not None:
+                blocks = blocks[:1] + list(extra(tmp)) + blocks[1:]
             (tmp / "report.md").write_text(blocks_to_markdown(blocks), encoding="utf-8")
             (tmp / "report.html").write_text(
                 blocks_to_html(blocks, title=self.title), encoding="utf-8"

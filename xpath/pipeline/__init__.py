@@ -3,20 +3,25 @@
 ``analyze`` joins segmentation → cell table → graph → spatial statistics → one feature
 row and keeps every intermediate in an :class:`Analysis`; ``analyze_slide`` runs the
 same over a whole slide in tiles with bounded memory; ``analyze_cohort`` runs a per-slide
-function over many slides, resumably, serially or on joblib / Dask.
+function over many slides, resumably, serially or on joblib / Dask; ``ImageStudy`` is an explained
+diagnostic study over a table of images (segmentation → biomarkers → model → SHAP → back onto the
+tissue, beside a black-box baseline in the same folds).
 """
 
 from ._analysis import Analysis, analyze, analyze_features, combine_instances
 from ._cohort import BACKENDS, CohortResult, analyze_cohort, read_slide_table
 from ._slide import ArraySlide, SlideResult, segment_slide, tile_grid
 from ._slide_analysis import SlideAnalysis, analyze_slide
+from ._study import DEFAULT_STUDY_PROMPTS, ImageStudy, select_study_features, study_image_features
 from ._tissue import image_summary, tissue_mask
 
 __all__ = [
     "BACKENDS",
+    "DEFAULT_STUDY_PROMPTS",
     "Analysis",
     "ArraySlide",
     "CohortResult",
+    "ImageStudy",
     "SlideAnalysis",
     "SlideResult",
     "analyze",
@@ -27,6 +32,8 @@ __all__ = [
     "image_summary",
     "read_slide_table",
     "segment_slide",
+    "select_study_features",
+    "study_image_features",
     "tile_grid",
     "tissue_mask",
 ]

@@ -58,8 +58,8 @@ def plot_calibration(
     return ax
 
 
-def plot_roc(y_true, proba, *, positive=None, ax=None, label: str = "model"):
-    """ROC curve with the AUROC in the legend; returns the Axes."""
+def plot_roc(y_true, proba, *, positive=None, ax=None, label: str = "model", color: str = "#c0392b"):
+    """ROC curve with the AUROC in the legend; returns the Axes (call twice on one Axes to compare)."""
     import matplotlib.pyplot as plt
     from sklearn.metrics import roc_auc_score, roc_curve
 
@@ -68,7 +68,7 @@ def plot_roc(y_true, proba, *, positive=None, ax=None, label: str = "model"):
         _, ax = plt.subplots(figsize=(4.5, 4.5))
     fpr, tpr, _ = roc_curve(y, p)
     ax.plot([0, 1], [0, 1], ls="--", color="0.6", lw=1)
-    ax.plot(fpr, tpr, color="#c0392b", label=f"{label} (AUROC {roc_auc_score(y, p):.3f})")
+    ax.plot(fpr, tpr, color=color, label=f"{label} (AUROC {roc_auc_score(y, p):.3f})")
     ax.set_xlabel("false-positive rate")
     ax.set_ylabel("true-positive rate")
     ax.legend(loc="lower right", frameon=False)

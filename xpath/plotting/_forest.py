@@ -88,6 +88,12 @@ def plot_forest(
     ax.set_xscale("log")
     lo_x, hi_x = float(np.nanmin(l)), float(np.nanmax(h))
     ticks = [v for v in _TICKS if lo_x / 1.3 <= v <= hi_x * 1.3] or [1.0]
+    gap = np.log10(hi_x * 1.3 / (lo_x / 1.3)) / 8  # at most ~8 labels: wide intervals crowded them
+    kept = [1.0] if 1.0 in ticks else []
+    for v in sorted(ticks, key=lambda t: abs(np.log10(t))):
+        if all(abs(np.log10(v / k)) >= gap for k in kept):
+            kept.append(v)
+    ticks = sorted(kept) or [1.0]
     ax.set_xticks(ticks)
     ax.set_xticklabels([f"{v:g}" for v in ticks])
     ax.xaxis.set_minor_formatter(plt.NullFormatter())
