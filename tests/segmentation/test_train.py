@@ -51,6 +51,28 @@ def test_loading_a_config_does_not_import_torch():
     assert out == ["True", "False"]
 
 
+class _Unpicklable:
+    def __reduce__(self):
+        raise RuntimeError("cannot pickle")
+
+
+def test_run_dir_writes_are_atomic_and_keep_the_newest(tmp_path):
+    from xpath.segmentation.training.run_dir import atomic_torch_save, latest_checkpoint, write_checkpoint_dir
+
+    target = tmp_path / "state.pt"
+    atomic_torch_save({"a": 1}, target)
+    with pytest.raises(RuntimeError, match="cannot pickle"):
+        atomic_torch_save({"b": _Unpicklable()}, target)  # fails half-way: the old file stays, no temp file
+    assert torch.load(target, weights_only=True) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["state.pt"]
+    root = tmp_path / "checkpoints"
+    for step in (1, 2, 3):
+        write_checkpoint_dir(root, step, {"state.pt": lambda p, s=step: atomic_torch_save({"step": s}, p)}, keep=2)
+    assert latest_checkpoint(root) == root / "step_0000003"
+    assert (root / "latest").read_text() == "step_0000003\n"
+    assert sorted(p.name for p in root.iterdir()) == ["latest", "step_0000002", "step_0000003"]
+
+
 def test_config_errors_name_the_key(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text("model: xpath_tiny\ndata: {sources: [{dataset: consep}]}\noptim: {lr: 1.0e-3, lrr: 2}\n")

@@ -20,25 +20,15 @@ from pathlib import Path
 
 import torch
 
+from ...io import atomic_path
+
 __all__ = ["atomic_torch_save", "latest_checkpoint", "write_checkpoint_dir"]
 
 
 def atomic_torch_save(obj, path: Path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then ``os.replace``."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    """``torch.save`` through :func:`xpath.io.atomic_path`: ``path`` is the old file or the complete new one."""
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def write_checkpoint_dir(root: Path, step: int, writers: dict, *, keep: int) -> Path:
@@ -65,7 +55,8 @@ def write_checkpoint_dir(root: Path, step: int, writers: dict, *, keep: int) -> 
     if final.exists():  # re-saving the same step (e.g. after a resume): replace it
         shutil.rmtree(final)
     os.replace(tmp, final)
-    _write_text_atomic(root / "latest", final.name + "\n")
+    with atomic_path(root / "latest") as tmp_latest:
+        tmp_latest.write_text(final.name + "\n")
     steps = sorted(p for p in root.glob("step_*") if p.is_dir())
     for old in steps[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
