@@ -26,7 +26,7 @@ def test_help_lists_commands_and_exit_codes(capsys):
 
 
 def test_train_forwards_its_options(monkeypatch):
-    import xpath.segmentation.train as train
+    import xpath.segmentation.training.__main__ as train
 
     seen = {}
     monkeypatch.setattr(train, "main", lambda argv: seen.setdefault("argv", argv) and 0)

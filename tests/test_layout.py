@@ -54,8 +54,6 @@ KNOWN_PRIVATE_IMPORTS = {
 # Paths relative to xpath/
 KNOWN_LONG_MODULES = {
     "io/_geojson.py",
-    "segmentation/data.py",
-    "segmentation/train.py",
 }
 # "path relative to xpath/:qualified function name"
 KNOWN_LONG_FUNCTIONS = {

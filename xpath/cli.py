@@ -219,7 +219,7 @@ def _study(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .segmentation.train import main as train_main
+    from .segmentation.training.__main__ import main as train_main
 
     argv = ["--config", args.config]
     if args.resume:
@@ -361,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a segmentation model from a YAML config",
                        description="Train (or fine-tune) a text-prompted segmentation model; for several GPUs run "
-                                   "torchrun --nproc_per_node=N -m xpath.segmentation.train --config CONFIG.")
+                                   "torchrun --nproc_per_node=N -m xpath.segmentation.training --config CONFIG.")
     p.add_argument("config", help="YAML training config (see configs/)")
     p.add_argument("--out", default=None, help="output folder (overrides the config's out_dir)")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")

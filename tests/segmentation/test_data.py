@@ -7,23 +7,18 @@ import pytest
 from scipy import ndimage
 
 from xpath.ontology import Label
-from xpath.segmentation._augment import (
+from xpath.segmentation.tiling import tile_starts
+from xpath.segmentation.training.augment import (
     crop_resize,
     gaussian_blur,
     normalised_distance,
     rescale_image,
     stain_jitter,
-    tile_starts,
 )
-from xpath.segmentation.data import (
-    AugmentConfig,
-    BalancedSampler,
-    SegmentationDataset,
-    balance_weights,
-    build_records,
-    collate_batch,
-    pseudo_nuclei_triples,
-)
+from xpath.segmentation.training.config import AugmentConfig
+from xpath.segmentation.training.dataset import SegmentationDataset, collate_batch
+from xpath.segmentation.training.records import build_records, pseudo_nuclei_triples
+from xpath.segmentation.training.sampler import BalancedSampler, balance_weights
 
 
 # ----------------------------------------------------------------------------- kernels
@@ -60,7 +55,7 @@ def test_rescale_halves_area_of_a_disc():
 
 @pytest.mark.parametrize("length,tile,overlap", [(1000, 256, 64), (257, 256, 64), (4096, 512, 128), (50, 64, 16)])
 def test_tile_starts_cover_with_overlap(length, tile, overlap):
-    s = tile_starts(length, tile, min_overlap=overlap)
+    s = tile_starts(length, tile, overlap)  # the placement the training tiles use
     assert s[0] == 0
     if length > tile:
         assert s[-1] + tile == length
@@ -69,7 +64,7 @@ def test_tile_starts_cover_with_overlap(length, tile, overlap):
         n = len(s) - 1
         assert n < 1 or (length - tile) / max(n - 1, 1) > tile - overlap or n == 1
     with pytest.raises(ValueError):
-        tile_starts(100, 32, min_overlap=32)
+        tile_starts(100, 32, 32)
 
 
 def _distance_reference(inst: np.ndarray) -> np.ndarray:
@@ -302,7 +297,7 @@ def test_sampler_is_deterministic_resumable_and_split_across_ranks():
 
 
 def test_synonym_paraphrases_keep_the_region_of_negatives():
-    from xpath.segmentation.data import prompt_variants
+    from xpath.segmentation.training.dataset import prompt_variants
 
     recs = _toy_records()
     aug = AugmentConfig(stain_sigma=0, stain_bias=0, brightness=0, synonym_prob=1.0)

@@ -16,7 +16,8 @@ WORKER = textwrap.dedent(
     import torch
 
     torch.set_num_threads(1)
-    from xpath.segmentation.train import Trainer, load_config
+    from xpath.segmentation.training.config import load_config
+    from xpath.segmentation.training.trainer import Trainer
 
     config, out, resume, max_steps = sys.argv[1], sys.argv[2], sys.argv[3] == "1", int(sys.argv[4])
     trainer = Trainer(load_config(config), out_dir=out, progress=False)

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from xpath.segmentation import segmentation_loss
-from xpath.segmentation.losses import dice_loss, match_candidates
 from xpath.segmentation.modeling import SegmenterOutput
+from xpath.segmentation.training.losses import dice_loss, match_candidates
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +13,8 @@ import pytest
 import torch
 
 from xpath.ontology import Label
-from xpath.segmentation._train_config import (
+from xpath.segmentation.training.__main__ import main
+from xpath.segmentation.training.config import (
     DataConfig,
     OptimConfig,
     RunConfig,
@@ -19,7 +22,9 @@ from xpath.segmentation._train_config import (
     load_config,
     split_validation,
 )
-from xpath.segmentation.train import Trainer, _lr_lambda, build_datasets, main, validation_dice
+from xpath.segmentation.training.sources import build_datasets
+from xpath.segmentation.training.trainer import Trainer, _lr_lambda
+from xpath.segmentation.training.validation import validation_dice
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -36,6 +41,36 @@ def test_lr_schedule_warmup_then_cosine():
 def test_shipped_configs_parse(path):
     cfg = load_config(path)
     assert cfg.train.steps >= 1 and cfg.data.sources
+
+
+def test_loading_a_config_does_not_import_torch():
+    code = ("import sys; from xpath.segmentation.training.config import load_config; "
+            f"cfg = load_config({str(CONFIGS / 'xpath_tiny_cpu.yaml')!r}); "
+            "print(cfg.data.augment is not None, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["True", "False"]
+
+
+class _Unpicklable:
+    def __reduce__(self):
+        raise RuntimeError("cannot pickle")
+
+
+def test_run_dir_writes_are_atomic_and_keep_the_newest(tmp_path):
+    from xpath.segmentation.training.run_dir import atomic_torch_save, latest_checkpoint, write_checkpoint_dir
+
+    target = tmp_path / "state.pt"
+    atomic_torch_save({"a": 1}, target)
+    with pytest.raises(RuntimeError, match="cannot pickle"):
+        atomic_torch_save({"b": _Unpicklable()}, target)  # fails half-way: the old file stays, no temp file
+    assert torch.load(target, weights_only=True) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["state.pt"]
+    root = tmp_path / "checkpoints"
+    for step in (1, 2, 3):
+        write_checkpoint_dir(root, step, {"state.pt": lambda p, s=step: atomic_torch_save({"step": s}, p)}, keep=2)
+    assert latest_checkpoint(root) == root / "step_0000003"
+    assert (root / "latest").read_text() == "step_0000003\n"
+    assert sorted(p.name for p in root.iterdir()) == ["latest", "step_0000002", "step_0000003"]
 
 
 def test_config_errors_name_the_key(tmp_path):
@@ -60,7 +95,7 @@ def test_config_errors_name_the_key(tmp_path):
 
 def test_run_mpp_sets_the_working_resolution_of_a_fresh_or_initialised_model(tmp_path):
     from xpath.segmentation import create_model, load_checkpoint, save_checkpoint
-    from xpath.segmentation.train import _build_model
+    from xpath.segmentation.training.trainer import _build_model
 
     cpu = torch.device("cpu")
     base = create_model("xpath_tiny", device="cpu")
@@ -226,7 +261,8 @@ def _real_crops(shared_data, size: int):
 @pytest.mark.slow
 def test_xpath_tiny_overfits_real_images(shared_data, tmp_path):
     """A fixed pair of real tiles (CoNSeP nuclei, EBHI glands) is learned to Dice >= 0.9 within 200 steps."""
-    from xpath.segmentation.data import SegmentationDataset, build_records
+    from xpath.segmentation.training.dataset import SegmentationDataset
+    from xpath.segmentation.training.records import build_records
 
     torch.set_num_threads(2)
     records = build_records(_real_crops(shared_data, 64), mpp=0.5)

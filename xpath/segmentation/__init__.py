@@ -1,14 +1,15 @@
 """Text-prompted segmentation of pathology images (a rebuild of PathSegmentor, arXiv 2506.20988).
 
-Public names load on first use (``_EXPORTS`` maps each to its module), so importing this
-package stays cheap until a model is needed.
+Public names load on first use (``_EXPORTS`` maps each to its module, or to
+``"module:attribute"`` where the public name differs), so importing this package stays cheap
+until a model is needed.
 """
 
 from __future__ import annotations
 
 import importlib
 
-# name → module (relative to this package). Each engineer adds only their own lines.
+# name → module (relative to this package), or "module:attribute". Each engineer adds only their own lines.
 _EXPORTS = {
     # model (registry, checkpoints, losses, prompts)
     "SegmenterConfig": "._registry",
@@ -23,7 +24,7 @@ _EXPORTS = {
     "save_checkpoint": "._checkpoint",
     "sha256sum": "._checkpoint",
     "verify_checksum": "._checkpoint",
-    "segmentation_loss": ".losses",
+    "segmentation_loss": ".training.losses",
     "TextPromptSegmenter": ".modeling",
     "SegmenterOutput": ".modeling",
     "ImageFeatures": ".modeling",
@@ -59,19 +60,19 @@ _EXPORTS = {
     "scores_overall": ".metrics",
     "scores_by_dataset": ".metrics",
     "scores_by_category": ".metrics",
-    # training (data pipeline, trainer)
-    "AugmentConfig": ".data",
-    "BalancedSampler": ".data",
-    "SegmentationDataset": ".data",
-    "SegmentationRecord": ".data",
-    "build_records": ".data",
-    "TrainConfig": "._train_config",
-    "DataConfig": "._train_config",
-    "OptimConfig": "._train_config",
-    "RunConfig": "._train_config",
-    "load_train_config": ".train",
-    "Trainer": ".train",
-    "validation_dice": ".train",
+    # training (the room xpath/segmentation/training/)
+    "AugmentConfig": ".training.config",
+    "TrainConfig": ".training.config",
+    "DataConfig": ".training.config",
+    "OptimConfig": ".training.config",
+    "RunConfig": ".training.config",
+    "load_train_config": ".training.config:load_config",  # "load_config" alone would be ambiguous here
+    "SegmentationRecord": ".training.records",
+    "build_records": ".training.records",
+    "SegmentationDataset": ".training.dataset",
+    "BalancedSampler": ".training.sampler",
+    "Trainer": ".training.trainer",
+    "validation_dice": ".training.validation",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -79,7 +80,8 @@ __all__ = sorted(_EXPORTS)
 
 def __getattr__(name: str):
     if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+        module, _, attr = _EXPORTS[name].partition(":")
+        value = getattr(importlib.import_module(module, __name__), attr or name)
         globals()[name] = value
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

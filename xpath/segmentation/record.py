@@ -48,7 +48,7 @@ MIN_PRESENT_UM2 = 10.0
 def validation_images(config, limit: int | None = None) -> Iterator[tuple[str, list, float | None]]:
     """``(source, held-out AnnotatedImage records, mpp for images that state none)`` per source of a config."""
     from ..datasets import load_dataset
-    from .train import load_config, split_validation
+    from .training.config import load_config, split_validation
 
     cfg = load_config(config) if isinstance(config, (str, Path)) else config
     for src in cfg.data.sources:
@@ -64,12 +64,13 @@ def validation_images(config, limit: int | None = None) -> Iterator[tuple[str, l
 
 def trained_labels(config) -> list[Label]:
     """Every label with a mask in the training part of a config's sources (pseudo-nuclei included)."""
-    from .train import _load_source, load_config, split_validation
+    from .training.config import load_config, split_validation
+    from .training.sources import load_source
 
     cfg = load_config(config) if isinstance(config, (str, Path)) else config
     labels: set[Label] = set()
     for src in cfg.data.sources:
-        items, ids, splits = _load_source(src, cfg.seed)
+        items, ids, splits = load_source(src, cfg.seed)
         is_val = split_validation(ids, splits, src.get("val", "none"))
         for item, val in zip(items, is_val):
             if val:

@@ -1,4 +1,6 @@
-"""Array kernels of the training data pipeline: resampling, tiling, stain jitter, targets.
+"""Array kernels of the training data pipeline: resampling, stain jitter, targets.
+
+Tile placement is :func:`xpath.segmentation.tiling.tile_starts`, shared with inference.
 
 Everything here is numpy/scipy, vectorised over pixels, and deterministic given its
 arguments (random draws come from a ``numpy.random.Generator`` passed in).
@@ -22,7 +24,6 @@ __all__ = [
     "normalised_distance",
     "rescale_image",
     "stain_jitter",
-    "tile_starts",
 ]
 
 
@@ -124,29 +125,6 @@ def rescale_image(
     if labels is None:
         return out, None
     return out, _nearest(labels, (0.0, 0.0, float(h), float(w)), (oh, ow))
-
-
-def tile_starts(length: int, tile: int, *, min_overlap: int) -> np.ndarray:
-    """Start offsets of tiles of side ``tile`` covering ``[0, length)``.
-
-    The rule: the fewest tiles whose neighbours overlap by at least ``min_overlap``
-    pixels, spread evenly so the first starts at 0 and the last ends at ``length``
-    (overlaps then differ by at most one pixel). A side not longer than ``tile`` gives a
-    single tile at 0.
-
-    Examples
-    --------
-    >>> tile_starts(1000, 256, min_overlap=64).tolist()
-    [0, 186, 372, 558, 744]
-    >>> tile_starts(200, 256, min_overlap=64).tolist()
-    [0]
-    """
-    if tile <= 0 or not 0 <= min_overlap < tile:
-        raise ValueError(f"need tile > 0 and 0 <= min_overlap < tile, got tile={tile}, min_overlap={min_overlap}")
-    if length <= tile:
-        return np.zeros(1, np.int64)
-    n = int(np.ceil((length - min_overlap) / (tile - min_overlap)))
-    return np.rint(np.linspace(0, length - tile, n)).astype(np.int64)
 
 
 def flip_rotate(

@@ -1,5 +1,7 @@
 """Training configuration (YAML ↔ dataclasses) and the train/validation split of each source.
 
+Plain dataclasses over numpy and PyYAML: reading a config does not import torch.
+
 A config file has five sections; every key is optional except ``model`` and
 ``data.sources`` (see ``configs/xpath_tiny_cpu.yaml`` for a complete example)::
 
@@ -33,9 +35,56 @@ from typing import Any
 
 import numpy as np
 
-from .data import AugmentConfig
+__all__ = [
+    "AugmentConfig",
+    "DataConfig",
+    "OptimConfig",
+    "RunConfig",
+    "TrainConfig",
+    "load_config",
+    "split_validation",
+]
 
-__all__ = ["DataConfig", "OptimConfig", "RunConfig", "TrainConfig", "load_config", "split_validation"]
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Training augmentation.
+
+    Attributes
+    ----------
+    scale : (float, float)
+        Range of the random zoom (PathSeg: 0.9–1.1); the crop window is ``tile / s``.
+    shift : float
+        Crop-centre jitter as a fraction of the tile side (uniform, each axis).
+    flips : bool
+        Random 90° rotations and left–right flip (8 symmetries).
+    stain_sigma, stain_bias : float
+        H&E optical-density jitter (see :func:`~xpath.segmentation.training.augment.stain_jitter`).
+    brightness : float
+        Additive brightness jitter in [0, 1] units.
+    blur_prob : float
+        Probability that a tile is blurred (:func:`~xpath.segmentation.training.augment.gaussian_blur`),
+        with a sigma drawn from ``blur_sigma`` pixels: out-of-focus scans, and images
+        upsampled from a coarser pixel size (EBHI-Seg at 1 µm/px is upsampled 4× to
+        0.25 µm/px), should not be told apart from the other sources by sharpness alone.
+    blur_sigma : (float, float)
+        Range of the blur's sigma in pixels.
+    synonym_prob : float
+        Probability that a prompt is replaced by a paraphrase built from the synonyms of
+        ``xpath/vocabulary.json`` (:func:`~xpath.segmentation.training.dataset.prompt_variants`), so that free text such as
+        "lymphocytes" or "immune cells in colon" lands where "nuclei-level inflammatory in
+        colon pathology" does. Negative prompts only take paraphrases that keep their region.
+    """
+
+    scale: tuple[float, float] = (0.9, 1.1)
+    shift: float = 0.125
+    flips: bool = True
+    stain_sigma: float = 0.05
+    stain_bias: float = 0.02
+    brightness: float = 0.03
+    blur_prob: float = 0.0
+    blur_sigma: tuple[float, float] = (0.5, 2.0)
+    synonym_prob: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -237,3 +286,17 @@ def split_validation(image_ids: list[str], splits: list[str], rule: Any) -> np.n
     # evenly spaced picks, centred in their strata: with groups sorted by category this stratifies
     picks = {groups[int(i)] for i in np.floor((np.arange(k) + 0.5) * len(groups) / k)}
     return np.array([key in picks for key in keys], bool)
+
+
+def _to_yaml(d: dict) -> str:
+    """A config's ``to_dict()`` as YAML (tuples written as lists), what a run saves as ``config.yaml``."""
+    import yaml
+
+    def plain(v):
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        return v
+
+    return yaml.safe_dump(plain(d), sort_keys=False)

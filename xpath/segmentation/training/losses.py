@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from .modeling.segmenter import SegmenterOutput, upsample_stride4
+from ..modeling.segmenter import SegmenterOutput, upsample_stride4
 
 __all__ = ["LOSS_WEIGHTS", "dice_loss", "match_candidates", "segmentation_loss"]
 

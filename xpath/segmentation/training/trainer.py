@@ -1,20 +1,18 @@
-"""Train a text-prompted segmenter: single process, or DDP through ``torchrun``.
-
-Command line::
-
-    python -m xpath.segmentation.train --config configs/xpath_tiny_cpu.yaml [--resume] [--max-steps N] [--out DIR]
-                                       [--set train.steps=500 ...] [--threads N] [--no-progress] [-v]
-    torchrun --standalone --nproc_per_node=2 -m xpath.segmentation.train --config ...   # DDP (gloo on CPU, NCCL on GPU)
+"""The training loop: one config run to its end, single process or DDP through ``torchrun``.
 
 Python::
 
-    from xpath.segmentation.train import Trainer, load_config
+    from xpath.segmentation.training.config import load_config
+    from xpath.segmentation.training.trainer import Trainer
     result = Trainer(load_config("configs/xpath_tiny_cpu.yaml")).fit()
+
+(the command line is ``python -m xpath.segmentation.training``, :mod:`xpath.segmentation.training.__main__`).
 
 What a run does: AdamW (no weight decay on biases and norms) with linear warmup then
 cosine decay, gradient accumulation, gradient clipping, bf16 autocast on CUDA only,
 optional ``torch.compile``, category-balanced sampling with negative prompts
-(:mod:`xpath.segmentation.data`), validation Dice per category every ``val_every`` steps,
+(:mod:`~xpath.segmentation.training.sampler`, :mod:`~xpath.segmentation.training.dataset`),
+validation Dice per category every ``val_every`` steps,
 an atomic checkpoint every ``ckpt_every`` steps (``OUT/checkpoints/step_N/{model.pt,state.pt}``)
 and a log (``OUT/log.jsonl``, ``OUT/train_log.csv``, ``OUT/val_log.csv``).
 
@@ -28,7 +26,6 @@ learning-rate schedule, which always spans ``train.steps``.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import csv
 import dataclasses
@@ -36,7 +33,6 @@ import importlib
 import json
 import logging
 import math
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -44,47 +40,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ._train_config import (
-    DataConfig,
-    OptimConfig,
-    RunConfig,
-    TrainConfig,
-    load_config,
-    split_validation,
-)
-from ._train_state import (
-    DistInfo,
-    atomic_torch_save,
-    capture_rng,
-    init_distributed,
-    latest_checkpoint,
-    restore_rng,
-    write_checkpoint_dir,
-)
-from .data import (
-    BalancedSampler,
-    SegmentationDataset,
-    balance_weights,
-    build_records,
-    collate_batch,
-    pseudo_nuclei_triples,
-)
+from .config import TrainConfig, _to_yaml
+from .dataset import collate_batch
+from .distributed import DistInfo, capture_rng, init_distributed, restore_rng
+from .run_dir import atomic_torch_save, latest_checkpoint, write_checkpoint_dir
+from .sampler import BalancedSampler, balance_weights
+from .sources import build_datasets
+from .validation import _autocast, validation_dice
 
-__all__ = [
-    "DataConfig",
-    "OptimConfig",
-    "RunConfig",
-    "TrainConfig",
-    "Trainer",
-    "build_datasets",
-    "load_config",
-    "load_train_config",
-    "main",
-    "validation_dice",
-]
-
-#: Alias exported by ``xpath.segmentation`` (where ``load_config`` alone would be ambiguous).
-load_train_config = load_config
+__all__ = ["Trainer"]
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +68,7 @@ def _build_model(spec: str, *, checkpoint: str | None, device: torch.device, mpp
         if checkpoint:
             raise ValueError("init_checkpoint is only supported for registered model names")
     else:
-        from ._registry import create_model
+        from .._registry import create_model
 
         model = create_model(spec, checkpoint=checkpoint, device=device)
     if mpp is not None:
@@ -148,138 +112,6 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def _load_source(src: dict, seed: int) -> tuple[list, list[str], list[str]]:
-    """Items of one config source, with their image ids and splits."""
-    if "synthetic" in src:
-        from ..datasets import synthetic_tissue
-
-        opts = dict(src["synthetic"])
-        count, offset = int(opts.pop("count", 4)), int(opts.pop("seed", seed))
-        items = [synthetic_tissue(offset + i, **opts) for i in range(count)]
-        ids = [f"synthetic_{offset + i}" for i in range(count)]
-        return items, ids, ["train"] * count
-    from ..datasets import iter_dataset
-
-    items = list(iter_dataset(src["dataset"], split=src.get("split"), limit=src.get("limit")))
-    if src.get("include"):
-        import re
-
-        items = [it for it in items if re.search(src["include"], it.image_id)]
-    if src.get("exclude"):
-        import re
-
-        items = [it for it in items if not re.search(src["exclude"], it.image_id)]
-    return items, [it.image_id for it in items], [it.split for it in items]
-
-
-def build_datasets(config: TrainConfig, *, mpp: float | None, tile_size: int,
-                   vocabulary=()) -> tuple[SegmentationDataset, SegmentationDataset | None]:
-    """The training and validation datasets of a config (validation ``None`` if no source has a rule)."""
-    d = config.data
-    train_items, val_items = [], []
-    partial: dict[str, set] = {}  # source -> pseudo-labels (not exhaustive: never "absent")
-    for src in d.sources:
-        items, ids, splits = _load_source(src, config.seed)
-        is_val = split_validation(ids, splits, src.get("val", "none"))
-        train_part = [it for it, v in zip(items, is_val) if not v]
-        if src.get("pseudo_nuclei"):  # training images only: validation keeps the true labels
-            mpp_src = d.assume_mpp.get(src.get("dataset"))
-            if mpp_src is None and any(it.mpp is None for it in train_part):
-                raise ValueError(f"source {src.get('dataset')!r}: pseudo_nuclei needs the images' mpp; "
-                                 "set data.assume_mpp for it")
-            train_part = [t for it in train_part
-                          for t in pseudo_nuclei_triples(it, mpp=it.mpp if it.mpp is not None else mpp_src)]
-            for t in train_part:
-                if t.label.structure == "nuclei":
-                    partial.setdefault(t.source, set()).add(t.label)
-        train_items += train_part
-        val_items += [it for it, v in zip(items, is_val) if v]
-    if not train_items:
-        raise ValueError("the config's sources leave no training images (check limit/split/val rules)")
-    vocab = tuple(d.vocabulary) + tuple(vocabulary or ())
-    train_records = build_records(train_items, mpp=mpp, assume_mpp=d.assume_mpp)
-    train_keys = {(r.source, r.image_id) for r in train_records}
-    common = {"tile_size": tile_size, "min_overlap": d.min_overlap, "min_area": d.min_area, "seed": config.seed}
-    train = SegmentationDataset(train_records, prompts_per_image=d.prompts_per_image, max_negatives=d.max_negatives,
-                                augment=d.augment, vocabulary=vocab, partial_labels=partial, **common)
-    if not val_items:
-        return train, None
-    val_records = build_records(val_items, mpp=mpp, assume_mpp=d.assume_mpp)
-    leak = train_keys & {(r.source, r.image_id) for r in val_records}
-    if leak:
-        raise ValueError(f"images in both training and validation: {sorted(leak)[:5]}")
-    n_prompts = d.val_prompts_per_image or (max(len(r.labels) for r in val_records) + d.max_negatives)
-    val = SegmentationDataset(val_records, prompts_per_image=n_prompts, max_negatives=d.max_negatives, augment=None,
-                              vocabulary=train.vocabulary, **common)
-    return train, val
-
-
-def validation_dice(model, dataset: SegmentationDataset, *, batch_size: int = 4, max_tiles: int | None = None,
-                    amp_dtype=None, progress: bool = False) -> dict:
-    """Dice per category of a model on a validation dataset.
-
-    Every present prompt of every tile gives one image–mask pair (mask = sigmoid > 0.5);
-    Dice is averaged per category (canonical prompt), per source and overall (the
-    paper's protocol, on tiles). Presence accuracy is reported over all valid prompts.
-
-    Returns
-    -------
-    dict
-        ``{"dice": float, "presence_acc": float, "n_pairs": int,
-        "per_category": {prompt: {"dice": float, "n": int}}, "per_source": {...}}``.
-    """
-    try:
-        from .metrics import dice as _dice
-    except ImportError:  # pragma: no cover - metrics ships with the package
-        def _dice(p, t):
-            s = p.sum() + t.sum()
-            return 1.0 if s == 0 else 2.0 * (p & t).sum() / s
-
-    index = np.arange(len(dataset))
-    if max_tiles is not None and len(index) > max_tiles:
-        index = np.linspace(0, len(index) - 1, max_tiles).round().astype(int)
-    rows, presence_hits, presence_n = [], 0, 0
-    was_training = model.training
-    model.eval()
-    try:
-        from tqdm.auto import tqdm
-
-        for start in tqdm(range(0, len(index), batch_size), desc="validate", disable=not progress, leave=False):
-            batch = collate_batch([dataset[int(i)] for i in index[start:start + batch_size]])
-            with torch.no_grad(), _autocast(model.device, amp_dtype):
-                out = model(model.preprocess(batch["image"].numpy()), batch["prompts"])
-            pred = (out.mask_logits.float() > 0).cpu().numpy()
-            pres = (out.presence_logits.float() > 0).cpu().numpy()
-            target = batch["masks"].numpy().astype(bool)
-            valid, present = batch["prompt_valid"].numpy(), batch["present"].numpy() > 0.5
-            presence_hits += int((pres == present)[valid].sum())
-            presence_n += int(valid.sum())
-            for b, q in zip(*np.nonzero(valid & present)):
-                category = batch["labels"][b][q].prompt  # canonical, whatever text was prompted
-                rows.append((category, batch["source"][b], float(_dice(pred[b, q], target[b, q]))))
-    finally:
-        model.train(was_training)
-    per_cat: dict = {}
-    per_src: dict = {}
-    for prompt, source, value in rows:
-        per_cat.setdefault(prompt, []).append(value)
-        per_src.setdefault(source, []).append(value)
-    summary = lambda groups: {k: {"dice": float(np.mean(v)), "n": len(v)} for k, v in sorted(groups.items())}
-    return {
-        "dice": float(np.mean([r[2] for r in rows])) if rows else float("nan"),
-        "presence_acc": presence_hits / presence_n if presence_n else float("nan"),
-        "n_pairs": len(rows),
-        "per_category": summary(per_cat),
-        "per_source": summary(per_src),
-    }
-
-
-def _autocast(device: torch.device, dtype):
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
 # --------------------------------------------------------------------------- trainer
 class Trainer:
     """Runs one training config to its end (or to ``max_steps``).
@@ -291,7 +123,7 @@ class Trainer:
         Use this model instead of building ``config.model`` (it must follow the model
         contract: ``config``, ``preprocess``, ``forward(x, prompts)`` → ``SegmenterOutput``).
     loss_fn : callable, optional
-        ``loss_fn(out, targets) -> (loss, parts)``; default :func:`xpath.segmentation.losses.segmentation_loss`.
+        ``loss_fn(out, targets) -> (loss, parts)``; default :func:`xpath.segmentation.training.losses.segmentation_loss`.
     out_dir : path, optional
         Overrides ``config.out_dir``.
     progress : bool
@@ -301,7 +133,7 @@ class Trainer:
         simulate a crash).
     datasets : (SegmentationDataset, SegmentationDataset or None), optional
         Train on these (e.g. built from your own triples with
-        :func:`~xpath.segmentation.data.build_records`) instead of ``config.data.sources``.
+        :func:`~xpath.segmentation.training.records.build_records`) instead of ``config.data.sources``.
     """
 
     def __init__(self, config: TrainConfig, *, model=None, loss_fn: Callable | None = None,
@@ -442,11 +274,9 @@ class Trainer:
         return path
 
     def _model_saver(self):
-        try:
-            from ._checkpoint import save_checkpoint
-            from .modeling.segmenter import TextPromptSegmenter
-        except ImportError:  # pragma: no cover
-            return None
+        from .._checkpoint import save_checkpoint
+        from ..modeling.segmenter import TextPromptSegmenter
+
         if not isinstance(self.model, TextPromptSegmenter):
             return None
         extra = {"step": self.step, "train_config": self.config.to_dict()}
@@ -461,7 +291,7 @@ class Trainer:
         """The labels trained so far (with masks in the training data, or in the initial checkpoint's record),
         each with the Dice of the last validation (NaN when not measured; ``python -m xpath.segmentation.record``
         measures a release fully and calibrates its presence)."""
-        from .support import ModelVocabulary, TrainedLabel
+        from ..support import ModelVocabulary, TrainedLabel
 
         previous = getattr(self.model, "trained_vocabulary", None)
         known = {t.label: t for t in (previous.labels if previous is not None else ())}
@@ -635,59 +465,3 @@ class Trainer:
             for group in ("per_category", "per_source"):
                 for name, v in result[group].items():
                     writer.writerow([self.step, group, name, v["dice"], v["n"]])
-
-
-def _to_yaml(d: dict) -> str:
-    import yaml
-
-    def plain(v):
-        if isinstance(v, dict):
-            return {k: plain(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [plain(x) for x in v]
-        return v
-
-    return yaml.safe_dump(plain(d), sort_keys=False)
-
-
-# --------------------------------------------------------------------------- CLI
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point (see the module docstring)."""
-    parser = argparse.ArgumentParser(prog="python -m xpath.segmentation.train", description=__doc__.split("\n")[0])
-    parser.add_argument("--config", required=True, help="YAML training config")
-    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the output folder")
-    parser.add_argument("--max-steps", type=int, default=None, help="stop after this step (schedule unchanged)")
-    parser.add_argument("--out", default=None, help="output folder (overrides out_dir)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads in each process")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config key, e.g. --set train.steps=500 --set data.tile_size=256 "
-                             "(VALUE is parsed as YAML)")
-    parser.add_argument("-v", "--verbose", action="store_true")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(name)s %(levelname)s: %(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    import yaml
-
-    overrides = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            parser.error(f"--set expects KEY=VALUE, got {item!r}")
-        overrides[key.strip()] = yaml.safe_load(value)
-    config = load_config(args.config, overrides=overrides)
-    trainer = Trainer(config, out_dir=args.out, progress=not args.no_progress)
-    try:
-        result = trainer.fit(resume=args.resume, max_steps=args.max_steps)
-    finally:
-        trainer.close()
-    if trainer.dist.is_main:
-        sys.stdout.write(json.dumps({"step": result["step"], "checkpoint": result["checkpoint"],
-                                     "val_dice": (result["val"] or {}).get("dice")}) + "\n")
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
