@@ -86,6 +86,10 @@ class TextPromptPredictor:
         ``panel_tiles`` tiles only). ``None``: one panel as wide as the image.
     progress : bool
         Show tqdm progress bars.
+    mpp : float, optional
+        Resolution (µm/px) the model runs at; default the model's ``config.mpp``. E.g. 0.5
+        runs a 0.25 µm/px model on 20× images without upsampling them (4× fewer tiles, at
+        the accuracy cost given in docs/model_card.md).
 
     Examples
     --------
@@ -97,7 +101,8 @@ class TextPromptPredictor:
     """
 
     def __init__(self, model: Any, *, overlap: int | None = None, batch_size: int = 4, cache_tiles: int = 16,
-                 max_object_um: float = 32.0, panel_tiles: int | None = 4, progress: bool = False) -> None:
+                 max_object_um: float = 32.0, panel_tiles: int | None = 4, progress: bool = False,
+                 mpp: float | None = None) -> None:
         for attr in ("config", "preprocess", "encode_image", "decode"):
             if not hasattr(model, attr):
                 raise TypeError(f"model must be a text-prompted segmenter (missing .{attr}), got {type(model).__name__}")
@@ -114,7 +119,8 @@ class TextPromptPredictor:
             raise ValueError(f"panel_tiles must be >= 1 or None, got {panel_tiles}")
         self.batch_size, self.cache_tiles = int(batch_size), int(cache_tiles)
         self.max_object_um, self.progress = float(max_object_um), bool(progress)
-        self.model_mpp = float(model.config.mpp)
+        self.model_mpp = float(model.config.mpp) if mpp is None else check_mpp(mpp, name="mpp")
+        self.tiles_encoded = 0  # tiles run through the image encoder so far (a throughput count)
         self.margin = math.ceil(self.max_object_um / self.model_mpp)  # instance context, model pixels
         self.panel_width = None if panel_tiles is None else int(panel_tiles) * self.tile
         # xpath's models can skip the masks of unselected candidates; other models keep their own decode()
@@ -199,6 +205,7 @@ class TextPromptPredictor:
     def _encode(self, tiles: np.ndarray):
         import torch
 
+        self.tiles_encoded += len(tiles)
         with torch.inference_mode():
             return self.model.encode_image(self.model.preprocess(tiles))
 
@@ -286,46 +293,16 @@ class TextPromptPredictor:
         if presence_threshold is not None and not 0.0 <= presence_threshold <= 1.0:
             raise ValueError(f"presence_threshold must be in [0, 1] or None, got {presence_threshold}")
         prompts = check_prompts(prompts)
-        if not 0.0 < threshold < 1.0:
-            raise ValueError(f"threshold must be in (0, 1), got {threshold}")
-        if instances not in ("auto", True, False):
-            raise ValueError(f"instances must be 'auto', True or False, got {instances!r}")
+        _check_threshold(threshold)
         boxes, points = self._spatial(boxes, points, len(prompts))
-        resolved = [prompt_structure(p, model=self.model) for p in prompts]
-        if instances == "auto":
-            inst_idx = [i for i, (_, s) in enumerate(resolved) if s in ("nuclei", "cell")]
-        else:
-            inst_idx = list(range(len(prompts))) if instances else []
-        n_p, n_i = len(prompts), len(inst_idx)
+        resolved, inst_idx = self._plan(prompts, instances)
         hw, ww = self._work.shape[:2]
-        work_mpp = self.model_mpp
-
         semantic = {p: np.zeros((hw, ww), bool) for p in prompts}
         probs = {p: np.zeros((hw, ww), np.float16) for p in prompts} if return_probabilities else {}
         inst_out = {prompts[i]: np.zeros((hw, ww), np.int32) for i in inst_idx}
-        stitchers = [
-            InstanceStitcher(inst_out[prompts[i]], strip=max(self.tile, 2 * self.margin), margin=self.margin,
-                             threshold=threshold, marker_threshold=marker_threshold,
-                             min_area_um2=min_area_um2, mpp=work_mpp)
-            for i in inst_idx
-        ]
-
-        def on_band(band: Band) -> None:
-            rows, cols = slice(band.y, band.y + band.data.shape[1]), slice(*band.core)
-            core = band.core_data()
-            for k, p in enumerate(prompts):
-                semantic[p][rows, cols] = core[k] > threshold
-                if return_probabilities:
-                    probs[p][rows, cols] = core[k]
-            for j, st in enumerate(stitchers):
-                st.push(band.y, band.data[inst_idx[j]], band.data[n_p + j], x=band.x, core=band.core)
-
-        fn = functools.partial(self._decode_tiles, prompts=prompts, inst_idx=inst_idx, boxes=boxes, points=points)
-        presence = predict_tiled(self._work, fn, tile=self.tile, overlap=self.overlap, n_maps=n_p + n_i,
-                                 on_band=on_band, batch_size=self.batch_size, panel_width=self.panel_width,
-                                 halo=self.margin, progress=self.progress, desc="segment")
-        for st in stitchers:
-            st.finish()
+        presence = self._run_tiles(self._work, prompts, inst_idx, semantic, inst_out, probs, boxes=boxes,
+                                   points=points, threshold=threshold, marker_threshold=marker_threshold,
+                                   min_area_um2=min_area_um2)
         if presence_threshold is not None:
             for k, p in enumerate(prompts):
                 if presence[k] < presence_threshold:
@@ -334,8 +311,114 @@ class TextPromptPredictor:
                         inst_out[p][:] = 0
         return self._result(prompts, resolved, semantic, inst_out, probs, presence, threshold)
 
+    def instance_prompts(self, prompts: Sequence[str] | str, instances: bool | str = "auto") -> list[str]:
+        """The prompts that get instance maps (nuclei/cell-level ones for ``"auto"``)."""
+        prompts = check_prompts(prompts)
+        return [prompts[i] for i in self._plan(prompts, instances)[1]]
+
+    def predict_source(
+        self,
+        source: Any,
+        prompts: Sequence[str] | str,
+        *,
+        out: dict,
+        keep: Any = None,
+        threshold: float = 0.5,
+        instances: bool | str = "auto",
+        marker_threshold: float = 0.4,
+        min_area_um2: float = 10.0,
+        read_ahead: int = 2,
+    ) -> dict[str, float]:
+        """Segment an image read on demand (a whole slide) at the model's resolution, into arrays you give.
+
+        Unlike :meth:`predict` nothing of the image's size is allocated here: ``out`` holds
+        the (e.g. memory-mapped) outputs, tiles are read in a background thread while the
+        model runs, and tiles that ``keep`` rejects are never read or encoded (their pixels
+        get no mask and no objects).
+
+        Parameters
+        ----------
+        source : tile source
+            ``shape`` ``(H, W, 3)`` at the predictor's ``model_mpp`` and
+            ``tiles(origins, tile) -> (B, tile, tile, 3)`` uint8 (see
+            :func:`~xpath.segmentation.tiling.predict_tiled`).
+        prompts : list of str
+        out : dict of str to numpy.ndarray
+            One ``(H, W)`` array per prompt, zeros: ``int32`` instance ids (1..N per prompt)
+            for the prompts of :meth:`instance_prompts`, a semantic mask (bool or uint8 0/1)
+            for the others.
+        keep : callable, optional
+            ``keep(y, x)``: whether the tile at ``(y, x)`` (model pixels) is run.
+        threshold, instances, marker_threshold, min_area_um2
+            As in :meth:`predict`.
+        read_ahead : int
+            Batches of tiles read ahead of the model.
+
+        Returns
+        -------
+        dict of str to float
+            Presence per prompt: the maximum over the tiles run (0 when none ran).
+        """
+        prompts = check_prompts(prompts)
+        _check_threshold(threshold)
+        resolved, inst_idx = self._plan(prompts, instances)
+        shape = tuple(source.shape[:2])
+        for p in prompts:
+            want = np.int32 if p in [prompts[i] for i in inst_idx] else None
+            arr = out.get(p)
+            if arr is None or tuple(arr.shape) != shape or (want is not None and arr.dtype != want):
+                raise ValueError(f"out[{p!r}] must be a {shape} {'int32' if want else 'bool or uint8'} array, got "
+                                 f"{None if arr is None else (tuple(arr.shape), str(arr.dtype))}")
+        semantic = {p: out[p] for p in prompts if out[p].dtype != np.int32}
+        inst_out = {prompts[i]: out[prompts[i]] for i in inst_idx}
+        presence = self._run_tiles(source, prompts, inst_idx, semantic, inst_out, {}, keep=keep,
+                                   read_ahead=read_ahead, threshold=threshold,
+                                   marker_threshold=marker_threshold, min_area_um2=min_area_um2)
+        return {p: float(presence[k]) for k, p in enumerate(prompts)}
+
+    def _plan(self, prompts: list[str], instances: bool | str) -> tuple[list, list[int]]:
+        """(label, structure) per prompt and the indices of the instance prompts."""
+        if instances not in ("auto", True, False):
+            raise ValueError(f"instances must be 'auto', True or False, got {instances!r}")
+        resolved = [prompt_structure(p, model=self.model) for p in prompts]
+        if instances == "auto":
+            return resolved, [i for i, (_, s) in enumerate(resolved) if s in ("nuclei", "cell")]
+        return resolved, list(range(len(prompts))) if instances else []
+
+    def _run_tiles(self, image, prompts, inst_idx, semantic, inst_out, probs, *, boxes=None, points=None,
+                   keep=None, read_ahead=0, threshold, marker_threshold, min_area_um2) -> np.ndarray:
+        """Blend the tiles of ``image`` into ``semantic`` / ``probs`` and stitch ``inst_out``; presence (P,)."""
+        n_p, n_i = len(prompts), len(inst_idx)
+        stitchers = [
+            InstanceStitcher(inst_out[prompts[i]], strip=max(self.tile, 2 * self.margin), margin=self.margin,
+                             threshold=threshold, marker_threshold=marker_threshold,
+                             min_area_um2=min_area_um2, mpp=self.model_mpp)
+            for i in inst_idx
+        ]
+
+        def on_band(band: Band) -> None:
+            rows, cols = slice(band.y, band.y + band.data.shape[1]), slice(*band.core)
+            core = band.core_data()
+            for k, p in enumerate(prompts):
+                if p in semantic:
+                    semantic[p][rows, cols] = core[k] > threshold
+                if p in probs:
+                    probs[p][rows, cols] = core[k]
+            for j, st in enumerate(stitchers):
+                st.push(band.y, band.data[inst_idx[j]], band.data[n_p + j], x=band.x, core=band.core)
+
+        fn = functools.partial(self._decode_tiles, prompts=prompts, inst_idx=inst_idx, boxes=boxes, points=points,
+                               cached=image is self._work)  # features cached by set_image are of _work only
+        presence = predict_tiled(image, fn, tile=self.tile, overlap=self.overlap, n_maps=n_p + n_i,
+                                 on_band=on_band, batch_size=self.batch_size, panel_width=self.panel_width,
+                                 halo=self.margin, keep=keep, read_ahead=read_ahead, progress=self.progress,
+                                 desc="segment")
+        for st in stitchers:
+            st.finish()
+        return np.zeros(n_p, np.float32) if presence is None else presence
+
     def _decode_tiles(self, tiles: np.ndarray, origins: Sequence[tuple[int, int]], *, prompts: list[str],
-                      inst_idx: list[int], boxes: np.ndarray | None, points: np.ndarray | None):
+                      inst_idx: list[int], boxes: np.ndarray | None, points: np.ndarray | None, cached: bool = True):
         """(B, t, t, 3) tiles → ((B, P + P_inst, t, t) probabilities then distances, (B, P) presence).
 
         Distances are converted only for the instance prompts ``inst_idx``, in that order.
@@ -343,7 +426,7 @@ class TextPromptPredictor:
         import torch
 
         key = tuple(origins)
-        feats = self._cache.get(key) if self._cache is not None else None
+        feats = self._cache.get(key) if cached and self._cache is not None else None
         if feats is None:
             feats = self._encode(tiles)
         b, n_p = len(origins), len(prompts)
@@ -395,6 +478,11 @@ class TextPromptPredictor:
             mpp=self._mpp if self._mpp is not None else self.model_mpp, threshold=threshold,
             model=str(getattr(self.model.config, "name", type(self.model).__name__)), image=self._image,
         )
+
+
+def _check_threshold(threshold: float) -> None:
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
 
 
 def _count_ids(labels: np.ndarray, rows: int = 256) -> int:
