@@ -1,10 +1,11 @@
 """Whole-slide throughput: seconds per mm² of tissue with every stage, against today's windowed path.
 
-Run (CPU; about 5 minutes on 2 shared cores with the baseline)::
+Run (CPU; 10–20 minutes on 2 shared cores)::
 
     .venv/bin/python benchmarks/slide_throughput.py                      # sample slide + synthetic slide
     .venv/bin/python benchmarks/slide_throughput.py --no-baseline --mpp 0.5
     .venv/bin/python benchmarks/slide_throughput.py --synthetic-size 0   # sample slide only
+    .venv/bin/python benchmarks/slide_throughput.py --reference          # + AJI against predict() on the whole image
 
 For each slide (the sample slide CMU-1-Small-Region, 20× at 0.499 µm/px, and a synthetic
 slide of tissue islands on glass), in one process, side by side:
@@ -12,7 +13,8 @@ slide of tissue islands on glass), in one process, side by side:
 - ``new``: :func:`xpath.pipeline.analyze_slide` with the model (one tile grid over the
   tissue, tiles read ahead, prompt embeddings from the checkpoint);
 - ``baseline``: the path before (the same model as a per-window ``segmenter`` over
-  2048-px windows, each tiled by its own predictor; the text encoder loaded).
+  2048-px windows, each tiled by its own predictor; the text encoder loaded). On the
+  synthetic slide only with ``--synthetic-baseline``.
 
 Printed: wall and CPU seconds, s/mm² of tissue (tissue area from the tissue mask), tiles
 encoded against tiles needed (model-grid tiles that touch tissue), the share of wall time
@@ -162,6 +164,9 @@ def run_path(path: str, spec: str, *, mpp, synthetic_size: int, out_dir: Path) -
     """One analysis of the slide by ``path`` ("new" or "baseline"); seconds, stages, tiles."""
     from xpath.pipeline import analyze_slide
 
+    from xpath.segmentation import predictor as predictor_module
+
+    predictor_module._named_model.cache_clear()  # every run loads the model (the encoder rate loaded it first)
     slide = open_slide_arg(spec, synthetic_size)
     with stage_clock(type(slide)) as clock:
         w0, c0 = time.perf_counter(), time.process_time()
@@ -246,6 +251,23 @@ def _identical_objects(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return pairs[same]
 
 
+def reference_agreement(spec: str, synthetic_size: int, mpp: float, masks: dict) -> None:
+    """AJI of each path against TextPromptPredictor.predict on the whole slide image (no windows, no skipping)."""
+    from xpath.io import read_ome_tiff
+    from xpath.pipeline._slide_model import SlideSource
+    from xpath.segmentation import TextPromptPredictor, load_model
+    from xpath.segmentation.metrics import aji
+
+    src = SlideSource(open_slide_arg(spec, synthetic_size), mpp=mpp)
+    image = src.read(0, 0, src.shape[0], src.shape[1])
+    predictor = TextPromptPredictor(load_model("xpath_small", "cpu"), cache_tiles=0, panel_tiles=16)
+    ref = predictor.set_image(image, mpp=mpp).predict(list(PROMPTS))
+    maps = {path: read_ome_tiff(m)[0] for path, m in masks.items()}
+    for k, prompt in enumerate(PROMPTS):
+        print(f"  {prompt:14s} AJI against predict() on the whole image: " + ", ".join(
+            f"{path} {aji(ref.instances[prompt], maps[path][k].astype(np.int32)):.3f}" for path in maps))
+
+
 def peak_rss(path: str, spec: str, mpp, synthetic_size: int) -> float:
     """Peak RSS (GB) of one analysis in a fresh process."""
     cmd = [sys.executable, __file__, "--child", path, "--slide", spec, "--synthetic-size", str(synthetic_size)]
@@ -277,11 +299,16 @@ def report(spec: str, runs: dict, needed: int, rss: dict) -> None:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slide", default=None, help="'sample', 'synthetic' or a slide path (default: both)")
-    parser.add_argument("--synthetic-size", type=int, default=4096, help="synthetic slide side (px at 0.5 µm/px); 0: none")
+    parser.add_argument("--synthetic-size", type=int, default=3072, help="synthetic slide side (px at 0.5 µm/px); 0: none")
     parser.add_argument("--mpp", type=float, default=None, help="working resolution of the new path (default the model's)")
     parser.add_argument("--no-baseline", action="store_true", help="skip today's windowed path")
+    parser.add_argument("--synthetic-baseline", action="store_true",
+                        help="run the windowed path on the synthetic slide too (slow: ~7× its tiles)")
     parser.add_argument("--no-rss", action="store_true", help="skip the peak-RSS child processes")
     parser.add_argument("--repeats", type=int, default=5, help="encoder-only rate: median over this many batches")
+    parser.add_argument("--reference", action="store_true",
+                        help="also compare both paths with predict() on the whole slide image (the model's own answer "
+                             "on one grid; slow)")
     parser.add_argument("--child", choices=["new", "baseline"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -297,7 +324,8 @@ def main(argv=None) -> None:
     for spec in specs:
         with tempfile.TemporaryDirectory() as tmp:
             runs = {}
-            for path in ("new",) if args.no_baseline else ("baseline", "new"):
+            baseline = not args.no_baseline and (spec != "synthetic" or args.synthetic_baseline)
+            for path in ("baseline", "new") if baseline else ("new",):
                 runs[path] = run_path(path, spec, mpp=args.mpp, synthetic_size=args.synthetic_size,
                                       out_dir=Path(tmp) / path)
             needed = tiles_needed(spec, args.synthetic_size, runs["new"]["mpp"])
@@ -310,6 +338,9 @@ def main(argv=None) -> None:
                 for prompt, (a, d, k, n) in agreement(runs["new"]["masks"], runs["baseline"]["masks"]).items():
                     print(f"  {prompt:14s} AJI new vs baseline {a:.3f}; {k} of {n} objects identical, "
                           f"shape features differ by ≤ {d:.2g} on them")
+            if args.reference and spec != "synthetic":
+                reference_agreement(spec, args.synthetic_size, runs["new"]["mpp"],
+                                    {p: r["masks"] for p, r in runs.items()})
 
 
 if __name__ == "__main__":

@@ -48,6 +48,11 @@ def _print_outputs(title: str, paths) -> None:
         print(f"  {path}")
 
 
+def _slide_mpp(args: argparse.Namespace) -> float | None:
+    """Working resolution of a whole slide: ``--slide-mpp``, else ``--mpp`` as before."""
+    return args.slide_mpp if args.slide_mpp is not None else args.mpp
+
+
 # ---------------------------------------------------------------------------- commands
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
@@ -61,7 +66,7 @@ def _segment(args: argparse.Namespace) -> int:
     if _is_slide(args.image):
         from .pipeline import segment_slide
 
-        res = segment_slide(args.image, args.prompt, out_dir=out, model=args.model, mpp=args.mpp,
+        res = segment_slide(args.image, args.prompt, out_dir=out, model=args.model, mpp=_slide_mpp(args),
                             threshold=args.threshold, device=args.device, progress=not args.no_progress)
         _print_outputs(f"segmented {res.name}: {res.n_objects} objects; wrote:", res.files.values())
         return EXIT_OK
@@ -99,7 +104,7 @@ def _analyze(args: argparse.Namespace) -> int:
     if _is_slide(args.image):
         from .pipeline import analyze_slide
 
-        res = analyze_slide(args.image, args.prompt, out_dir=out, model=args.model, mpp=args.mpp,
+        res = analyze_slide(args.image, args.prompt, out_dir=out, model=args.model, mpp=_slide_mpp(args),
                             graph=args.graph, device=args.device, progress=not args.no_progress)
         _print_outputs(f"analysed {res.name}: {len(res.cells)} cells; wrote:", res.files.values())
         return EXIT_OK
@@ -189,6 +194,12 @@ def _report(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------- parser
+def _add_slide_mpp(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--slide-mpp", type=float, default=None, metavar="MPP",
+                   help="whole slides: µm/px the model runs at (default the model's 0.25; 0.5 runs a 20× slide "
+                        "without upsampling it: 4× fewer tiles, about 0.06 lower Dice, see docs/model_card.md)")
+
+
 def _add_common(p: argparse.ArgumentParser, *, prompts_required: bool = True) -> None:
     p.add_argument("--prompt", "-p", action="append", required=prompts_required, default=None, metavar="TEXT",
                    help="what to segment, e.g. 'tumour nuclei', 'lymphocytes', 'stroma' (repeat for several)")
@@ -215,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "slides (SVS, NDPI, ...) are tiled over tissue.")
     p.add_argument("image", help="image (PNG/JPEG/TIFF) or whole slide (SVS, NDPI, MRXS, ...)")
     _add_common(p)
+    _add_slide_mpp(p)
     p.add_argument("--mpp", type=float, default=None, help="µm per pixel, if the file does not record it")
     p.add_argument("--threshold", type=float, default=0.5, help="probability threshold of the masks (default 0.5)")
     p.set_defaults(func=_segment)
@@ -224,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Writes cells.parquet, features.parquet, a QuPath GeoJSON and an overlay PNG.")
     p.add_argument("image", help="image or whole slide")
     _add_common(p)
+    _add_slide_mpp(p)
     p.add_argument("--mpp", type=float, default=None, help="µm per pixel, if the file does not record it")
     p.add_argument("--threshold", type=float, default=0.5, help="probability threshold of the masks (default 0.5)")
     p.add_argument("--graph", choices=["delaunay", "knn", "radius"], default="delaunay",

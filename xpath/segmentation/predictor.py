@@ -329,30 +329,22 @@ class TextPromptPredictor:
         min_area_um2: float = 10.0,
         read_ahead: int = 2,
     ) -> dict[str, float]:
-        """Segment an image read on demand (a whole slide) at the model's resolution, into arrays you give.
+        """Segment an image read on demand (a whole slide) at ``model_mpp``, into arrays you give.
 
-        Unlike :meth:`predict` nothing of the image's size is allocated here: ``out`` holds
-        the (e.g. memory-mapped) outputs, tiles are read in a background thread while the
-        model runs, and tiles that ``keep`` rejects are never read or encoded (their pixels
-        get no mask and no objects).
+        Nothing of the image's size is allocated here; tiles are read in a background thread
+        (``read_ahead`` batches ahead) while the model runs, and tiles that ``keep(y, x)``
+        rejects are neither read nor encoded (their pixels get no mask and no objects).
 
         Parameters
         ----------
         source : tile source
-            ``shape`` ``(H, W, 3)`` at the predictor's ``model_mpp`` and
-            ``tiles(origins, tile) -> (B, tile, tile, 3)`` uint8 (see
-            :func:`~xpath.segmentation.tiling.predict_tiled`).
-        prompts : list of str
+            ``shape`` ``(H, W, 3)`` and ``tiles(origins, tile) -> (B, tile, tile, 3)`` uint8
+            (see :func:`~xpath.segmentation.tiling.predict_tiled`).
         out : dict of str to numpy.ndarray
-            One ``(H, W)`` array per prompt, zeros: ``int32`` instance ids (1..N per prompt)
-            for the prompts of :meth:`instance_prompts`, a semantic mask (bool or uint8 0/1)
-            for the others.
-        keep : callable, optional
-            ``keep(y, x)``: whether the tile at ``(y, x)`` (model pixels) is run.
-        threshold, instances, marker_threshold, min_area_um2
+            Per prompt an ``(H, W)`` array of zeros (e.g. memory-mapped): ``int32`` ids 1..N for
+            the :meth:`instance_prompts`, a bool or uint8 mask for the others.
+        prompts, threshold, instances, marker_threshold, min_area_um2
             As in :meth:`predict`.
-        read_ahead : int
-            Batches of tiles read ahead of the model.
 
         Returns
         -------
@@ -363,11 +355,10 @@ class TextPromptPredictor:
         _check_threshold(threshold)
         resolved, inst_idx = self._plan(prompts, instances)
         shape = tuple(source.shape[:2])
-        for p in prompts:
-            want = np.int32 if p in [prompts[i] for i in inst_idx] else None
-            arr = out.get(p)
-            if arr is None or tuple(arr.shape) != shape or (want is not None and arr.dtype != want):
-                raise ValueError(f"out[{p!r}] must be a {shape} {'int32' if want else 'bool or uint8'} array, got "
+        for k, p in enumerate(prompts):
+            arr, inst = out.get(p), k in inst_idx
+            if arr is None or tuple(arr.shape) != shape or inst != (arr.dtype == np.int32):
+                raise ValueError(f"out[{p!r}] must be a {shape} {'int32' if inst else 'bool or uint8'} array, got "
                                  f"{None if arr is None else (tuple(arr.shape), str(arr.dtype))}")
         semantic = {p: out[p] for p in prompts if out[p].dtype != np.int32}
         inst_out = {prompts[i]: out[prompts[i]] for i in inst_idx}

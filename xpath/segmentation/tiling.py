@@ -333,14 +333,12 @@ def _tiles_of(image, origins: Sequence[tuple[int, int]], tile: int) -> np.ndarra
 
 
 def _read_ahead(read: Callable, jobs: list, depth: int):
-    """Yield ``read(job)`` for each job in order, reading up to ``depth`` jobs ahead in a thread.
+    """Yield ``read(job)`` per job in order, up to ``depth`` jobs ahead in a thread (0: in this one).
 
-    The reads (slide decoding, resizing: C code that releases the GIL) then overlap with
-    the model's compute. ``depth=0`` reads in the caller's thread.
+    Slide decoding and resizing release the GIL, so reads overlap with the model's compute.
     """
     if depth <= 0:
-        for job in jobs:
-            yield read(job)
+        yield from map(read, jobs)
         return
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
@@ -403,8 +401,7 @@ def predict_tiled(
         Panels (:func:`plan_panels`): the working memory is ``O(tile × panel_width)``
         whatever the image size; ``None``: one panel as wide as the image.
     keep : callable, optional
-        ``keep(y, x)``: run only the tiles it accepts (the tiles over tissue). Pixels that
-        no kept tile covers get maps of 0; bands are then at most ``tile`` rows high.
+        ``keep(y, x)``: run only those tiles (e.g. over tissue); pixels no kept tile covers get 0.
     read_ahead : int
         Batches read ahead in a background thread (0: read in this thread).
     progress : bool
@@ -420,7 +417,7 @@ def predict_tiled(
     ys, xs = tile_starts(height, tile, overlap), tile_starts(width, tile, overlap)
     wy = dict(zip(ys.tolist(), axis_weights(ys, tile, height)))
     wx = dict(zip(xs.tolist(), axis_weights(xs, tile, width)))
-    step = height if keep is None else tile
+    step = height if keep is None else tile  # with gaps, bands of at most one tile of rows
     jobs = [origins for _, batches in plan for origins in batches]
     reads = _read_ahead(lambda origins: _tiles_of(image, origins, tile), jobs, read_ahead)
     scal = None
@@ -581,10 +578,11 @@ class InstanceStitcher:
         if n == 0:
             return
         h, w = labels.shape
-        flat = labels.ravel()
+        nz = np.flatnonzero(labels)  # object pixels only (most of a block is background)
+        flat = labels.ravel()[nz]
         area = np.bincount(flat, minlength=n + 1).astype(np.float64)
-        cy = np.bincount(flat, weights=np.repeat(np.arange(h, dtype=np.float64), w), minlength=n + 1)
-        cx = np.bincount(flat, weights=np.tile(np.arange(w, dtype=np.float64), h), minlength=n + 1)
+        cy = np.bincount(flat, weights=nz // w, minlength=n + 1)
+        cx = np.bincount(flat, weights=nz % w, minlength=n + 1)
         cy = cy / np.maximum(area, 1) + y0
         cx = cx / np.maximum(area, 1) + x0
         keep = (cy >= rows[0]) & (cy < rows[1]) & (cx >= cols[0]) & (cx < cols[1]) & (area > 0)
