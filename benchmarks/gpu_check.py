@@ -71,7 +71,7 @@ def inference(args, device: torch.device, dtype) -> None:
         for size in args.sizes:
             x = model.preprocess(np.random.default_rng(0).integers(0, 256, (args.batch, size, size, 3), np.uint8))
 
-            def step():
+            def step(model=model, x=x):
                 with torch.inference_mode(), _autocast(device, dtype):
                     model.decode(model.encode_image(x), prompts, all_candidates=False)
 
@@ -152,7 +152,7 @@ def ddp(args, device: torch.device, dtype) -> None:
     rank, world = dist.get_rank(), dist.get_world_size()
     try:
         if device.type == "cuda":
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
             torch.cuda.set_device(device)
         torch.manual_seed(0)
         model = _model(args.model, device).train()

@@ -69,9 +69,8 @@ def main(argv=None) -> None:
                 before = predictor.tiles_encoded
                 result = predictor.set_image(image, mpp=TARGET_MPP).predict(prompts)
                 for t, s, g in zip(triples, sem, inst):
-                    row = dict(source=source, image=rec.image_id, prompt=t.prompt, way=way,
-                               dice=dice(result.semantic[t.prompt], s),
-                               tiles=predictor.tiles_encoded - before)
+                    row = {"source": source, "image": rec.image_id, "prompt": t.prompt, "way": way,
+                           "dice": dice(result.semantic[t.prompt], s), "tiles": predictor.tiles_encoded - before}
                     if g is not None and t.prompt in result.instances:
                         row["aji"] = aji(g, result.instances[t.prompt])
                     rows.append(row)

@@ -88,8 +88,8 @@ def stage_clock(slide_type):
     import xpath.pipeline._slide as slide_mod
     import xpath.pipeline._slide_analysis as analysis_mod
     import xpath.segmentation as seg
-    import xpath.segmentation.tiling as tiling
     from xpath.io import GeoJSONWriter
+    from xpath.segmentation import tiling
     from xpath.segmentation.modeling import TextPromptSegmenter
 
     clock = StageClock()
@@ -163,7 +163,6 @@ def synthetic_slide(size: int, seed: int = 0):
 def run_path(path: str, spec: str, *, mpp, synthetic_size: int, out_dir: Path) -> dict:
     """One analysis of the slide by ``path`` ("new" or "baseline"); seconds, stages, tiles."""
     from xpath.pipeline import analyze_slide
-
     from xpath.segmentation import predictor as predictor_module
 
     predictor_module._named_model.cache_clear()  # every run loads the model (the encoder rate loaded it first)

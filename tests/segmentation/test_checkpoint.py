@@ -189,7 +189,7 @@ def test_cached_prompt_embeddings_skip_the_text_encoder_and_give_the_same_output
 
 
 def test_checkpoint_without_prompt_embeddings_loads_and_bad_ones_are_named(saved, tmp_path):
-    model, path = saved
+    _, path = saved
     assert "prompt_embeddings" not in read_checkpoint(path)
     loaded = load_checkpoint(path, device="cpu")  # an old file: no cache, the encoder loads on first use
     with torch.no_grad():

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from ..io import atomic_path
-from ._checkpoint import PROMPT_EMBEDDINGS_KEY, _TEXT_PREFIX, pack_prompt_embeddings, read_checkpoint, sha256sum
+from ._checkpoint import _TEXT_PREFIX, PROMPT_EMBEDDINGS_KEY, pack_prompt_embeddings, read_checkpoint, sha256sum
 
 __all__ = ["COMMON_PROMPTS", "cache_prompt_embeddings", "trained_prompts"]
 

@@ -316,44 +316,25 @@ class TextPromptPredictor:
         prompts = check_prompts(prompts)
         return [prompts[i] for i in self._plan(prompts, instances)[1]]
 
-    def predict_source(
-        self,
-        source: Any,
-        prompts: Sequence[str] | str,
-        *,
-        out: dict,
-        keep: Any = None,
-        threshold: float = 0.5,
-        instances: bool | str = "auto",
-        marker_threshold: float = 0.4,
-        min_area_um2: float = 10.0,
-        read_ahead: int = 2,
-    ) -> dict[str, float]:
+    def predict_source(self, source: Any, prompts: Sequence[str] | str, *, out: dict, keep: Any = None,
+                       threshold: float = 0.5, instances: bool | str = "auto", marker_threshold: float = 0.4,
+                       min_area_um2: float = 10.0, read_ahead: int = 2) -> dict[str, float]:
         """Segment an image read on demand (a whole slide) at ``model_mpp``, into arrays you give.
 
         Nothing of the image's size is allocated here; tiles are read in a background thread
         (``read_ahead`` batches ahead) while the model runs, and tiles that ``keep(y, x)``
         rejects are neither read nor encoded (their pixels get no mask and no objects).
 
-        Parameters
-        ----------
-        source : tile source
-            ``shape`` ``(H, W, 3)`` and ``tiles(origins, tile) -> (B, tile, tile, 3)`` uint8
-            (see :func:`~xpath.segmentation.tiling.predict_tiled`).
-        out : dict of str to numpy.ndarray
-            Per prompt an ``(H, W)`` array of zeros (e.g. memory-mapped): ``int32`` ids 1..N for
-            the :meth:`instance_prompts`, a bool or uint8 mask for the others.
-        prompts, threshold, instances, marker_threshold, min_area_um2
-            As in :meth:`predict`.
-
-        Returns
-        -------
-        dict of str to float
-            Presence per prompt: the maximum over the tiles run (0 when none ran).
+        ``source``: ``shape`` ``(H, W, 3)`` and ``tiles(origins, tile) -> (B, tile, tile, 3)``
+        uint8 (see :func:`~xpath.segmentation.tiling.predict_tiled`). ``out``: per prompt an
+        ``(H, W)`` array of zeros (e.g. memory-mapped), ``int32`` ids 1..N for the
+        :meth:`instance_prompts`, a bool or uint8 mask for the others. The other options are
+        those of :meth:`predict`. Returns the presence per prompt: the maximum over the tiles
+        run (0 when none ran).
         """
         prompts = check_prompts(prompts)
         _check_threshold(threshold)
-        resolved, inst_idx = self._plan(prompts, instances)
+        _, inst_idx = self._plan(prompts, instances)
         shape = tuple(source.shape[:2])
         for k, p in enumerate(prompts):
             arr, inst = out.get(p), k in inst_idx
@@ -380,12 +361,9 @@ class TextPromptPredictor:
                    keep=None, read_ahead=0, threshold, marker_threshold, min_area_um2) -> np.ndarray:
         """Blend the tiles of ``image`` into ``semantic`` / ``probs`` and stitch ``inst_out``; presence (P,)."""
         n_p, n_i = len(prompts), len(inst_idx)
-        stitchers = [
-            InstanceStitcher(inst_out[prompts[i]], strip=max(self.tile, 2 * self.margin), margin=self.margin,
-                             threshold=threshold, marker_threshold=marker_threshold,
-                             min_area_um2=min_area_um2, mpp=self.model_mpp)
-            for i in inst_idx
-        ]
+        stitchers = [InstanceStitcher(inst_out[prompts[i]], strip=max(self.tile, 2 * self.margin), margin=self.margin,
+                                      threshold=threshold, marker_threshold=marker_threshold,
+                                      min_area_um2=min_area_um2, mpp=self.model_mpp) for i in inst_idx]
 
         def on_band(band: Band) -> None:
             rows, cols = slice(band.y, band.y + band.data.shape[1]), slice(*band.core)
