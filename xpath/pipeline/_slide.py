@@ -1,5 +1,7 @@
 """Whole slides in tiles with bounded memory: tissue only, instances merged across tiles, streamed outputs.
 
+With the model, :func:`segment_slide` runs one tile grid over the tissue
+(:mod:`xpath.pipeline._slide_model`). With a custom per-window ``segmenter``, as follows.
 The slide is covered at the working resolution by overlapping ``tile × tile`` windows whose
 *cores* (the window minus half the overlap on every side shared with a neighbour) partition
 the slide. Windows whose core holds no tissue in a low-resolution tissue mask are skipped.
