@@ -80,7 +80,7 @@ def tile_cores(starts: np.ndarray, tile: int, length: int) -> tuple[np.ndarray, 
     --------
     >>> a, b = tile_cores(tile_starts(1000, 512, 64), 512, 1000)
     >>> a.tolist(), b.tolist()
-    ([0, 366, 622], [366, 622, 1000])
+    ([0, 378, 622], [378, 622, 1000])
     """
     starts = np.asarray(starts, np.int64)
     mid = (starts[1:] + np.minimum(starts[:-1] + tile, length)) // 2
