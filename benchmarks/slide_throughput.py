@@ -265,6 +265,23 @@ def reference_agreement(spec: str, synthetic_size: int, mpp: float, masks: dict)
     for k, prompt in enumerate(PROMPTS):
         print(f"  {prompt:14s} AJI against predict() on the whole image: " + ", ".join(
             f"{path} {aji(ref.instances[prompt], maps[path][k].astype(np.int32)):.3f}" for path in maps))
+    shift_floor(image, mpp)
+
+
+def shift_floor(image: np.ndarray, mpp: float, shift: int = 8, size: int = 1200) -> None:
+    """AJI of predict() on a crop against predict() on the same crop with the tile grid moved by ``shift`` px:
+    how far two equally valid tile grids disagree (the floor for any comparison across grids)."""
+    from xpath.segmentation import TextPromptPredictor, load_model
+    from xpath.segmentation.metrics import aji
+
+    h, w = image.shape[:2]
+    y0, x0 = max(0, h // 2 - size // 2), max(0, w // 2 - size // 2)
+    crop = image[y0:y0 + size, x0:x0 + size]
+    predictor = TextPromptPredictor(load_model("xpath_small", "cpu"), cache_tiles=0)
+    a = predictor.set_image(crop, mpp=mpp).predict(list(PROMPTS))
+    b = predictor.set_image(crop[shift:, shift:], mpp=mpp).predict(list(PROMPTS))
+    print(f"  grid moved by {shift} px on a {size}² crop, predict() against itself: " + ", ".join(
+        f"{p} AJI {aji(a.instances[p][shift:, shift:], b.instances[p]):.3f}" for p in PROMPTS))
 
 
 def peak_rss(path: str, spec: str, mpp, synthetic_size: int) -> float:
