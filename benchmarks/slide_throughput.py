@@ -262,6 +262,7 @@ def reference_agreement(spec: str, synthetic_size: int, mpp: float, masks: dict)
     predictor = TextPromptPredictor(load_model("xpath_small", "cpu"), cache_tiles=0, panel_tiles=16)
     ref = predictor.set_image(image, mpp=mpp).predict(list(PROMPTS))
     maps = {path: read_ome_tiff(m)[0] for path, m in masks.items()}
+    maps = {path: m for path, m in maps.items() if m.shape[1:] == ref.instances[PROMPTS[0]].shape}  # same mpp
     for k, prompt in enumerate(PROMPTS):
         print(f"  {prompt:14s} AJI against predict() on the whole image: " + ", ".join(
             f"{path} {aji(ref.instances[prompt], maps[path][k].astype(np.int32)):.3f}" for path in maps))
