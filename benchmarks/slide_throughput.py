@@ -259,7 +259,7 @@ def reference_agreement(spec: str, synthetic_size: int, mpp: float, masks: dict)
 
     src = SlideSource(open_slide_arg(spec, synthetic_size), mpp=mpp)
     image = src.read(0, 0, src.shape[0], src.shape[1])
-    predictor = TextPromptPredictor(load_model("xpath_small", "cpu"), cache_tiles=0, panel_tiles=16)
+    predictor = TextPromptPredictor(load_model("xpath_small", "cpu"), cache_tiles=0, panel_tiles=16, mpp=mpp)
     ref = predictor.set_image(image, mpp=mpp).predict(list(PROMPTS))
     maps = {path: read_ome_tiff(m)[0] for path, m in masks.items()}
     maps = {path: m for path, m in maps.items() if m.shape[1:] == ref.instances[PROMPTS[0]].shape}  # same mpp
@@ -278,7 +278,7 @@ def shift_floor(image: np.ndarray, mpp: float, shift: int = 8, size: int = 1200)
     h, w = image.shape[:2]
     y0, x0 = max(0, h // 2 - size // 2), max(0, w // 2 - size // 2)
     crop = image[y0:y0 + size, x0:x0 + size]
-    predictor = TextPromptPredictor(load_model("xpath_small", "cpu"), cache_tiles=0)
+    predictor = TextPromptPredictor(load_model("xpath_small", "cpu"), cache_tiles=0, mpp=mpp)
     a = predictor.set_image(crop, mpp=mpp).predict(list(PROMPTS))
     b = predictor.set_image(crop[shift:, shift:], mpp=mpp).predict(list(PROMPTS))
     print(f"  grid moved by {shift} px on a {size}² crop, predict() against itself: " + ", ".join(
