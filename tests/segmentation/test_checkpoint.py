@@ -186,6 +186,10 @@ def test_cached_prompt_embeddings_skip_the_text_encoder_and_give_the_same_output
         c, d = model(x, other), loaded(x, other)
     assert loaded.text_encoder.loaded
     torch.testing.assert_close(d.mask_logits, c.mask_logits, atol=1e-5, rtol=0)
+    lazy = load_checkpoint(copy, device="cpu")
+    state = lazy.state_dict()  # reading the state loads the text weights: it is the whole model's
+    assert lazy.text_encoder.loaded and state.keys() == model.state_dict().keys()
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items() if k.startswith("text_encoder."))
 
 
 def test_checkpoint_without_prompt_embeddings_loads_and_bad_ones_are_named(saved, tmp_path):

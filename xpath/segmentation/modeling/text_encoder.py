@@ -156,6 +156,26 @@ class HFTextEncoder(nn.Module):
                 return super().__getattr__(name) if name == "model" else self.__dict__[name]
             raise
 
+    def state_dict(self, *args, **kwargs):
+        # a lazy encoder's weights are part of the model's state: load them before it is read
+        if not self._loaded and not self.__dict__.get("_deferring", False):
+            self._load_weights()
+        return super().state_dict(*args, **kwargs)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        if not self._loaded and any(k.startswith(prefix + "model.") for k in state_dict):
+            self._load_weights()  # the weights are given: build the module that receives them
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    @contextlib.contextmanager
+    def deferred(self):
+        """Within this block ``state_dict()`` leaves a lazy encoder unloaded (lists no text weights)."""
+        self._deferring = True
+        try:
+            yield self
+        finally:
+            self._deferring = False
+
     @property
     def loaded(self) -> bool:
         """Whether the weights are in memory (a lazy encoder answers cached prompts without them)."""
