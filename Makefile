@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml 2>/dev/null | cut -c1-12)
 SAMPLES := $(VENV)/.samples
 
-.PHONY: demo test install clean
+.PHONY: demo test install clean gpu-check
 
 install: $(STAMP) $(SAMPLES)
 
@@ -31,6 +31,10 @@ demo: install
 
 test: install
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+# GPU readiness (≤ 10 min on one GPU): inference tiles/s, training MFU, 2-process DDP. CPU: `benchmarks/gpu_check.sh --cpu`.
+gpu-check: install
+	PYTHON=$(PY) benchmarks/gpu_check.sh
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

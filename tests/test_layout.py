@@ -58,7 +58,6 @@ KNOWN_LONG_MODULES = {
 # "path relative to xpath/:qualified function name"
 KNOWN_LONG_FUNCTIONS = {
     "explain/_report.py:BiomarkerReport._blocks",
-    "pipeline/_slide.py:segment_slide",
 }
 
 

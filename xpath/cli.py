@@ -52,6 +52,11 @@ def _print_outputs(title: str, paths) -> None:
         print(f"  {path}")
 
 
+def _slide_mpp(args: argparse.Namespace) -> float | None:
+    """Working resolution of a whole slide: ``--slide-mpp``, else ``--mpp`` as before."""
+    return args.slide_mpp if args.slide_mpp is not None else args.mpp
+
+
 # ---------------------------------------------------------------------------- commands
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
@@ -88,7 +93,7 @@ def _segment(args: argparse.Namespace) -> int:
     if _is_slide(args.image):
         from .pipeline import segment_slide
 
-        res = segment_slide(args.image, args.prompt, out_dir=out, model=args.model, mpp=args.mpp,
+        res = segment_slide(args.image, args.prompt, out_dir=out, model=args.model, mpp=_slide_mpp(args),
                             threshold=args.threshold, device=args.device, progress=not args.no_progress,
                             on_unsupported=args.on_unsupported)
         _print_outputs(f"segmented {res.name}: {res.n_objects} objects; wrote:", res.files.values())
@@ -128,7 +133,7 @@ def _analyze(args: argparse.Namespace) -> int:
     if _is_slide(args.image):
         from .pipeline import analyze_slide
 
-        res = analyze_slide(args.image, args.prompt, out_dir=out, model=args.model, mpp=args.mpp,
+        res = analyze_slide(args.image, args.prompt, out_dir=out, model=args.model, mpp=_slide_mpp(args),
                             graph=args.graph, device=args.device, progress=not args.no_progress,
                             on_unsupported=args.on_unsupported)
         _print_outputs(f"analysed {res.name}: {len(res.cells)} cells; wrote:", res.files.values())
@@ -270,6 +275,12 @@ def _report(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------- parser
+def _add_slide_mpp(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--slide-mpp", type=float, default=None, metavar="MPP",
+                   help="whole slides: µm/px the model runs at (default the model's 0.25; 0.5 runs a 20× slide "
+                        "without upsampling it: 4× fewer tiles, about 0.06 lower Dice, see docs/model_card.md)")
+
+
 def _add_common(p: argparse.ArgumentParser, *, prompts_required: bool = True) -> None:
     p.add_argument("--prompt", "-p", action="append", required=prompts_required, default=None, metavar="TEXT",
                    help="what to segment, e.g. 'tumour nuclei', 'lymphocytes', 'stroma' (repeat for several)")
@@ -293,12 +304,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show full tracebacks and debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    _add_image_commands(sub)
+    _add_study_command(sub)
+    _add_model_and_report_commands(sub)
+    return parser
+
+
+def _add_image_commands(sub) -> None:
+    """``segment``, ``analyze`` and ``cohort``: images and slides in, masks and biomarkers out."""
     p = sub.add_parser("segment", help="segment an image or whole slide with text prompts",
                        description="Segment what the prompts name. Writes the masks (OME-TIFF, one channel per "
                                    "prompt), QuPath GeoJSON, the per-prompt class table and an overlay PNG; whole "
                                    "slides (SVS, NDPI, ...) are tiled over tissue.")
     p.add_argument("image", help="image (PNG/JPEG/TIFF) or whole slide (SVS, NDPI, MRXS, ...)")
     _add_common(p)
+    _add_slide_mpp(p)
     p.add_argument("--mpp", type=float, default=None, help="µm per pixel, if the file does not record it")
     p.add_argument("--threshold", type=float, default=0.5, help="probability threshold of the masks (default 0.5)")
     p.set_defaults(func=_segment)
@@ -308,6 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Writes cells.parquet, features.parquet, a QuPath GeoJSON and an overlay PNG.")
     p.add_argument("image", help="image or whole slide")
     _add_common(p)
+    _add_slide_mpp(p)
     p.add_argument("--mpp", type=float, default=None, help="µm per pixel, if the file does not record it")
     p.add_argument("--threshold", type=float, default=0.5, help="probability threshold of the masks (default 0.5)")
     p.add_argument("--graph", choices=["delaunay", "knn", "radius"], default="delaunay",
@@ -332,6 +353,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-retry", action="store_true", help="do not retry slides that failed in an earlier run")
     p.set_defaults(func=_cohort)
 
+
+def _add_study_command(sub) -> None:
+    """``study``: an explained diagnostic study over a table of images."""
     p = sub.add_parser("study", help="an explained diagnostic study over a table of images",
                        description="Segment every image of TABLE (columns path, label, group = patient, mpp; cached "
                                    "and resumable), build one biomarker row per image, fit a diagnostic model with "
@@ -359,6 +383,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_study)
 
+
+def _add_model_and_report_commands(sub) -> None:
+    """``train``, ``report``, ``prompts`` and ``demo``."""
     p = sub.add_parser("train", help="train a segmentation model from a YAML config",
                        description="Train (or fine-tune) a text-prompted segmentation model; for several GPUs run "
                                    "torchrun --nproc_per_node=N -m xpath.segmentation.training --config CONFIG.")
@@ -395,7 +422,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="run the main job on the built-in sample data")
     p.add_argument("--out", default="outputs", help="output folder (default: outputs)")
     p.set_defaults(func=_demo)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -192,3 +192,20 @@ def test_enrichment_equals_naive_permutation_test(rng, seed):
     np.testing.assert_array_equal(res["count"].to_numpy().ravel(), count(codes))
     z = (count(codes) - perms.mean(0)) / perms.std(0, ddof=1)
     np.testing.assert_allclose(res["zscore"].to_numpy().ravel(), z, rtol=1e-12)
+
+
+def test_voronoi_hull_test_agrees_with_scipy_find_simplex():
+    """The half-plane hull test that replaced Delaunay.find_simplex (quadratic for points outside the hull)
+    gives scipy's answer, with NaN/inf points outside."""
+    from scipy.spatial import Delaunay
+
+    from xpath.biomarkers._image_stats import _inside_hull
+
+    rng = np.random.default_rng(3)
+    xy = rng.uniform(0, 500, (400, 2))
+    tri = Delaunay(xy)
+    pts = np.concatenate([rng.uniform(-100, 600, (5000, 2)), [[np.nan, 1.0], [np.inf, 0.0]]])
+    expected = tri.find_simplex(np.nan_to_num(pts, nan=np.inf, posinf=np.inf)) >= 0
+    got = _inside_hull(xy, tri, pts)
+    assert got.sum() > 1000 and (~got).sum() > 1000
+    np.testing.assert_array_equal(got, expected)

@@ -148,3 +148,73 @@ def test_real_sample_slide_end_to_end_with_classical_nuclei(tmp_path):
     det = table[table.object_type == "detection"]
     assert len(det) == seg.n_objects["nuclei"] and set(det["class"]) == {"nuclei"}
     assert np.array_equal(geojson_to_labels(det, lab.shape, downsample=seg.downsample), lab)
+
+
+# ---------------------------------------------------------------- the model's path (one grid over the tissue)
+@pytest.fixture(scope="module")
+def small_slide():
+    """A 0.25 µm/px slide: 2 × 5 model tiles (512 px, at x = 0, 347, 694, 1041, 1388), tissue up to x = 1240."""
+    tile = synthetic_tissue(11, size=(860, 1240), mpp=0.25, lumen=0.0)
+    image = np.full((860, 1900, 3), 242, np.uint8)
+    image[:, :1240] = tile.image
+    return image
+
+
+@pytest.fixture(scope="module")
+def model_run(small_slide, tmp_path_factory):
+    from xpath.biomarkers import cell_table
+    from xpath.segmentation import TextPromptPredictor, load_model
+
+    out = tmp_path_factory.mktemp("model_slide")
+
+    def measure(labels, image, *, mpp, ids):
+        return cell_table(labels, image, mpp=mpp)
+
+    res = segment_slide(ArraySlide(small_slide, mpp=0.25, path="small.png"), ["nuclei", "glands"], measure=measure,
+                        out_dir=out, tile=640, progress=False)
+    predictor = TextPromptPredictor(load_model("xpath_small"), cache_tiles=0, panel_tiles=16)
+    ref = predictor.set_image(small_slide, mpp=0.25).predict(["nuclei", "glands"])  # every tile, glass too
+    return res, ref
+
+
+def test_model_path_runs_each_tissue_tile_once_and_skips_glass(model_run):
+    res, _ = model_run
+    tiles = res.tiles
+    assert len(tiles) == 2 * 5 and res.mpp == 0.25 and res.shape == (860, 1900)
+    assert res.tiles_encoded == int(tiles["processed"].sum()) == 8  # each needed tile encoded once: no halos, seams
+    glass = tiles["x"] >= 1240
+    assert glass.sum() == 2 and not tiles.loc[glass, "processed"].any() and tiles.loc[~glass, "processed"].all()
+    masks = res.masks()
+    assert not masks["nuclei"][:, 1553:].any() and not masks["glands"][:, 1553:].any()  # only skipped tiles there
+
+
+def test_model_path_equals_the_predictor_on_the_whole_image(model_run, small_slide):
+    """Same tile grid → the same objects as TextPromptPredictor.predict on the image, with ids 1..N, the
+    same semantic masks, and per-object features equal to cell_table on the whole label map."""
+    from xpath.biomarkers import cell_table
+    from xpath.segmentation.metrics import aji
+
+    res, ref = model_run
+    masks = res.masks()
+    lab, want = masks["nuclei"].astype(np.int32), ref.instances["nuclei"]
+    assert aji(want, lab) == 1.0 and np.array_equal(lab > 0, want > 0)
+    assert res.n_objects["nuclei"] == len(np.unique(lab)) - 1 == int(lab.max()) > 20
+    # the ownership windows (640 px) cut the slide: every object is measured once, whole
+    assert np.array_equal(masks["glands"][:, :1388] > 0, ref.semantic["glands"][:, :1388])  # blends differ on glass
+    cells = res.cells().set_index("id")
+    assert len(cells) == res.n_objects["nuclei"] and set(cells["prompt"]) == {"nuclei"}
+    expected = cell_table(lab, small_slide, mpp=0.25).set_index("id")
+    cols = [c for c in expected.columns if c.startswith("nucleus.")]
+    got = cells.loc[expected.index, cols].to_numpy(float)
+    np.testing.assert_allclose(got, expected[cols].to_numpy(float), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(cells.loc[expected.index, "x_um"], expected["x_um"], atol=1e-6)
+    assert res.presence["nuclei"] == pytest.approx(ref.presence["nuclei"], abs=1e-6)
+
+
+def test_model_path_geojson_is_the_label_map(model_run):
+    res, _ = model_run
+    lab = res.masks()["nuclei"]
+    table = read_geojson(res.files["geojson"])
+    det = table[table.object_type == "detection"]
+    assert len(det) == res.n_objects["nuclei"]
+    assert np.array_equal(geojson_to_labels(det, lab.shape, object_types=["detection"]), lab)

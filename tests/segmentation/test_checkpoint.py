@@ -157,3 +157,63 @@ def test_default_checkpoint_is_found_and_checked(saved, tmp_path, monkeypatch):
     (tmp_path / "xpath_tiny.pt.sha256").write_text("0" * 64)
     with pytest.raises(CheckpointError, match="checksum mismatch"):
         default_checkpoint("xpath_tiny")
+
+
+def test_cached_prompt_embeddings_skip_the_text_encoder_and_give_the_same_outputs(saved, tmp_path, rng):
+    """A checkpoint with prompt embeddings loads without its text encoder; cached prompts decode as the
+    live encoder would, and any other prompt loads the encoder lazily and still decodes correctly."""
+    import shutil
+
+    from xpath.segmentation.cache_prompts import cache_prompt_embeddings
+
+    model, path = saved
+    copy = tmp_path / "tiny.pt"
+    shutil.copy(path, copy)
+    cache_prompt_embeddings(copy, texts=PROMPTS)
+    payload = read_checkpoint(copy)
+    assert payload["prompt_embeddings"]["texts"] == PROMPTS and payload["extra"] == {"step": 7}
+    before = read_checkpoint(path)["state_dict"]
+    assert all(torch.equal(before[k], v) for k, v in payload["state_dict"].items())  # weights untouched
+    loaded = load_checkpoint(copy, device="cpu")
+    assert not loaded.text_encoder.loaded
+    x = model.preprocess(rng.integers(0, 256, (1, 64, 64, 3), dtype=np.uint8))
+    with torch.no_grad():
+        a, b = model(x, PROMPTS), loaded(x, PROMPTS)
+        assert not loaded.text_encoder.loaded  # every prompt came from the file
+        torch.testing.assert_close(b.mask_logits, a.mask_logits, atol=1e-5, rtol=0)
+        torch.testing.assert_close(b.presence_logits, a.presence_logits, atol=1e-5, rtol=0)
+        other = ["tissue-level stroma in breast pathology"]
+        c, d = model(x, other), loaded(x, other)
+    assert loaded.text_encoder.loaded
+    torch.testing.assert_close(d.mask_logits, c.mask_logits, atol=1e-5, rtol=0)
+    lazy = load_checkpoint(copy, device="cpu")
+    state = lazy.state_dict()  # reading the state loads the text weights: it is the whole model's
+    assert lazy.text_encoder.loaded and state.keys() == model.state_dict().keys()
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items() if k.startswith("text_encoder."))
+
+
+def test_checkpoint_without_prompt_embeddings_loads_and_bad_ones_are_named(saved, tmp_path):
+    _, path = saved
+    assert "prompt_embeddings" not in read_checkpoint(path)
+    loaded = load_checkpoint(path, device="cpu")  # an old file: no cache, the encoder loads on first use
+    with torch.no_grad():
+        loaded.text_encoder(PROMPTS)
+    assert loaded.text_encoder.loaded
+    payload = read_checkpoint(path)
+    payload["prompt_embeddings"] = {"text_encoder": "minilm", "max_length": 32, "texts": ["a", "b"],
+                                    "lengths": torch.tensor([2, 2]), "tokens": torch.zeros(3, 384),
+                                    "pooled": torch.zeros(2, 384)}
+    bad = tmp_path / "bad.pt"
+    torch.save(payload, bad)
+    with pytest.raises(CheckpointError, match="prompt_embeddings"):
+        load_checkpoint(bad, device="cpu")
+
+
+def test_shipped_checkpoint_caches_the_documented_prompts():
+    from xpath.segmentation import default_checkpoint
+    from xpath.segmentation.cache_prompts import COMMON_PROMPTS
+
+    payload = read_checkpoint(default_checkpoint("xpath_small"))
+    texts = set(payload["prompt_embeddings"]["texts"])
+    assert set(COMMON_PROMPTS) <= texts and set(payload["vocabulary"]) <= texts
+    assert {"lymphocytes", "tumor nuclei", "nuclei"} <= texts

@@ -187,6 +187,39 @@ def test_features_cached_once_and_reused(rng):
     assert model.n_encoded == default_grid, "segment() encodes each tile once for all prompts"
 
 
+class _Source:
+    def __init__(self, image):
+        self.image, self.shape = image, image.shape
+
+    def tiles(self, origins, tile):
+        from xpath.segmentation.tiling import extract_tile
+
+        return np.stack([extract_tile(self.image, y, x, tile) for y, x in origins])
+
+
+def test_predict_source_writes_into_given_arrays_as_predict_would(rng):
+    """A tile source read on demand gives predict()'s masks and instances; features cached by an earlier
+    set_image are not mistaken for the source's tiles; wrong output arrays are named."""
+    img = _smooth_image(rng, (150, 170))
+    model = LocalStandIn(64)
+    pred = TextPromptPredictor(model, overlap=16, batch_size=2)
+    want = pred.set_image(img, mpp=0.5).predict(["red", "x nuclei"])
+    other = _smooth_image(rng, (150, 170))
+    pred.set_image(other, mpp=0.5)  # its features are cached under the same tile origins
+    assert pred.instance_prompts(["red", "x nuclei"]) == ["x nuclei"]
+    out = {"red": np.zeros((150, 170), np.uint8), "x nuclei": np.zeros((150, 170), np.int32)}
+    before = pred.tiles_encoded
+    presence = pred.predict_source(_Source(img), ["red", "x nuclei"], out=out)
+    assert pred.tiles_encoded - before == len(tile_starts(150, 64, 16)) * len(tile_starts(170, 64, 16))
+    np.testing.assert_array_equal(out["red"] > 0, want.semantic["red"])
+    np.testing.assert_array_equal(out["x nuclei"], want.instances["x nuclei"])
+    assert presence["red"] == pytest.approx(want.presence["red"])
+    with pytest.raises(ValueError, match=r"out\['x nuclei'\] must be a \(150, 170\) int32"):
+        pred.predict_source(_Source(img), ["x nuclei"], out={"x nuclei": np.zeros((150, 170), np.uint8)})
+    with pytest.raises(ValueError, match="threshold"):
+        pred.predict_source(_Source(img), ["red"], out=out, threshold=1.5)
+
+
 # ---------------------------------------------------------------- real model end to end
 @pytest.fixture(scope="module")
 def tiny():
@@ -240,14 +273,14 @@ def test_predictor_cache_matches_streaming_on_real_model(tiny, tissue):
 
 
 def test_named_model_warns_that_decoder_is_untrained(caplog, tissue):
-    with caplog.at_level(logging.WARNING, logger="xpath.segmentation.predictor"):
+    with caplog.at_level(logging.WARNING, logger="xpath.segmentation.api"):
         seg = segment(tissue.image[:64, :64], ["stroma"], model="xpath_tiny", device="cpu", progress=False)
     assert "untrained" in caplog.text
     assert seg.model == "xpath_tiny"
 
 
 def test_checkpoint_path_and_default_checkpoint_hook(tiny, tissue, tmp_path, monkeypatch, caplog):
-    from xpath.segmentation import _registry, predictor, save_checkpoint
+    from xpath.segmentation import _registry, api, save_checkpoint
 
     path = save_checkpoint(tiny, tmp_path / "tiny.pt")
     img = tissue.image[:96, :112]
@@ -259,13 +292,13 @@ def test_checkpoint_path_and_default_checkpoint_hook(tiny, tissue, tmp_path, mon
     # A registry that names a shipped checkpoint for the model: loaded by name, no warning.
     monkeypatch.setattr(_registry, "default_checkpoint", lambda name: path if name == "xpath_tiny" else None,
                         raising=False)
-    predictor._named_model.cache_clear()
+    api._named_model.cache_clear()
     try:
-        with caplog.at_level(logging.WARNING, logger="xpath.segmentation.predictor"):
+        with caplog.at_level(logging.WARNING, logger="xpath.segmentation.api"):
             c = segment(img, ["nuclei"], model="xpath_tiny", device="cpu", progress=False,
                         return_probabilities=True)
     finally:
-        predictor._named_model.cache_clear()
+        api._named_model.cache_clear()
     assert "untrained" not in caplog.text
     np.testing.assert_allclose(c.probabilities["nuclei"].astype(np.float32),
                                a.probabilities["nuclei"].astype(np.float32), atol=2e-3)

@@ -225,3 +225,42 @@ def test_real_monuseg_nuclei_recovered_and_block_stitching_matches_whole(shared_
     stitched = _stitch(prob, dist, strip=200, margin=60, band=150, block=256, mpp=rec.mpp, min_area_um2=2.0)
     same = instance_scores(whole, stitched)
     assert same["pq"] > 0.99 and same["aji"] > 0.99, same
+
+
+class _ArraySource:
+    """A tile source over an array that records the tiles it was asked for."""
+
+    def __init__(self, image):
+        self.image, self.shape, self.asked = image, image.shape, []
+
+    def tiles(self, origins, tile):
+        self.asked += list(origins)
+        return np.stack([extract_tile(self.image, y, x, tile) for y, x in origins])
+
+
+@pytest.mark.parametrize("read_ahead", [0, 2])
+def test_skipped_tiles_are_never_read_and_their_pixels_are_empty(rng, read_ahead):
+    """keep= runs only the accepted tiles of the same grid: kept pixels equal the full run, uncovered ones are 0,
+    every pixel is still delivered once (in bands of at most one tile of rows), reads ahead change nothing."""
+    img = rng.integers(1, 256, (400, 300, 3), dtype=np.uint8)
+    ys, xs = tile_starts(400, 64, 16), tile_starts(300, 64, 16)
+    kept = {(int(y), int(x)) for y in ys for x in xs if (y < 150 and x < 120) or (y > 300 and x > 200)}
+    source = _ArraySource(img)
+    out = np.full((1, 400, 300), np.nan, np.float32)
+    heights = []
+
+    def on_band(band):
+        rows, cols = slice(band.y, band.y + band.data.shape[1]), slice(*band.core)
+        assert np.isnan(out[:, rows, cols]).all(), "each pixel is delivered once"
+        out[:, rows, cols] = band.core_data()
+        heights.append(band.data.shape[1])
+
+    predict_tiled(source, _pointwise, tile=64, overlap=16, n_maps=1, on_band=on_band, batch_size=3,
+                  panel_width=130, keep=lambda y, x: (y, x) in kept, read_ahead=read_ahead)
+    assert not np.isnan(out).any() and max(heights) <= 64
+    covered = np.zeros((400, 300), bool)
+    for y, x in kept:
+        covered[y:y + 64, x:x + 64] = True
+    assert set(source.asked) <= kept and set(source.asked) == kept  # panels may ask a seam tile twice
+    np.testing.assert_allclose(out[0][covered], img[..., 0][covered] / 255.0, atol=1e-5)
+    assert (out[0][~covered] == 0).all()

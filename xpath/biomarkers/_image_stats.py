@@ -343,11 +343,34 @@ def _voronoi_areas(xy: np.ndarray, tri) -> np.ndarray:
         area += np.bincount(s[:, k], orient * quad, len(xy))
     # Bounded cells whose every vertex (circumcentre) lies inside the convex hull of the points;
     # the others are unbounded or cut by the image edge, where the cell shape is an artefact.
-    outside = tri.find_simplex(np.nan_to_num(cc, nan=np.inf, posinf=np.inf)) < 0
+    outside = ~_inside_hull(xy, tri, cc)
     keep = np.ones(len(xy), bool)
     keep[np.unique(tri.convex_hull)] = False
     keep[np.unique(s[outside])] = False
     return area[keep]
+
+
+def _inside_hull(xy: np.ndarray, tri, points: np.ndarray) -> np.ndarray:
+    """Whether each of ``points`` (M, 2) lies in the convex hull of ``xy`` (NaN/inf: outside).
+
+    Tests the hull's half-planes (O(M × hull edges)); ``tri.find_simplex`` gives the same
+    answer but falls back to a brute-force search for every point outside the hull, which
+    made it quadratic here (most unbounded cells' circumcentres lie outside).
+    """
+    finite = np.isfinite(points).all(1)
+    inside = np.zeros(len(points), bool)
+    hull = tri.convex_hull  # (F, 2) point indices of the hull edges
+    centre = tri.points.mean(0)
+    pts = tri.points
+    a, b = pts[hull[:, 0]], pts[hull[:, 1]]
+    normal = np.stack([b[:, 1] - a[:, 1], a[:, 0] - b[:, 0]], 1)  # (F, 2), orientation fixed below
+    offset = (normal * a).sum(1)
+    flip = (normal @ centre - offset) > 0  # make the centre lie on the negative side of every edge
+    normal[flip], offset[flip] = -normal[flip], -offset[flip]
+    tol = 1e-9 * max(float(np.abs(xy).max()), 1.0) * np.hypot(*normal.T)
+    p = points[finite]
+    inside[finite] = ((p @ normal.T - offset) <= tol).all(1)
+    return inside
 
 
 def region_table(regions: np.ndarray, *, mpp: float, region_names: Mapping | None = None,

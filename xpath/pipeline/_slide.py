@@ -1,5 +1,7 @@
 """Whole slides in tiles with bounded memory: tissue only, instances merged across tiles, streamed outputs.
 
+With the model, :func:`segment_slide` runs one tile grid over the tissue
+(:mod:`xpath.pipeline._slide_model`). With a custom per-window ``segmenter``, as follows.
 The slide is covered at the working resolution by overlapping ``tile × tile`` windows whose
 *cores* (the window minus half the overlap on every side shared with a neighbour) partition
 the slide. Windows whose core holds no tissue in a low-resolution tissue mask are skipped.
@@ -28,6 +30,9 @@ from .._types import Image, check_image, check_mpp
 from ..io._geojson import GeoJSONWriter
 from ..io._ometiff import write_ome_tiff
 from ..io._tables import atomic_path
+from ._slide_model import centroids as _centroids
+from ._slide_model import run_model
+from ._slide_model import to_slide_frame as _to_slide_frame
 from ._tissue import tissue_mask
 
 __all__ = ["ArraySlide", "SlideResult", "segment_slide", "tile_grid"]
@@ -128,11 +133,16 @@ class SlideResult:
     presence : dict of str to float
         Highest per-tile presence of each prompt.
     tiles : pandas.DataFrame
-        One row per window: ``x``, ``y`` (working px), ``tissue_fraction``, ``processed``, ``seconds``.
+        One row per model tile (the model) or window (a ``segmenter``): ``x``, ``y`` (working
+        px), ``tissue_fraction``, ``processed``, ``seconds`` (NaN per model tile: they run in batches).
     tissue : numpy.ndarray
         Low-resolution tissue mask; ``tissue_downsample`` level-0 pixels per mask pixel.
     files : dict of str to pathlib.Path
         ``masks`` (OME-TIFF, one channel per prompt), ``geojson``, ``cells`` (Parquet).
+    seconds : float
+        Wall time.
+    tiles_encoded : int
+        Model tiles run through the image encoder (0 with a ``segmenter``).
     """
 
     name: str
@@ -147,6 +157,7 @@ class SlideResult:
     tissue_downsample: float = 1.0
     files: dict[str, Path] = field(default_factory=dict)
     seconds: float = 0.0
+    tiles_encoded: int = 0
 
     def masks(self) -> dict[str, np.ndarray]:
         """Read the label maps back from the OME-TIFF (prompt → ``(H, W)`` array)."""
@@ -161,34 +172,50 @@ class SlideResult:
         return pd.read_parquet(path) if path is not None and path.exists() else pd.DataFrame()
 
 
-def _model_segmenter(prompts, *, model, device, batch_size, threshold, min_area_um2, on_unsupported="raise"):
-    """Default per-window segmenter: a text-prompted model loaded once, decoding all prompts."""
+def _model_predictor(model, *, device, batch_size: int, mpp: float | None):
+    """The model's predictor for whole slides: loaded once, running at ``mpp`` (default the model's)."""
     from ..segmentation import TextPromptPredictor, load_model
 
     net = load_model(model, device)
-    predictor = TextPromptPredictor(net, batch_size=batch_size, cache_tiles=0, progress=False)
-
-    def run(tile: Image):
-        predictor.set_image(tile.array, mpp=tile.mpp)
-        return predictor.predict(list(prompts), threshold=threshold, min_area_um2=min_area_um2,
-                                 on_unsupported=on_unsupported)
-
-    run.mpp = float(net.config.mpp)
-    run.tile = int(net.config.image_size)
-    return run
+    # panels of 16 tiles: a slide narrower than 8192 model px has no panel seam (no tile column encoded twice)
+    return TextPromptPredictor(net, batch_size=batch_size, cache_tiles=0, panel_tiles=16, progress=False, mpp=mpp)
 
 
-def _centroids(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Ids present and their centroids (row, col), vectorised with bincount."""
-    flat = labels.ravel()
-    n = int(flat.max()) + 1 if flat.size else 1
-    counts = np.bincount(flat, minlength=n)
-    rows, cols = np.indices(labels.shape)
-    cy = np.bincount(flat, weights=rows.ravel(), minlength=n)
-    cx = np.bincount(flat, weights=cols.ravel(), minlength=n)
-    ids = np.flatnonzero(counts)
-    ids = ids[ids > 0]
-    return ids, cy[ids] / counts[ids], cx[ids] / counts[ids]
+class _Outputs:
+    """The files of one slide being written: label stores (memory-mapped), GeoJSON, cell rows."""
+
+    def __init__(self, out_dir: Path, name: str, shape: tuple[int, int], *, geojson: bool, cells: bool):
+        self.out_dir, self.name, self.shape = out_dir, name, shape
+        self.writer = GeoJSONWriter(out_dir / f"{name}.geojson", image_name=name) if geojson else None
+        self.cells = _ParquetStream(out_dir / f"{name}.cells.parquet") if cells else None
+        self.stores: dict[str, np.memmap] = {}
+        self.paths: dict[str, Path] = {}
+
+    def store(self, prompt: str, kind: str) -> np.memmap:
+        """The ``(H, W)`` label map of ``prompt`` (int32 for instances, uint8 else), created on first use."""
+        if prompt not in self.stores:
+            self.paths[prompt] = self.out_dir / f".{self.name}.{len(self.stores)}.labels.part"
+            self.stores[prompt] = np.memmap(self.paths[prompt], mode="w+", shape=self.shape,
+                                            dtype=np.int32 if kind == "instances" else np.uint8)
+        return self.stores[prompt]
+
+    def close(self, error: BaseException | None, mpp: float) -> dict[str, Path]:
+        """Finish every file (or remove them all on ``error``); the written files by kind."""
+        files = {}
+        if self.writer is not None:
+            self.writer.close(_error=error)
+        if self.cells is not None and self.cells.close(error) and error is None:
+            files["cells"] = self.cells.path
+        if error is None and self.stores:
+            for store in self.stores.values():
+                store.flush()
+            files["masks"] = write_ome_tiff(self.out_dir / f"{self.name}.masks.ome.tif", dict(self.stores), mpp=mpp)
+        for prompt, path in self.paths.items():
+            del self.stores[prompt]
+            path.unlink(missing_ok=True)
+        if self.writer is not None and error is None:
+            files["geojson"] = self.writer.path
+        return files
 
 
 class _ParquetStream:
@@ -263,6 +290,12 @@ def segment_slide(
 ) -> SlideResult:
     """Segment a whole slide tile by tile over tissue, merging instances across tiles, streaming outputs.
 
+    With the model (no ``segmenter``), the slide is covered by the model's own tile grid at
+    the working resolution and only the tiles that touch tissue run, each encoded once,
+    read ahead by a background thread; objects are stitched by the tiled watershed and get
+    ids ``1..N`` per prompt (see :mod:`xpath.pipeline._slide_model`). A ``segmenter``
+    runs on overlapping windows instead (the model's way before; the module docstring).
+
     Parameters
     ----------
     slide : str, os.PathLike, xpath.io.Slide, ArraySlide, numpy.ndarray or xpath.Image
@@ -282,12 +315,17 @@ def segment_slide(
         with an ``id`` column (e.g. :func:`xpath.biomarkers.cell_table`); rows of kept objects
         are streamed to ``{name}.cells.parquet`` with slide coordinates.
     mpp : float, optional
-        Working resolution; default the model's (or the slide's).
+        Working resolution; default the model's (or the slide's). With the model this is the
+        resolution the model runs at: ``mpp=0.5`` runs the 0.25 µm/px model on a 20× slide
+        without upsampling it (4× fewer tiles; accuracy cost in docs/model_card.md).
     tile, overlap : int, optional
         Window side and overlap in working pixels (default: 4× the model tile, 1/8 of it).
-        The overlap must exceed twice the largest object.
+        The overlap must exceed twice the largest object. With the model, ``tile`` is the
+        side of the windows in which objects are measured and written (overlap: twice the
+        stitcher's margin), not of the tiles the model runs.
     min_tissue : float
-        Windows whose core has less tissue than this fraction are skipped.
+        Windows whose core has less tissue than this fraction are skipped (``segmenter``
+        only: the model runs every tile that touches tissue).
     thumbnail_size : int
         Long side of the thumbnail used for tissue detection.
     threshold, min_area_um2, batch_size, device
@@ -305,8 +343,6 @@ def segment_slide(
     -------
     SlideResult
     """
-    from tqdm.auto import tqdm
-
     prompts = _check_prompts(prompts)
     if not 0.0 <= min_tissue <= 1.0:
         raise ValueError(f"min_tissue must be in [0, 1], got {min_tissue}")
@@ -317,14 +353,16 @@ def segment_slide(
     start_time = time.perf_counter()
     src, owned = _open(slide)
     try:
-        if segmenter is None:
-            segmenter = _model_segmenter(prompts, model=model, device=device, batch_size=batch_size,
-                                         threshold=threshold, min_area_um2=min_area_um2,
-                                         on_unsupported=on_unsupported)
         if src.mpp is None:
             raise ValueError(f"the slide {src.path} records no mpp; open it with open_slide(path, mpp=...)")
-        work_mpp = check_mpp(mpp if mpp is not None else getattr(segmenter, "mpp", None) or src.mpp)
-        tile = int(tile if tile is not None else 4 * int(getattr(segmenter, "tile", 256)))
+        predictor = None
+        if segmenter is None:
+            predictor = _model_predictor(model, device=device, batch_size=batch_size, mpp=mpp)
+            predictor.progress = progress
+        work_mpp = check_mpp(predictor.model_mpp if predictor is not None else
+                             mpp if mpp is not None else getattr(segmenter, "mpp", None) or src.mpp)
+        base = predictor.tile if predictor is not None else int(getattr(segmenter, "tile", 256))
+        tile = int(tile if tile is not None else 4 * base)
         overlap = int(overlap if overlap is not None else max(32, tile // 8))
         downsample = work_mpp / src.mpp
         W0, H0 = src.dimensions
@@ -332,93 +370,27 @@ def segment_slide(
         name = Path(str(src.path)).name.split(".")[0]
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-
-        thumb = src.thumbnail(thumbnail_size)
-        tissue = tissue_mask(thumb.array)
+        tissue = tissue_mask(src.thumbnail(thumbnail_size).array)
         t_down = W0 / tissue.shape[1]  # level-0 px per thumbnail px
-        ys, y_core0, y_core1 = tile_grid(H, tile, overlap)
-        xs, x_core0, x_core1 = tile_grid(W, tile, overlap)
-
-        prompt_kind: dict[str, str] = {}
-        stores: dict[str, np.memmap] = {}
-        store_paths: dict[str, Path] = {}
-        next_id = 1
-        n_objects: dict[str, int] = {}
-        presence = {p: 0.0 for p in prompts}
-        rows = []
-        writer = GeoJSONWriter(out_dir / f"{name}.geojson", image_name=name) if geojson else None
-        cells = _ParquetStream(out_dir / f"{name}.cells.parquet") if measure is not None else None
+        outputs = _Outputs(out_dir, name, (H, W), geojson=geojson, cells=measure is not None)
         error = None
         try:
-            if writer is not None and tissue.any():
-                writer.add_mask(tissue, "tissue", downsample=t_down)
-            n_tiles = len(ys) * len(xs)
-            bar = tqdm(total=n_tiles, desc=f"{name}", unit="tile", disable=not progress)
-            for iy, y in enumerate(ys):
-                for ix, x in enumerate(xs):
-                    cy0, cy1, cx0, cx1 = y_core0[iy], y_core1[iy], x_core0[ix], x_core1[ix]
-                    t0 = time.perf_counter()
-                    # tissue in the core, from the thumbnail
-                    ty0, ty1 = int(cy0 * downsample / t_down), math.ceil(cy1 * downsample / t_down)
-                    tx0, tx1 = int(cx0 * downsample / t_down), math.ceil(cx1 * downsample / t_down)
-                    frac = float(tissue[ty0:max(ty1, ty0 + 1), tx0:max(tx1, tx0 + 1)].mean())
-                    row = {"x": int(x), "y": int(y), "tissue_fraction": frac, "processed": False, "seconds": 0.0}
-                    if frac < min_tissue or frac == 0.0:
-                        rows.append(row)
-                        bar.update(1)
-                        continue
-                    origin = (round(x * downsample), round(y * downsample))
-                    window = src.read_at_mpp(origin, (tile, tile), mpp=work_mpp)
-                    result = segmenter(window)
-                    for prompt in prompts:
-                        presence[prompt] = max(presence[prompt], float(result.presence.get(prompt, 0.0)))
-                        kind = "instances" if prompt in result.instances else "semantic"
-                        if prompt_kind.setdefault(prompt, kind) != kind:
-                            raise ValueError(f"prompt {prompt!r} gave instances in some tiles and not in others")
-                        if prompt not in stores:
-                            store_paths[prompt] = out_dir / f".{name}.{len(stores)}.labels.part"
-                            stores[prompt] = np.memmap(store_paths[prompt], mode="w+", shape=(H, W),
-                                                       dtype=np.int32 if kind == "instances" else np.uint8)
-                        store = stores[prompt]
-                        # the part of the core that lies inside the slide, in window coordinates
-                        ry0, ry1 = cy0 - y, min(cy1, H) - y
-                        rx0, rx1 = cx0 - x, min(cx1, W) - x
-                        if kind == "semantic":
-                            store[cy0:cy0 + (ry1 - ry0), cx0:cx0 + (rx1 - rx0)] = \
-                                np.asarray(result.semantic[prompt][ry0:ry1, rx0:rx1], np.uint8)
-                            continue
-                        labels = np.asarray(result.instances[prompt], np.int32)
-                        pasted, kept = _paste_owned(store, labels, next_id, y, x, ry0, ry1, rx0, rx1)
-                        next_id += int(labels.max()) + 1
-                        n_objects[prompt] = n_objects.get(prompt, 0) + len(kept)
-                        if writer is not None and len(kept):
-                            writer.add_labels(pasted, ids=kept, classes=prompt, origin=origin, downsample=downsample)
-                        if cells is not None and len(kept):
-                            table = measure(pasted, window.array[: pasted.shape[0], : pasted.shape[1]],
-                                            mpp=work_mpp, ids=kept)
-                            cells.append(_to_slide_frame(table, prompt, x, y, work_mpp, downsample))
-                    row.update(processed=True, seconds=time.perf_counter() - t0)
-                    rows.append(row)
-                    bar.update(1)
-            bar.close()
+            if outputs.writer is not None and tissue.any():
+                outputs.writer.add_mask(tissue, "tissue", downsample=t_down)
+            if predictor is not None:
+                rows, presence, n_objects = run_model(src, prompts, predictor, outputs, tissue=tissue, t_down=t_down,
+                                                      measure=measure, window=tile, threshold=threshold,
+                                                      min_area_um2=min_area_um2, on_unsupported=on_unsupported)
+            else:
+                rows, presence, n_objects = _run_windows(src, prompts, segmenter, outputs, measure=measure,
+                                                         tissue=tissue, t_down=t_down, work_mpp=work_mpp,
+                                                         tile=tile, overlap=overlap, min_tissue=min_tissue,
+                                                         progress=progress)
         except BaseException as err:
             error = err
             raise
         finally:
-            if writer is not None:
-                writer.close(_error=error)
-            files = {}
-            if cells is not None and cells.close(error) and error is None:
-                files["cells"] = cells.path
-            if error is None and stores:
-                for store in stores.values():
-                    store.flush()
-                files["masks"] = write_ome_tiff(out_dir / f"{name}.masks.ome.tif", dict(stores), mpp=work_mpp)
-            for prompt, path in store_paths.items():
-                del stores[prompt]
-                path.unlink(missing_ok=True)
-            if writer is not None and error is None:
-                files["geojson"] = writer.path
+            files = outputs.close(error, work_mpp)
     finally:
         if owned:
             src.close()
@@ -429,7 +401,66 @@ def segment_slide(
              dict(n_objects), seconds)
     return SlideResult(name=name, prompts=tuple(prompts), mpp=work_mpp, shape=(H, W), downsample=downsample,
                        n_objects=n_objects, presence=presence, tiles=tiles_table, tissue=tissue,
-                       tissue_downsample=t_down, files=files, seconds=seconds)
+                       tissue_downsample=t_down, files=files, seconds=seconds,
+                       tiles_encoded=predictor.tiles_encoded if predictor is not None else 0)
+
+
+def _run_windows(src, prompts, segmenter, outputs, *, measure, tissue, t_down, work_mpp, tile, overlap, min_tissue,
+                 progress):
+    """A ``segmenter`` over overlapping windows whose core holds tissue; ``(window rows, presence, n_objects)``."""
+    from tqdm.auto import tqdm
+
+    H, W = outputs.shape
+    downsample = work_mpp / src.mpp
+    ys, y_core0, y_core1 = tile_grid(H, tile, overlap)
+    xs, x_core0, x_core1 = tile_grid(W, tile, overlap)
+    prompt_kind: dict[str, str] = {}
+    next_id = 1
+    n_objects: dict[str, int] = {}
+    presence = {p: 0.0 for p in prompts}
+    rows = []
+    bar = tqdm(total=len(ys) * len(xs), desc=outputs.name, unit="tile", disable=not progress)
+    for iy, y in enumerate(ys):
+        for ix, x in enumerate(xs):
+            cy0, cy1, cx0, cx1 = y_core0[iy], y_core1[iy], x_core0[ix], x_core1[ix]
+            t0 = time.perf_counter()
+            # tissue in the core, from the thumbnail
+            ty0, ty1 = int(cy0 * downsample / t_down), math.ceil(cy1 * downsample / t_down)
+            tx0, tx1 = int(cx0 * downsample / t_down), math.ceil(cx1 * downsample / t_down)
+            frac = float(tissue[ty0:max(ty1, ty0 + 1), tx0:max(tx1, tx0 + 1)].mean())
+            row = {"x": int(x), "y": int(y), "tissue_fraction": frac, "processed": False, "seconds": 0.0}
+            bar.update(1)
+            rows.append(row)
+            if frac < min_tissue or frac == 0.0:
+                continue
+            origin = (round(x * downsample), round(y * downsample))
+            window = src.read_at_mpp(origin, (tile, tile), mpp=work_mpp)
+            result = segmenter(window)
+            for prompt in prompts:
+                presence[prompt] = max(presence[prompt], float(result.presence.get(prompt, 0.0)))
+                kind = "instances" if prompt in result.instances else "semantic"
+                if prompt_kind.setdefault(prompt, kind) != kind:
+                    raise ValueError(f"prompt {prompt!r} gave instances in some tiles and not in others")
+                store = outputs.store(prompt, kind)
+                # the part of the core that lies inside the slide, in window coordinates
+                ry0, ry1 = cy0 - y, min(cy1, H) - y
+                rx0, rx1 = cx0 - x, min(cx1, W) - x
+                if kind == "semantic":
+                    store[cy0:cy0 + (ry1 - ry0), cx0:cx0 + (rx1 - rx0)] = \
+                        np.asarray(result.semantic[prompt][ry0:ry1, rx0:rx1], np.uint8)
+                    continue
+                labels = np.asarray(result.instances[prompt], np.int32)
+                pasted, kept = _paste_owned(store, labels, next_id, y, x, ry0, ry1, rx0, rx1)
+                next_id += int(labels.max()) + 1
+                n_objects[prompt] = n_objects.get(prompt, 0) + len(kept)
+                if outputs.writer is not None and len(kept):
+                    outputs.writer.add_labels(pasted, ids=kept, classes=prompt, origin=origin, downsample=downsample)
+                if outputs.cells is not None and len(kept):
+                    table = measure(pasted, window.array[: pasted.shape[0], : pasted.shape[1]], mpp=work_mpp, ids=kept)
+                    outputs.cells.append(_to_slide_frame(table, prompt, x, y, work_mpp, downsample))
+            row.update(processed=True, seconds=time.perf_counter() - t0)
+    bar.close()
+    return rows, presence, n_objects
 
 
 def _paste_owned(store, labels, first_id, y, x, ry0, ry1, rx0, rx1, min_free=0.5):
@@ -456,19 +487,6 @@ def _paste_owned(store, labels, first_id, y, x, ry0, ry1, rx0, rx1, min_free=0.5
     pasted = np.where(free, part + np.int32(first_id), 0).astype(np.int32)
     view[free] = pasted[free]
     return pasted, np.flatnonzero(keep).astype(np.int64) + first_id
-
-
-def _to_slide_frame(table: pd.DataFrame, prompt: str, x: int, y: int, mpp: float, downsample: float) -> pd.DataFrame:
-    """Per-window object rows → slide coordinates (x/y_px in level-0 pixels, x/y_um in µm)."""
-    table = table.copy()
-    if "x_px" in table.columns:
-        table["x_px"] = (table["x_px"] + x) * downsample
-        table["y_px"] = (table["y_px"] + y) * downsample
-    if "x_um" in table.columns:
-        table["x_um"] = table["x_um"] + x * mpp
-        table["y_um"] = table["y_um"] + y * mpp
-    table.insert(0, "prompt", prompt)
-    return table
 
 
 def _open(slide):

@@ -43,8 +43,8 @@ _EXPORTS = {
     # inference (predictor, tiling, instances, metrics, result)
     "Segmentation": "._result",
     "TextPromptPredictor": ".predictor",
-    "segment": ".predictor",
-    "load_model": ".predictor",
+    "segment": ".api",
+    "load_model": ".api",
     "prompt_structure": ".predictor",
     "instances_from_maps": ".postprocess",
     "remove_small_instances": ".postprocess",

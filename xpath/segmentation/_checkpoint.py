@@ -6,14 +6,19 @@ A checkpoint is one ``torch.save`` file holding a dict::
      "config": {...SegmenterConfig...}, "vocabulary": [...],
      "preprocessing": {"mean", "std", "mpp", "image_size"},
      "state_dict": {...}, "excluded_prefixes": [...], "extra": {...},
-     "trained_vocabulary": {"labels": [...], "presence_calibration": {...}}}   # optional
+     "trained_vocabulary": {"labels": [...], "presence_calibration": {...}},   # optional
+     "prompt_embeddings": {...}}   # optional
 
 ``trained_vocabulary`` (:class:`~xpath.segmentation.support.ModelVocabulary`) records the
 labels the model was trained on, with their validation accuracy, and the calibration of its
 presence score; files written before it existed load without it.
 
 A frozen pretrained text encoder is left out (``excluded_prefixes``) and reloaded from its
-package or directory when the model is rebuilt. Files are written atomically and read
+package or directory when the model is rebuilt — lazily, on the first prompt it has not
+embedded: the optional ``prompt_embeddings`` entry (written by
+``python -m xpath.segmentation.cache_prompts CHECKPOINT``) holds the frozen encoder's
+embeddings of the prompts the model was trained on, so inference with those prompts never
+loads the encoder. Files without the entry load as before. Files are written atomically and read
 with ``torch.load(map_location="cpu", weights_only=True)``; loading fails on missing or
 unexpected keys and on shape mismatches. :func:`sha256sum` / :func:`verify_checksum` check
 shipped files.
@@ -30,14 +35,15 @@ import torch
 
 from ..io import atomic_path
 
-__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "CheckpointError", "load_checkpoint", "read_checkpoint",
-           "save_checkpoint", "sha256sum", "verify_checksum"]
+__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "PROMPT_EMBEDDINGS_KEY", "CheckpointError", "load_checkpoint",
+           "pack_prompt_embeddings", "read_checkpoint", "save_checkpoint", "sha256sum", "verify_checksum"]
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "xpath.segmentation"
 CHECKPOINT_VERSION = 1
 _TEXT_PREFIX = "text_encoder.model."
+PROMPT_EMBEDDINGS_KEY = "prompt_embeddings"
 
 
 class CheckpointError(ValueError):
@@ -191,15 +197,16 @@ def load_checkpoint(path: str | os.PathLike, *, device=None, expected_sha256: st
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"{path}: invalid config: {err}") from err
     config.vocabulary = list(payload["vocabulary"])
-    model = build_model(config)
     excluded = list(payload.get("excluded_prefixes", []))
-    expected = {k for k in model.state_dict() if not any(k.startswith(p) for p in excluded)}
+    model = build_model(config, lazy_text=_TEXT_PREFIX in excluded)
+    with model.text_encoder.deferred():  # the checks need no text weights: they are not in the file
+        own = model.state_dict()
+    expected = {k for k in own if not any(k.startswith(p) for p in excluded)}
     state = payload["state_dict"]
     missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
     if missing or unexpected:
         raise CheckpointError(f"{path} does not match model {config.name!r}: {len(missing)} missing keys "
                               f"{missing[:5]}, {len(unexpected)} unexpected keys {unexpected[:5]}")
-    own = model.state_dict()
     wrong = [f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}" for k, v in state.items()
              if tuple(v.shape) != tuple(own[k].shape)]
     if wrong:
@@ -211,4 +218,50 @@ def load_checkpoint(path: str | os.PathLike, *, device=None, expected_sha256: st
     from .support import vocabulary_from_payload
 
     model.trained_vocabulary = vocabulary_from_payload(payload) if "trained_vocabulary" in payload else None
+    if PROMPT_EMBEDDINGS_KEY in payload and _TEXT_PREFIX in excluded:
+        _seed_prompt_cache(model.text_encoder, payload[PROMPT_EMBEDDINGS_KEY], path)
     return model.to(resolve_device(device)).eval()
+
+
+def pack_prompt_embeddings(encoder, texts: list[str]) -> dict:
+    """Embed ``texts`` with a frozen ``encoder`` into the checkpoint's ``prompt_embeddings`` entry.
+
+    Returns ``{"text_encoder": spec, "max_length": int, "texts": [N str], "lengths": (N,) int64,
+    "tokens": (sum lengths, D) float32, "pooled": (N, D) float32}`` (tokens packed end to end).
+    """
+    texts = list(dict.fromkeys(texts))
+    if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
+        raise ValueError("texts must be a non-empty list of non-empty strings")
+    encoder.clear_cache()  # embed with the weights, not with an earlier cache
+    with torch.no_grad():
+        toks, pooled = [], []
+        for i in range(0, len(texts), 64):
+            emb = encoder(texts[i:i + 64])
+            for k in range(emb.tokens.shape[0]):
+                toks.append(emb.tokens[k, emb.mask[k]].float().cpu())
+                pooled.append(emb.pooled[k].float().cpu())
+    return {"text_encoder": str(encoder.spec), "max_length": int(encoder.max_length), "texts": texts,
+            "lengths": torch.tensor([t.shape[0] for t in toks], dtype=torch.int64),
+            "tokens": torch.cat(toks).contiguous(), "pooled": torch.stack(pooled).contiguous()}
+
+
+def _seed_prompt_cache(encoder, entry, path) -> None:
+    """Put a checkpoint's ``prompt_embeddings`` into the text encoder's cache (checked against it)."""
+    try:
+        texts, lengths = list(entry["texts"]), entry["lengths"]
+        tokens, pooled = entry["tokens"], entry["pooled"]
+        spec, max_length = entry["text_encoder"], int(entry["max_length"])
+    except (KeyError, TypeError) as err:
+        raise CheckpointError(f"{path}: malformed {PROMPT_EMBEDDINGS_KEY!r} entry ({err})") from err
+    if spec != encoder.spec or max_length != encoder.max_length:
+        logger.warning("%s: prompt embeddings were computed with text encoder %r (max_length %d), the model "
+                       "has %r (max_length %d); ignoring them", path, spec, max_length, encoder.spec,
+                       encoder.max_length)
+        return
+    if int(lengths.sum()) != tokens.shape[0] or len(lengths) != len(texts):
+        raise CheckpointError(f"{path}: {PROMPT_EMBEDDINGS_KEY!r} has {len(texts)} texts, {len(lengths)} lengths "
+                              f"and {tokens.shape[0]} token rows (expected {int(lengths.sum())})")
+    try:
+        encoder.add_cached(texts, list(torch.split(tokens, lengths.tolist())), pooled)
+    except ValueError as err:
+        raise CheckpointError(f"{path}: {PROMPT_EMBEDDINGS_KEY!r} does not match the text encoder: {err}") from err

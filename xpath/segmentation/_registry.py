@@ -197,8 +197,12 @@ def xpath_large() -> SegmenterConfig:
     )
 
 
-def build_model(config: SegmenterConfig):
-    """Build a :class:`~xpath.segmentation.modeling.TextPromptSegmenter` from ``config`` (on CPU)."""
+def build_model(config: SegmenterConfig, *, lazy_text: bool = False):
+    """Build a :class:`~xpath.segmentation.modeling.TextPromptSegmenter` from ``config`` (on CPU).
+
+    ``lazy_text``: a frozen text encoder loads its weights on the first prompt that is not
+    in its cache (see :class:`~xpath.segmentation.modeling.HFTextEncoder`).
+    """
     from .modeling import (
         EfficientNetLiteEncoder,
         FocalNetEncoder,
@@ -221,7 +225,9 @@ def build_model(config: SegmenterConfig):
         encoder = EfficientNetLiteEncoder(pretrained=config.encoder_pretrained)
     else:
         raise ValueError(f"config.encoder must be 'focalnet' or 'efficientnet_lite0', got {config.encoder!r}")
-    text = HFTextEncoder(config.text_encoder, frozen=config.text_frozen)
+    lazy = bool(lazy_text and config.text_frozen)
+    text = HFTextEncoder(config.text_encoder, frozen=config.text_frozen, lazy=lazy,
+                         dim=config.text_dim if lazy else None)
     if text.dim != config.text_dim:
         raise ValueError(f"config.text_dim={config.text_dim} but the text encoder {config.text_encoder!r} "
                          f"has width {text.dim}")

@@ -43,7 +43,7 @@ from ._result import Segmentation, classes_table
 from .support import PromptPlan, check_on_unsupported, model_vocabulary, plan_prompts, require_supported
 from .tiling import Band, InstanceStitcher, extract_tile, predict_tiled, tile_batches, tile_starts
 
-__all__ = ["TextPromptPredictor", "check_prompts", "load_model", "prompt_structure", "resolve_device", "segment"]
+__all__ = ["TextPromptPredictor", "check_prompts", "prompt_structure", "resolve_device"]
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +92,10 @@ class TextPromptPredictor:
         ``panel_tiles`` tiles only). ``None``: one panel as wide as the image.
     progress : bool
         Show tqdm progress bars.
+    mpp : float, optional
+        Resolution (µm/px) the model runs at; default the model's ``config.mpp``. E.g. 0.5
+        runs a 0.25 µm/px model on 20× images without upsampling them (4× fewer tiles, at
+        the accuracy cost given in docs/model_card.md).
 
     Examples
     --------
@@ -103,7 +107,8 @@ class TextPromptPredictor:
     """
 
     def __init__(self, model: Any, *, overlap: int | None = None, batch_size: int = 4, cache_tiles: int = 16,
-                 max_object_um: float = 32.0, panel_tiles: int | None = 4, progress: bool = False) -> None:
+                 max_object_um: float = 32.0, panel_tiles: int | None = 4, progress: bool = False,
+                 mpp: float | None = None) -> None:
         for attr in ("config", "preprocess", "encode_image", "decode"):
             if not hasattr(model, attr):
                 raise TypeError(f"model must be a text-prompted segmenter (missing .{attr}), got {type(model).__name__}")
@@ -120,7 +125,8 @@ class TextPromptPredictor:
             raise ValueError(f"panel_tiles must be >= 1 or None, got {panel_tiles}")
         self.batch_size, self.cache_tiles = int(batch_size), int(cache_tiles)
         self.max_object_um, self.progress = float(max_object_um), bool(progress)
-        self.model_mpp = float(model.config.mpp)
+        self.model_mpp = float(model.config.mpp) if mpp is None else check_mpp(mpp, name="mpp")
+        self.tiles_encoded = 0  # tiles run through the image encoder so far (a throughput count)
         self.margin = math.ceil(self.max_object_um / self.model_mpp)  # instance context, model pixels
         self.panel_width = None if panel_tiles is None else int(panel_tiles) * self.tile
         # xpath's models can skip the masks of unselected candidates; other models keep their own decode()
@@ -205,6 +211,7 @@ class TextPromptPredictor:
     def _encode(self, tiles: np.ndarray):
         import torch
 
+        self.tiles_encoded += len(tiles)
         with torch.inference_mode():
             return self.model.encode_image(self.model.preprocess(tiles))
 
@@ -304,30 +311,16 @@ class TextPromptPredictor:
         if presence_threshold is not None and not 0.0 <= presence_threshold <= 1.0:
             raise ValueError(f"presence_threshold must be in [0, 1] or None, got {presence_threshold}")
         prompts = check_prompts(prompts)
-        if not 0.0 < threshold < 1.0:
-            raise ValueError(f"threshold must be in (0, 1), got {threshold}")
-        if instances not in ("auto", True, False):
-            raise ValueError(f"instances must be 'auto', True or False, got {instances!r}")
+        _check_threshold(threshold)
         boxes, points = self._spatial(boxes, points, len(prompts))
-        plans = plan_prompts(prompts, self.model, on_unsupported=on_unsupported)
-        if instances == "auto":
-            wants_instances = [p.structure in ("nuclei", "cell") for p in plans]
-        else:
-            wants_instances = [bool(instances)] * len(plans)
+        plans, inst_idx = self._plan(prompts, instances, on_unsupported)
         hw, ww = self._work.shape[:2]
         semantic = {p: np.zeros((hw, ww), bool) for p in prompts}
         probs = {p: np.zeros((hw, ww), np.float16) for p in prompts} if return_probabilities else {}
-        inst_out = {p.prompt: np.zeros((hw, ww), np.int32) for p, w in zip(plans, wants_instances) if w}
-        decoded = [k for k, p in enumerate(plans) if p.text is not None]
-        presence = np.full(len(prompts), np.nan)
-        if decoded:
-            presence[decoded] = self._decode_all(
-                [plans[k] for k in decoded], [wants_instances[k] for k in decoded], semantic, probs, inst_out,
-                boxes=None if boxes is None else boxes[decoded], points=None if points is None else points[decoded],
-                threshold=threshold, marker_threshold=marker_threshold, min_area_um2=min_area_um2)
-        record = model_vocabulary(self.model)
-        if record is not None:
-            presence = np.array([record.calibrate(float(v), p.structure) for v, p in zip(presence, plans)])
+        inst_out = {prompts[i]: np.zeros((hw, ww), np.int32) for i in inst_idx}
+        presence = self._run_tiles(self._work, plans, inst_idx, semantic, inst_out, probs, boxes=boxes,
+                                   points=points, threshold=threshold, marker_threshold=marker_threshold,
+                                   min_area_um2=min_area_um2)
         if presence_threshold is not None:
             for k, p in enumerate(prompts):
                 if presence[k] < presence_threshold:
@@ -336,42 +329,108 @@ class TextPromptPredictor:
                         inst_out[p][:] = 0
         return self._result(plans, semantic, inst_out, probs, presence, threshold)
 
-    def _decode_all(self, plans: list[PromptPlan], wants_instances: list[bool], semantic: dict, probs: dict,
-                    inst_out: dict, *, boxes, points, threshold: float, marker_threshold: float,
-                    min_area_um2: float) -> np.ndarray:
-        """Decode the planned texts over the tiles into ``semantic``/``probs``/``inst_out``; returns raw presence."""
-        prompts = [p.prompt for p in plans]
-        texts = [p.text for p in plans]
-        inst_idx = [i for i, w in enumerate(wants_instances) if w]
+    def instance_prompts(self, prompts: Sequence[str] | str, instances: bool | str = "auto", *,
+                         on_unsupported: str = "raise") -> list[str]:
+        """The prompts that get instance maps (nuclei/cell-level ones for ``"auto"``)."""
+        prompts = check_prompts(prompts)
+        return [prompts[i] for i in self._plan(prompts, instances, on_unsupported)[1]]
+
+    def predict_source(self, source: Any, prompts: Sequence[str] | str, *, out: dict, keep: Any = None,
+                       threshold: float = 0.5, instances: bool | str = "auto", marker_threshold: float = 0.4,
+                       min_area_um2: float = 10.0, read_ahead: int = 2,
+                       on_unsupported: str = "raise") -> dict[str, float]:
+        """Segment an image read on demand (a whole slide) at ``model_mpp``, into arrays you give.
+
+        Nothing of the image's size is allocated here; tiles are read in a background thread
+        (``read_ahead`` batches ahead) while the model runs, and tiles that ``keep(y, x)``
+        rejects are neither read nor encoded (their pixels get no mask and no objects).
+
+        ``source``: ``shape`` ``(H, W, 3)`` and ``tiles(origins, tile) -> (B, tile, tile, 3)``
+        uint8 (see :func:`~xpath.segmentation.tiling.predict_tiled`). ``out``: per prompt an
+        ``(H, W)`` array of zeros (e.g. memory-mapped), ``int32`` ids 1..N for the
+        :meth:`instance_prompts`, a bool or uint8 mask for the others. The other options are
+        those of :meth:`predict`. Returns the calibrated presence per prompt: of the maximum over
+        the tiles run (0 when none ran); NaN for an unsupported prompt answered empty.
+        """
+        prompts = check_prompts(prompts)
+        _check_threshold(threshold)
+        plans, inst_idx = self._plan(prompts, instances, on_unsupported)
+        shape = tuple(source.shape[:2])
+        for k, p in enumerate(prompts):
+            arr, inst = out.get(p), k in inst_idx
+            if arr is None or tuple(arr.shape) != shape or inst != (arr.dtype == np.int32):
+                raise ValueError(f"out[{p!r}] must be a {shape} {'int32' if inst else 'bool or uint8'} array, got "
+                                 f"{None if arr is None else (tuple(arr.shape), str(arr.dtype))}")
+        semantic = {p: out[p] for p in prompts if out[p].dtype != np.int32}
+        inst_out = {prompts[i]: out[prompts[i]] for i in inst_idx}
+        presence = self._run_tiles(source, plans, inst_idx, semantic, inst_out, {}, keep=keep,
+                                   read_ahead=read_ahead, threshold=threshold,
+                                   marker_threshold=marker_threshold, min_area_um2=min_area_um2)
+        return {p: float(presence[k]) for k, p in enumerate(prompts)}
+
+    def _plan(self, prompts: list[str], instances: bool | str, on_unsupported: str) -> tuple[list, list[int]]:
+        """How each prompt is answered (:func:`~xpath.segmentation.support.plan_prompts`, which refuses
+        unsupported prompts when asked) and the indices of the instance prompts."""
+        if instances not in ("auto", True, False):
+            raise ValueError(f"instances must be 'auto', True or False, got {instances!r}")
+        plans = plan_prompts(prompts, self.model, on_unsupported=on_unsupported)
+        if instances == "auto":
+            return plans, [i for i, p in enumerate(plans) if p.structure in ("nuclei", "cell")]
+        return plans, list(range(len(plans))) if instances else []
+
+    def _run_tiles(self, image, plans: list[PromptPlan], inst_idx: list[int], semantic, inst_out, probs, *,
+                   boxes=None, points=None, keep=None, read_ahead=0, threshold, marker_threshold,
+                   min_area_um2) -> np.ndarray:
+        """Decode the planned prompts over the tiles of ``image`` into ``semantic`` / ``probs`` / ``inst_out``.
+
+        Returns the calibrated presence ``(P,)``; NaN for prompts that are not decoded (unsupported,
+        answered empty), whose outputs stay zero.
+        """
+        decoded = [k for k, p in enumerate(plans) if p.text is not None]
+        presence = np.full(len(plans), np.nan)
+        if decoded:
+            presence[decoded] = self._blend(
+                image, [plans[k].prompt for k in decoded], [plans[k].text for k in decoded],
+                [j for j, k in enumerate(decoded) if k in set(inst_idx)], semantic, inst_out, probs,
+                boxes=None if boxes is None else boxes[decoded], points=None if points is None else points[decoded],
+                keep=keep, read_ahead=read_ahead, threshold=threshold, marker_threshold=marker_threshold,
+                min_area_um2=min_area_um2)
+        record = model_vocabulary(self.model)
+        if record is not None:
+            presence = np.array([record.calibrate(float(v), p.structure) for v, p in zip(presence, plans)])
+        return presence
+
+    def _blend(self, image, prompts, texts, inst_idx, semantic, inst_out, probs, *, boxes, points, keep, read_ahead,
+               threshold, marker_threshold, min_area_um2) -> np.ndarray:
+        """Blend the tiles' maps of ``texts`` into the outputs keyed by ``prompts``; raw presence (P,)."""
         n_p, n_i = len(prompts), len(inst_idx)
-        work_mpp = self.model_mpp
-        stitchers = [
-            InstanceStitcher(inst_out[prompts[i]], strip=max(self.tile, 2 * self.margin), margin=self.margin,
-                             threshold=threshold, marker_threshold=marker_threshold,
-                             min_area_um2=min_area_um2, mpp=work_mpp)
-            for i in inst_idx
-        ]
+        stitchers = [InstanceStitcher(inst_out[prompts[i]], strip=max(self.tile, 2 * self.margin), margin=self.margin,
+                                      threshold=threshold, marker_threshold=marker_threshold,
+                                      min_area_um2=min_area_um2, mpp=self.model_mpp) for i in inst_idx]
 
         def on_band(band: Band) -> None:
             rows, cols = slice(band.y, band.y + band.data.shape[1]), slice(*band.core)
             core = band.core_data()
             for k, p in enumerate(prompts):
-                semantic[p][rows, cols] = core[k] > threshold
+                if p in semantic:
+                    semantic[p][rows, cols] = core[k] > threshold
                 if p in probs:
                     probs[p][rows, cols] = core[k]
             for j, st in enumerate(stitchers):
                 st.push(band.y, band.data[inst_idx[j]], band.data[n_p + j], x=band.x, core=band.core)
 
-        fn = functools.partial(self._decode_tiles, prompts=texts, inst_idx=inst_idx, boxes=boxes, points=points)
-        presence = predict_tiled(self._work, fn, tile=self.tile, overlap=self.overlap, n_maps=n_p + n_i,
+        fn = functools.partial(self._decode_tiles, prompts=texts, inst_idx=inst_idx, boxes=boxes, points=points,
+                               cached=image is self._work)  # features cached by set_image are of _work only
+        presence = predict_tiled(image, fn, tile=self.tile, overlap=self.overlap, n_maps=n_p + n_i,
                                  on_band=on_band, batch_size=self.batch_size, panel_width=self.panel_width,
-                                 halo=self.margin, progress=self.progress, desc="segment")
+                                 halo=self.margin, keep=keep, read_ahead=read_ahead, progress=self.progress,
+                                 desc="segment")
         for st in stitchers:
             st.finish()
-        return np.asarray(presence, np.float64)
+        return np.zeros(n_p) if presence is None else np.asarray(presence, np.float64)
 
     def _decode_tiles(self, tiles: np.ndarray, origins: Sequence[tuple[int, int]], *, prompts: list[str],
-                      inst_idx: list[int], boxes: np.ndarray | None, points: np.ndarray | None):
+                      inst_idx: list[int], boxes: np.ndarray | None, points: np.ndarray | None, cached: bool = True):
         """(B, t, t, 3) tiles → ((B, P + P_inst, t, t) probabilities then distances, (B, P) presence).
 
         Distances are converted only for the instance prompts ``inst_idx``, in that order.
@@ -379,7 +438,7 @@ class TextPromptPredictor:
         import torch
 
         key = tuple(origins)
-        feats = self._cache.get(key) if self._cache is not None else None
+        feats = self._cache.get(key) if cached and self._cache is not None else None
         if feats is None:
             feats = self._encode(tiles)
         b, n_p = len(origins), len(prompts)
@@ -433,6 +492,11 @@ class TextPromptPredictor:
         )
 
 
+def _check_threshold(threshold: float) -> None:
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+
+
 def _count_ids(labels: np.ndarray, rows: int = 256) -> int:
     """Number of distinct non-zero ids, a band of rows at a time (bincount would copy it all to int64)."""
     seen = np.zeros(int(labels.max(initial=0)) + 1, bool)
@@ -440,144 +504,3 @@ def _count_ids(labels: np.ndarray, rows: int = 256) -> int:
         seen[labels[y: y + rows].ravel()] = True
     return int(np.count_nonzero(seen[1:]))
 
-
-# ------------------------------------------------------------------ segment()
-@functools.lru_cache(maxsize=2)
-def _named_model(name: str, device: str):
-    from . import _registry
-
-    checkpoint = _registry.default_checkpoint(name)
-    if checkpoint is None:
-        logger.warning(
-            "model %r has no trained checkpoint in this installation: its encoders are pretrained but its "
-            "decoder is untrained, so masks and presence scores are not meaningful yet. Pass model= a "
-            "checkpoint path or a trained model object.", name)
-    return _registry.create_model(name, checkpoint=checkpoint, device=device)
-
-
-def load_model(model: Any, device: Any = None):
-    """A ready segmenter from a registered name (with its shipped weights), a checkpoint path or a model.
-
-    This is how :func:`segment` reads its ``model=`` argument; named models are built once per
-    process and device.
-    """
-    dev = resolve_device(device)
-    if isinstance(model, (str, Path)):
-        path = Path(model)
-        if path.suffix in (".pt", ".pth", ".ckpt") or path.is_file():
-            if not path.is_file():
-                raise FileNotFoundError(f"model checkpoint {str(path)!r} does not exist")
-            from ._checkpoint import load_checkpoint
-
-            return load_checkpoint(path, device=dev)
-        return _named_model(str(model), str(dev))
-    if hasattr(model, "encode_image") and hasattr(model, "decode"):
-        if device is not None and hasattr(model, "to"):
-            model = model.to(dev)
-        return model
-    raise TypeError(f"model must be a model name, a checkpoint path or a model object, got {type(model).__name__}")
-
-
-def segment(
-    image: Any,
-    prompts: Sequence[str] | str,
-    *,
-    model: Any = "xpath_small",
-    mpp: float | None = None,
-    threshold: float = 0.5,
-    instances: bool | str = "auto",
-    device: Any = None,
-    batch_size: int = 4,
-    progress: bool = True,
-    boxes: Any = None,
-    points: Any = None,
-    return_probabilities: bool = False,
-    allow_grayscale: bool = False,
-    min_area_um2: float = 10.0,
-    presence_threshold: float | None = None,
-    on_unsupported: str = "raise",
-) -> Segmentation:
-    """Segment what the prompts name in an image, in one call.
-
-    Parameters
-    ----------
-    image : numpy.ndarray or xpath.Image
-        ``(H, W, 3)`` uint8 RGB, any size: large images are tiled with overlap and blended,
-        with memory bounded by the tile size.
-    prompts : list of str
-        E.g. ``["nuclei", "lymphocytes", "stroma"]`` or canonical
-        ``"nuclei-level epithelial in colon pathology"``.
-    model : str, path or model
-        A registered name (``"xpath_small"``, ``"xpath_tiny"``, ...), a checkpoint file, or a
-        model object.
-    mpp : float, optional
-        µm per pixel of ``image``; the image is resized to the model's resolution when they
-        differ and the results mapped back. ``None``: taken to be at the model's resolution
-        (with a warning), unless ``image`` is an :class:`xpath.Image` that knows its ``mpp``.
-    threshold : float
-        Probability threshold of the semantic masks.
-    instances : {"auto", True, False}
-        Instance label maps for nuclei/cell-level prompts (``"auto"``), all, or none.
-    device : str or torch.device, optional
-        ``None`` picks CUDA, then MPS, then CPU.
-    batch_size : int
-        Tiles per forward pass.
-    progress : bool
-        Show a progress bar over tiles.
-    boxes, points : array-like, optional
-        Spatial prompts per prompt, see :meth:`TextPromptPredictor.predict`.
-    return_probabilities : bool
-        Also return ``float16`` probability maps.
-    allow_grayscale : bool
-        Accept single-channel images (replicated to RGB).
-    min_area_um2 : float
-        Instances smaller than this (µm²) are removed.
-    presence_threshold : float, optional
-        Prompts whose presence score is below this get an empty mask and no instances ("not in
-        this image"); ``None`` (default) keeps every mask.
-    on_unsupported : {"raise", "empty", "nearest"}
-        Prompts the model was not trained for (see :func:`~xpath.segmentation.supported_prompts`):
-        raise :class:`~xpath.segmentation.support.UnsupportedPromptError` before the model is
-        loaded or the image encoded, return an empty mask (presence NaN, status
-        ``"unsupported"``), or use the nearest supported label with a warning.
-
-    Returns
-    -------
-    Segmentation
-        ``semantic[prompt]`` (bool H×W), ``instances[prompt]`` (int32 H×W, nuclei/cell
-        prompts), ``presence[prompt]`` (float in [0, 1]), ``classes`` table, ``plot()``.
-
-    Raises
-    ------
-    UnsupportedPromptError
-        A prompt the model was not trained for (``on_unsupported="raise"``), a ``ValueError``.
-    ValueError
-        Empty prompt list or prompt, grayscale image without ``allow_grayscale``, empty
-        image, NaN or out-of-range floats, ``mpp <= 0``, ``threshold`` outside (0, 1).
-    TypeError
-        Prompts that are not strings, images of an unsupported dtype.
-
-    Examples
-    --------
-    >>> from xpath.datasets import sample_he  # doctest: +SKIP
-    >>> seg = segment(sample_he(), ["nuclei", "stroma"], mpp=0.5)  # doctest: +SKIP
-    >>> seg.classes[["prompt", "presence", "n_instances"]]  # doctest: +SKIP
-    """
-    # Validate everything cheap before a model is built.
-    prompts = check_prompts(prompts)
-    img = check_image(image, allow_grayscale=allow_grayscale)
-    if mpp is None and getattr(image, "mpp", None) is not None and hasattr(image, "array"):
-        mpp = image.mpp
-    mpp = check_mpp(mpp, required=False)
-    if not 0.0 < threshold < 1.0:
-        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
-    if instances not in ("auto", True, False):
-        raise ValueError(f"instances must be 'auto', True or False, got {instances!r}")
-    if check_on_unsupported(on_unsupported) == "raise":
-        require_supported(prompts, model)  # refuse before the model is built
-    net = load_model(model, device)
-    predictor = TextPromptPredictor(net, batch_size=batch_size, cache_tiles=0, progress=progress)
-    predictor.set_image(img, mpp=mpp)
-    return predictor.predict(prompts, boxes=boxes, points=points, threshold=threshold, instances=instances,
-                             return_probabilities=return_probabilities, min_area_um2=min_area_um2,
-                             presence_threshold=presence_threshold, on_unsupported=on_unsupported)

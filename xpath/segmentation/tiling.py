@@ -133,8 +133,9 @@ class RowBlender:
     :meth:`pop` returns the finished rows and shifts the rest up in place.
     """
 
-    def __init__(self, n_maps: int, width: int) -> None:
+    def __init__(self, n_maps: int, width: int, *, allow_gaps: bool = False) -> None:
         self.n_maps, self.width = int(n_maps), int(width)
+        self.allow_gaps = bool(allow_gaps)  # pixels no tile covered blend to 0 instead of raising
         self.y0 = 0
         self.rows_held = 0
         self._acc = np.zeros((self.n_maps, 0, self.width), np.float32)
@@ -171,11 +172,15 @@ class RowBlender:
         if k <= 0:
             return self.y0, np.zeros((self.n_maps, 0, c1 - c0), np.float32)
         if k > self.rows_held:
-            raise ValueError(f"rows up to {y_end} were not all accumulated (have up to {self.y0 + self.rows_held})")
+            if not self.allow_gaps:
+                raise ValueError(f"rows up to {y_end} were not all accumulated (have up to "
+                                 f"{self.y0 + self.rows_held})")
+            self._reserve(k)
+            self.rows_held = k
         wsum = self._wsum[:k, c0:c1]
-        if (wsum <= 0).any():
+        if not self.allow_gaps and (wsum <= 0).any():
             raise RuntimeError("some pixels were covered by no tile; the tile grid is inconsistent")
-        band = self._acc[:, :k, c0:c1] / wsum
+        band = self._acc[:, :k, c0:c1] / np.where(wsum > 0, wsum, 1.0)
         start, rest = self.y0, self.rows_held - k
         self._acc[:, :rest] = self._acc[:, k: k + rest]  # overlapping move: numpy buffers it
         self._wsum[:rest] = self._wsum[k: k + rest]
@@ -287,29 +292,32 @@ def plan_panels(width: int, tile: int, overlap: int, *, panel_width: int | None 
 
 
 def tile_batches(shape: tuple[int, int], tile: int, overlap: int, batch_size: int, *,
-                 panel_width: int | None = None, halo: int = 0) -> list[list[tuple[int, int]]]:
+                 panel_width: int | None = None, halo: int = 0,
+                 keep: Callable[[int, int], bool] | None = None) -> list[list[tuple[int, int]]]:
     """The ``(y, x)`` origins of the tiles of an image of ``shape``, in batches, in run order.
 
     Panel by panel (:func:`plan_panels`), row-major within a panel; a batch never spans two
     panels. :func:`predict_tiled` visits tiles in exactly this order and batching (given the
-    same ``panel_width`` and ``halo``), so per-batch results (e.g. cached features) can be
-    keyed by the batch's origins.
+    same ``panel_width``, ``halo`` and ``keep``), so per-batch results (e.g. cached features)
+    can be keyed by the batch's origins. ``keep(y, x)``: run only the tiles it accepts
+    (e.g. those over tissue).
 
     Examples
     --------
     >>> tile_batches((100, 120), 64, 16, 4)
     [[(0, 0), (0, 28), (0, 56), (36, 0)], [(36, 28), (36, 56)]]
     """
-    return [b for _, batches in _panel_batches(shape, tile, overlap, batch_size, panel_width, halo) for b in batches]
+    plan = _panel_batches(shape, tile, overlap, batch_size, panel_width, halo, keep)
+    return [b for _, batches in plan for b in batches]
 
 
-def _panel_batches(shape, tile, overlap, batch_size, panel_width, halo):
+def _panel_batches(shape, tile, overlap, batch_size, panel_width, halo, keep=None):
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     ys = tile_starts(shape[0], tile, overlap)
     out = []
     for p in plan_panels(shape[1], tile, overlap, panel_width=panel_width, halo=halo):
-        order = [(int(y), int(x)) for y in ys for x in p.xs]
+        order = [(int(y), int(x)) for y in ys for x in p.xs if keep is None or keep(int(y), int(x))]
         out.append((p, [order[i: i + batch_size] for i in range(0, len(order), batch_size)]))
     return out
 
@@ -317,8 +325,43 @@ def _panel_batches(shape, tile, overlap, batch_size, panel_width, halo):
 TileFn = Callable[[np.ndarray, Sequence[tuple[int, int]]], tuple[np.ndarray, np.ndarray]]
 
 
+def _tiles_of(image, origins: Sequence[tuple[int, int]], tile: int) -> np.ndarray:
+    """``(B, tile, tile, ...)`` tiles at ``origins``: sliced from an array, or read by a tile source."""
+    if hasattr(image, "tiles"):
+        return np.asarray(image.tiles(origins, tile))
+    return np.stack([extract_tile(image, y, x, tile) for y, x in origins])
+
+
+def _read_ahead(read: Callable, jobs: list, depth: int):
+    """Yield ``read(job)`` per job in order, up to ``depth`` jobs ahead in a thread (0: in this one).
+
+    Slide decoding and resizing release the GIL, so reads overlap with the model's compute.
+    """
+    if depth <= 0:
+        yield from map(read, jobs)
+        return
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix="xpath-read") as pool:
+        pending = deque(pool.submit(read, job) for job in jobs[:depth])
+        for job in jobs[depth:] + [None] * len(pending):
+            result = pending.popleft().result()
+            if job is not None:
+                pending.append(pool.submit(read, job))
+            yield result
+
+
+def _emit(blender: RowBlender, y_end: int, step: int, x0: int, panel: Panel, on_band) -> None:
+    """Pop the finished rows before ``y_end`` in bands of at most ``step`` rows and hand them on."""
+    e0, e1 = panel.emit
+    while blender.y0 < y_end:
+        y, data = blender.pop(min(y_end, blender.y0 + step), columns=(e0 - x0, e1 - x0))
+        on_band(Band(y, e0, data, panel.core))
+
+
 def predict_tiled(
-    image: np.ndarray,
+    image,
     fn: TileFn,
     *,
     tile: int,
@@ -328,6 +371,8 @@ def predict_tiled(
     batch_size: int = 4,
     panel_width: int | None = None,
     halo: int = 0,
+    keep: Callable[[int, int], bool] | None = None,
+    read_ahead: int = 0,
     progress: bool = False,
     desc: str = "tiles",
 ) -> np.ndarray | None:
@@ -335,8 +380,10 @@ def predict_tiled(
 
     Parameters
     ----------
-    image : numpy.ndarray
-        ``(H, W, ...)`` array (usually RGB uint8); tiles are cut from it by slicing.
+    image : numpy.ndarray or tile source
+        ``(H, W, ...)`` array (usually RGB uint8), tiles are cut from it by slicing; or an
+        object with ``shape`` ``(H, W, ...)`` and ``tiles(origins, tile) -> (B, tile, tile, ...)``
+        (e.g. a whole slide read on demand).
     fn : callable
         ``fn(tiles, origins) -> (maps, scalars)``: ``tiles`` ``(B, tile, tile, ...)``,
         ``origins`` the ``(y, x)`` of each tile; ``maps`` ``(B, n_maps, tile, tile)``
@@ -353,34 +400,38 @@ def predict_tiled(
     panel_width, halo : int, optional
         Panels (:func:`plan_panels`): the working memory is ``O(tile × panel_width)``
         whatever the image size; ``None``: one panel as wide as the image.
+    keep : callable, optional
+        ``keep(y, x)``: run only those tiles (e.g. over tissue); pixels no kept tile covers get 0.
+    read_ahead : int
+        Batches read ahead in a background thread (0: read in this thread).
     progress : bool
         Show a tqdm progress bar.
 
     Returns
     -------
     numpy.ndarray or None
-        ``(S,)`` maximum over tiles of ``scalars`` (``None`` when ``fn`` returns none).
+        ``(S,)`` maximum over tiles of ``scalars`` (``None`` when ``fn`` returns none or no tile ran).
     """
     height, width = image.shape[:2]
-    plan = _panel_batches((height, width), tile, overlap, batch_size, panel_width, halo)
+    plan = _panel_batches((height, width), tile, overlap, batch_size, panel_width, halo, keep)
     ys, xs = tile_starts(height, tile, overlap), tile_starts(width, tile, overlap)
     wy = dict(zip(ys.tolist(), axis_weights(ys, tile, height)))
     wx = dict(zip(xs.tolist(), axis_weights(xs, tile, width)))
+    step = height if keep is None else tile  # with gaps, bands of at most one tile of rows
+    jobs = [origins for _, batches in plan for origins in batches]
+    reads = _read_ahead(lambda origins: _tiles_of(image, origins, tile), jobs, read_ahead)
     scal = None
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=sum(len(b) for _, batches in plan for b in batches), desc=desc, unit="tile")
+        bar = tqdm(total=sum(len(b) for b in jobs), desc=desc, unit="tile")
     try:
         for panel, batches in plan:
             x0 = int(panel.xs[0])
-            x1 = min(int(panel.xs[-1]) + tile, width)
-            e0, e1 = panel.emit
-            blender = RowBlender(n_maps, x1 - x0)
+            blender = RowBlender(n_maps, min(int(panel.xs[-1]) + tile, width) - x0, allow_gaps=keep is not None)
             for b, origins in enumerate(batches):
-                tiles = np.stack([extract_tile(image, y, x, tile) for y, x in origins])
-                maps, scalars = fn(tiles, origins)
+                maps, scalars = fn(next(reads), origins)
                 if maps.shape[:2] != (len(origins), n_maps):
                     raise RuntimeError(f"fn returned maps of shape {maps.shape}, "
                                        f"expected ({len(origins)}, {n_maps}, ...)")
@@ -391,13 +442,13 @@ def predict_tiled(
                     weight = np.outer(wy[y], wx[x])
                     h, w = weight.shape
                     blender.add(y, x - x0, maps[k, :, :h, :w], weight)
-                y_done = batches[b + 1][0][0] if b + 1 < len(batches) else height
-                if y_done > blender.y0:
-                    y, data = blender.pop(y_done, columns=(e0 - x0, e1 - x0))
-                    on_band(Band(y, e0, data, panel.core))
+                _emit(blender, batches[b + 1][0][0] if b + 1 < len(batches) else height, step, x0, panel, on_band)
                 if bar is not None:
                     bar.update(len(origins))
+            if not batches:  # a panel without kept tiles: its rows are all 0
+                _emit(blender, height, step, x0, panel, on_band)
     finally:
+        reads.close()
         if bar is not None:
             bar.close()
     return scal
@@ -510,8 +561,10 @@ class InstanceStitcher:
                 b1 = min(b0 + self.block, b)
                 x0 = max(b0 - self.margin, self._x)
                 x1 = min(b1 + self.margin, self._x + width)
-                labels = instances_from_maps(self._prob[r0:r1, x0 - self._x: x1 - self._x],
-                                             self._dist[r0:r1, x0 - self._x: x1 - self._x], **self.kwargs)
+                prob = self._prob[r0:r1, x0 - self._x: x1 - self._x]
+                if "foreground" not in self.kwargs and not (prob > self.kwargs.get("threshold", 0.5)).any():
+                    continue  # no foreground (e.g. glass, tiles not run): no objects, skip the watershed
+                labels = instances_from_maps(prob, self._dist[r0:r1, x0 - self._x: x1 - self._x], **self.kwargs)
                 self._keep(labels, w0, x0, (c0, c1), (b0, b1))
             self._core = c1
             drop = max(0, c1 - self.margin - self._y0)
@@ -525,10 +578,11 @@ class InstanceStitcher:
         if n == 0:
             return
         h, w = labels.shape
-        flat = labels.ravel()
+        nz = np.flatnonzero(labels)  # object pixels only (most of a block is background)
+        flat = labels.ravel()[nz]
         area = np.bincount(flat, minlength=n + 1).astype(np.float64)
-        cy = np.bincount(flat, weights=np.repeat(np.arange(h, dtype=np.float64), w), minlength=n + 1)
-        cx = np.bincount(flat, weights=np.tile(np.arange(w, dtype=np.float64), h), minlength=n + 1)
+        cy = np.bincount(flat, weights=nz // w, minlength=n + 1)
+        cx = np.bincount(flat, weights=nz % w, minlength=n + 1)
         cy = cy / np.maximum(area, 1) + y0
         cx = cx / np.maximum(area, 1) + x0
         keep = (cy >= rows[0]) & (cy < rows[1]) & (cx >= cols[0]) & (cx < cols[1]) & (area > 0)

@@ -1,0 +1,229 @@
+"""The model's path through a whole slide: one tile grid over the tissue, read ahead, stitched once.
+
+:func:`segment_slide` with the text-prompted model (no custom ``segmenter``) covers the
+slide with the model's own tile grid at the working resolution
+(:func:`xpath.segmentation.tiling.tile_starts`) and runs only the tiles that touch tissue
+in the thumbnail's tissue mask, each encoded once: no windows, so no halos or window
+seams are encoded twice, and batches run across the whole panel. Tiles are read by a
+background thread while the model computes (:class:`SlideSource`). The blended maps
+stream into memory-mapped label maps and the block-wise watershed of
+:class:`~xpath.segmentation.tiling.InstanceStitcher` labels every object once, whole (ids
+``1..N`` per prompt). A second pass over windows of the finished label maps measures and
+writes each object once (the window whose core holds its centroid).
+
+Pixels are registered exactly: work pixel ``(r, c)`` covers level-0 pixels
+``[c·d, (c+1)·d) × [r·d, (r+1)·d)`` (``d`` = level-0 pixels per work pixel) wherever it is
+read, so tiles read apart agree where they overlap.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..segmentation.tiling import tile_starts
+
+__all__ = ["SlideSource", "tile_cores", "tissue_tiles"]
+
+
+class SlideSource:
+    """A slide seen at a working resolution, read on demand (the tile source of ``predict_tiled``).
+
+    Parameters
+    ----------
+    slide : slide-like
+        ``read_at_mpp``, ``mpp`` and ``dimensions`` (:class:`xpath.io.Slide`, :class:`ArraySlide`).
+    mpp : float
+        Working resolution (µm/px).
+    """
+
+    def __init__(self, slide, *, mpp: float) -> None:
+        self.slide, self.mpp = slide, float(mpp)
+        self.downsample = self.mpp / float(slide.mpp)  # level-0 px per work px
+        w0, h0 = slide.dimensions
+        self.shape = (math.ceil(h0 / self.downsample), math.ceil(w0 / self.downsample), 3)
+        self.pixels_read = 0  # level-0 pixels decoded so far
+
+    def read(self, y: int, x: int, h: int, w: int) -> np.ndarray:
+        """``(h, w, 3)`` uint8 work pixels at ``(y, x)`` (white beyond the slide)."""
+        d = self.downsample
+        if abs(d - 1.0) < 1e-9:
+            return np.asarray(self.slide.read_at_mpp((x, y), (w, h), mpp=self.slide.mpp).array)
+        from PIL import Image as PILImage
+
+        pad = 2  # level-0 context for the filter at the crop's edges
+        fx0, fy0 = math.floor(x * d) - pad, math.floor(y * d) - pad
+        fx1, fy1 = math.ceil((x + w) * d) + pad, math.ceil((y + h) * d) + pad
+        level0 = np.asarray(self.slide.read_at_mpp((fx0, fy0), (fx1 - fx0, fy1 - fy0), mpp=self.slide.mpp).array)
+        self.pixels_read += level0.shape[0] * level0.shape[1]
+        box = (x * d - fx0, y * d - fy0, (x + w) * d - fx0, (y + h) * d - fy0)
+        resample = PILImage.Resampling.BILINEAR if d < 1 else PILImage.Resampling.BOX
+        return np.asarray(PILImage.fromarray(level0).resize((w, h), resample, box=box))
+
+    def tiles(self, origins, tile: int) -> np.ndarray:
+        """``(B, tile, tile, 3)`` tiles at ``(y, x)`` origins; one read per row of tiles."""
+        out = np.empty((len(origins), tile, tile, 3), np.uint8)
+        for y in sorted({y for y, _ in origins}):
+            idx = [i for i, (yy, _) in enumerate(origins) if yy == y]
+            x0 = min(origins[i][1] for i in idx)
+            strip = self.read(y, x0, tile, max(origins[i][1] for i in idx) + tile - x0)
+            for i in idx:
+                out[i] = strip[:, origins[i][1] - x0: origins[i][1] - x0 + tile]
+        return out
+
+
+def tile_cores(starts: np.ndarray, tile: int, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Core intervals ``[a_i, b_i)`` of tiles at ``starts``: they partition ``[0, length)`` at overlap midpoints.
+
+    Examples
+    --------
+    >>> a, b = tile_cores(tile_starts(1000, 512, 64), 512, 1000)
+    >>> a.tolist(), b.tolist()
+    ([0, 378, 622], [378, 622, 1000])
+    """
+    starts = np.asarray(starts, np.int64)
+    mid = (starts[1:] + np.minimum(starts[:-1] + tile, length)) // 2
+    return np.concatenate([[0], mid]), np.concatenate([mid, [length]])
+
+
+def tissue_tiles(tissue: np.ndarray, t_down: float, downsample: float, shape, tile: int, overlap: int,
+                 *, dilate: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The model grid over a slide and the tissue fraction of each tile's footprint.
+
+    Parameters
+    ----------
+    tissue : numpy.ndarray
+        Thumbnail tissue mask; ``t_down`` level-0 pixels per mask pixel.
+    downsample : float
+        Level-0 pixels per work pixel; ``shape`` ``(H, W)`` in work pixels.
+    dilate : int
+        Mask pixels added around the tissue first (a tile that grazes the tissue edge runs).
+
+    Returns
+    -------
+    ys, xs, fraction
+        Tile starts (work pixels) and ``(len(ys), len(xs))`` tissue fractions; a tile is
+        needed when its fraction is > 0.
+    """
+    from scipy import ndimage
+
+    mask = ndimage.binary_dilation(tissue, iterations=dilate) if dilate > 0 and tissue.any() else tissue
+    ys, xs = tile_starts(shape[0], tile, overlap), tile_starts(shape[1], tile, overlap)
+    f = downsample / t_down  # mask pixels per work pixel
+    frac = np.zeros((len(ys), len(xs)))
+    for i, y in enumerate(ys):
+        r0 = int(y * f)
+        r1 = max(math.ceil((y + tile) * f), r0 + 1)
+        for j, x in enumerate(xs):
+            c0 = int(x * f)
+            frac[i, j] = float(mask[r0:r1, c0:max(math.ceil((x + tile) * f), c0 + 1)].mean()) if r0 < mask.shape[0] \
+                and c0 < mask.shape[1] else 0.0
+    return ys, xs, frac
+
+
+def centroids(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ids present and their centroids (row, col), vectorised with bincount over the labelled pixels only."""
+    flat = labels.ravel()
+    nz = np.flatnonzero(flat)
+    if not nz.size:
+        return np.zeros(0, np.int64), np.zeros(0), np.zeros(0)
+    lab = flat[nz]
+    n = int(lab.max()) + 1
+    counts = np.bincount(lab, minlength=n)
+    cy = np.bincount(lab, weights=nz // labels.shape[1], minlength=n)
+    cx = np.bincount(lab, weights=nz % labels.shape[1], minlength=n)
+    ids = np.flatnonzero(counts)
+    ids = ids[ids > 0]
+    return ids, cy[ids] / counts[ids], cx[ids] / counts[ids]
+
+
+def to_slide_frame(table, prompt: str, x: int, y: int, mpp: float, downsample: float):
+    """Per-window object rows → slide coordinates (x/y_px in level-0 pixels, x/y_um in µm)."""
+    table = table.copy()
+    if "x_px" in table.columns:
+        table["x_px"] = (table["x_px"] + x) * downsample
+        table["y_px"] = (table["y_px"] + y) * downsample
+    if "x_um" in table.columns:
+        table["x_um"] = table["x_um"] + x * mpp
+        table["y_um"] = table["y_um"] + y * mpp
+    table.insert(0, "prompt", prompt)
+    return table
+
+
+def run_model(src, prompts, predictor, outputs, *, tissue, t_down: float, measure, window: int,
+              threshold: float, min_area_um2: float, on_unsupported: str = "raise") -> tuple[list[dict], dict, dict]:
+    """Segment ``src`` with ``predictor`` over the tissue tiles into ``outputs``; ``(tile rows, presence, n_objects)``.
+
+    ``outputs`` is the slide's output set (label stores, GeoJSON writer, cell stream) of
+    :func:`~xpath.pipeline.segment_slide`; ``window`` the side of the measurement windows.
+    """
+    source = SlideSource(src, mpp=predictor.model_mpp)
+    shape = source.shape[:2]
+    ys, xs, frac = tissue_tiles(tissue, t_down, source.downsample, shape, predictor.tile, predictor.overlap)
+    row_of, col_of = {int(y): i for i, y in enumerate(ys)}, {int(x): j for j, x in enumerate(xs)}
+    needed = frac > 0
+
+    def keep(y: int, x: int) -> bool:
+        return bool(needed[row_of[y], col_of[x]])
+
+    instance = set(predictor.instance_prompts(prompts, on_unsupported=on_unsupported))
+    stores = {p: outputs.store(p, "instances" if p in instance else "semantic") for p in prompts}
+    presence = predictor.predict_source(source, prompts, out=stores, keep=keep, threshold=threshold,
+                                        min_area_um2=min_area_um2, on_unsupported=on_unsupported)
+    inst = {p: stores[p] for p in prompts if p in instance}
+    n_objects = write_objects(source, inst, outputs, measure=measure, window=window, margin=predictor.margin)
+    rows = [{"x": int(x), "y": int(y), "tissue_fraction": float(frac[i, j]), "processed": bool(needed[i, j]),
+             "seconds": float("nan")} for i, y in enumerate(ys) for j, x in enumerate(xs)]
+    return rows, presence, n_objects
+
+
+def write_objects(source: SlideSource, stores: dict, outputs, *, measure, window: int, margin: int) -> dict:
+    """Measure and write every object of the label ``stores`` once, window by window; objects per prompt.
+
+    Windows of ``window`` px overlap by ``2 · margin``; a window owns the objects whose
+    centroid lies in its core and that do not touch its inner edges (objects up to
+    ``margin`` px across are therefore whole in the window that owns them).
+    """
+    H, W = source.shape[:2]
+    window = max(int(window), 4 * margin + 1)
+    wy, wx = tile_starts(H, window, 2 * margin), tile_starts(W, window, 2 * margin)
+    (ay, by), (ax, bx) = tile_cores(wy, window, H), tile_cores(wx, window, W)
+    n_objects = {p: 0 for p in stores}
+    ds, mpp = source.downsample, source.mpp
+    for i, y in enumerate(wy):
+        for j, x in enumerate(wx):
+            y, x = int(y), int(x)
+            labs = {p: np.asarray(s[y: y + window, x: x + window]) for p, s in stores.items()}
+            if not any(lab.any() for lab in labs.values()):
+                continue
+            image = None
+            for p, lab in labs.items():
+                own = _owned(lab, (ay[i] - y, by[i] - y, ax[j] - x, bx[j] - x), inner=(y > 0, x > 0, y + window < H,
+                                                                                    x + window < W))
+                if not len(own):
+                    continue
+                is_own = np.zeros(int(lab.max()) + 1, bool)
+                is_own[own] = True
+                part = np.where(is_own[lab], lab, 0)
+                n_objects[p] += len(own)
+                if outputs.writer is not None:
+                    outputs.writer.add_labels(part, ids=own, classes=p, origin=(x * ds, y * ds), downsample=ds)
+                if outputs.cells is not None:
+                    if image is None:
+                        image = source.read(y, x, lab.shape[0], lab.shape[1])
+                    table = measure(part, image, mpp=mpp, ids=own)
+                    outputs.cells.append(to_slide_frame(table, p, x, y, mpp, ds))
+    return n_objects
+
+
+def _owned(lab: np.ndarray, core, *, inner) -> np.ndarray:
+    """Ids of ``lab`` with centroid in ``core`` (r0, r1, c0, c1) not touching the ``inner`` edges (top, left, bottom, right)."""
+    ids, cy, cx = centroids(lab)
+    r0, r1, c0, c1 = core
+    own = (cy >= r0) & (cy < r1) & (cx >= c0) & (cx < c1)
+    cut = np.zeros(int(lab.max()) + 1, bool)
+    for edge, flag in zip((lab[0], lab[:, 0], lab[-1], lab[:, -1]), inner):
+        if flag:
+            cut[edge] = True
+    return ids[own & ~cut[ids]].astype(np.int64)
