@@ -17,7 +17,7 @@ from .._types import check_image, check_mpp
 from ._prompt_text import check_prompts
 from ._registry import resolve_device
 from ._result import Segmentation
-from .predictor import TextPromptPredictor
+from .predictor import TextPromptPredictor, check_threshold
 from .support import check_on_unsupported, require_supported
 
 __all__ = ["load_model", "segment"]
@@ -152,8 +152,7 @@ def segment(
     if mpp is None and getattr(image, "mpp", None) is not None and hasattr(image, "array"):
         mpp = image.mpp
     mpp = check_mpp(mpp, required=False)
-    if not 0.0 < threshold < 1.0:
-        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+    check_threshold(threshold)
     if instances not in ("auto", True, False):
         raise ValueError(f"instances must be 'auto', True or False, got {instances!r}")
     if check_on_unsupported(on_unsupported) == "raise":

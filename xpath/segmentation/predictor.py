@@ -311,7 +311,7 @@ class TextPromptPredictor:
         if presence_threshold is not None and not 0.0 <= presence_threshold <= 1.0:
             raise ValueError(f"presence_threshold must be in [0, 1] or None, got {presence_threshold}")
         prompts = check_prompts(prompts)
-        _check_threshold(threshold)
+        check_threshold(threshold)
         boxes, points = self._spatial(boxes, points, len(prompts))
         plans, inst_idx = self._plan(prompts, instances, on_unsupported)
         hw, ww = self._work.shape[:2]
@@ -353,7 +353,7 @@ class TextPromptPredictor:
         the tiles run (0 when none ran); NaN for an unsupported prompt answered empty.
         """
         prompts = check_prompts(prompts)
-        _check_threshold(threshold)
+        check_threshold(threshold)
         plans, inst_idx = self._plan(prompts, instances, on_unsupported)
         shape = tuple(source.shape[:2])
         for k, p in enumerate(prompts):
@@ -492,7 +492,8 @@ class TextPromptPredictor:
         )
 
 
-def _check_threshold(threshold: float) -> None:
+def check_threshold(threshold: float) -> None:
+    """Raise unless the mask threshold is a probability strictly between 0 and 1."""
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"threshold must be in (0, 1), got {threshold}")
 
