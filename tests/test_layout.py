@@ -43,7 +43,6 @@ KNOWN_CYCLES = {
 # "importer -> imported private module"
 KNOWN_PRIVATE_IMPORTS = {
     "xpath.cli -> xpath.plotting._overlay",
-    "xpath.explain._report -> xpath.models._checks",  # then drop the re-exports in models/_checks.py
     "xpath.pipeline._analysis -> xpath.plotting._overlay",
     "xpath.pipeline._cohort -> xpath.io._tables",
     "xpath.pipeline._slide -> xpath.io._geojson",

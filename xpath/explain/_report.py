@@ -134,7 +134,7 @@ class BiomarkerReport:
         from sklearn.base import clone
 
         from ..models import CoxModel, DiagnosticModel
-        from ..models._checks import check_groups, check_labels_1d, check_survival, check_table
+        from .._types import check_groups, check_labels_1d, check_survival, check_table
         from ._screen import univariable_screen
         from ._shap import shap_values
         from ._stability import importance_stability

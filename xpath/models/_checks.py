@@ -11,18 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-# Re-exported for xpath.explain._report, which still imports them from here; import them
-# from xpath._types instead. Remove these once no caller is left.
-from .._types import check_groups, check_labels_1d, check_survival, check_table
-
-__all__ = [
-    "check_events_per_variable",
-    "check_features",
-    "check_groups",
-    "check_labels_1d",
-    "check_survival",
-    "check_table",
-]
+__all__ = ["check_events_per_variable", "check_features"]
 
 
 def check_features(
