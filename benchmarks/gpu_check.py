@@ -93,7 +93,7 @@ def _targets(batch: int, prompts: int, size: int, device: torch.device) -> dict:
 
 
 def _train_step_fn(model, args, device: torch.device, dtype):
-    from xpath.segmentation.losses import segmentation_loss
+    from xpath.segmentation.training.losses import segmentation_loss
 
     prompts = ["nuclei-level nucleus in colon pathology", "tissue-level gland in colon pathology"]
     x = torch.randn(args.batch, 3, args.size, args.size, device=device)
@@ -117,7 +117,7 @@ def _flops_per_step(model, x, prompts, targets, device, dtype) -> float:
     """Forward + backward FLOPs of one step, counted by torch's FlopCounterMode."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from xpath.segmentation.losses import segmentation_loss
+    from xpath.segmentation.training.losses import segmentation_loss
 
     counter = FlopCounterMode(display=False)
     with counter, _autocast(device, dtype):
