@@ -163,9 +163,9 @@ def synthetic_slide(size: int, seed: int = 0):
 def run_path(path: str, spec: str, *, mpp, synthetic_size: int, out_dir: Path) -> dict:
     """One analysis of the slide by ``path`` ("new" or "baseline"); seconds, stages, tiles."""
     from xpath.pipeline import analyze_slide
-    from xpath.segmentation import predictor as predictor_module
+    from xpath.segmentation import api
 
-    predictor_module._named_model.cache_clear()  # every run loads the model (the encoder rate loaded it first)
+    api._named_model.cache_clear()  # every run loads the model (the encoder rate loaded it first)
     slide = open_slide_arg(spec, synthetic_size)
     with stage_clock(type(slide)) as clock:
         w0, c0 = time.perf_counter(), time.process_time()
