@@ -30,7 +30,6 @@ import logging
 import math
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,7 +39,7 @@ from .._types import check_boxes, check_image, check_mpp
 from ._prompt_text import check_prompts, prompt_structure
 from ._registry import resolve_device  # None → CUDA, then MPS, then CPU (shared with create_model)
 from ._result import Segmentation, classes_table
-from .support import PromptPlan, check_on_unsupported, model_vocabulary, plan_prompts, require_supported
+from .support import PromptPlan, model_vocabulary, plan_prompts
 from .tiling import Band, InstanceStitcher, extract_tile, predict_tiled, tile_batches, tile_starts
 
 __all__ = ["TextPromptPredictor", "check_prompts", "prompt_structure", "resolve_device"]

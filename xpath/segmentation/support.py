@@ -34,7 +34,6 @@ label instead and warns with its name. Nothing is substituted silently.
 from __future__ import annotations
 
 import functools
-import logging
 import math
 import os
 import warnings
@@ -62,8 +61,6 @@ __all__ = [
     "require_supported",
     "supported_prompts",
 ]
-
-logger = logging.getLogger(__name__)
 
 ON_UNSUPPORTED = ("raise", "empty", "nearest")
 #: A prompt without a known object term is read as its nearest label only this close (MiniLM cosine).
