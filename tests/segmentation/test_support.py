@@ -220,6 +220,10 @@ def test_analyze_refuses_before_reading_and_keeps_substitutes_out_of_regions(kno
 
     meta = json.loads(path.read_text())["xpath"]["prompts"]
     assert [m["status"] for m in meta] == ["supported", "nearest", "supported"]
+    from xpath.io import read_parquet
+
+    _, table_meta = read_parquet(result.to_parquet(tmp_path / "tables")["features"], with_metadata=True)
+    assert json.loads(table_meta["prompt_support"]) == meta  # the feature table records the same
 
 
 def test_cli_exits_with_the_documented_code_and_one_line(known_file, tmp_path, capsys):
@@ -272,3 +276,15 @@ def test_predictor_applies_the_recorded_calibration(known, image):
     assert cal.presence["nuclei"] == pytest.approx(0.75)
     assert cal.presence["glands"] == pytest.approx(raw.presence["glands"])  # no tissue calibration: unchanged
     np.testing.assert_array_equal(cal.semantic["nuclei"], raw.semantic["nuclei"])
+
+
+def test_slide_feature_tables_record_prompt_support(known_file):
+    import json
+
+    from xpath.pipeline._slide_analysis import _prompt_support
+
+    records = json.loads(_prompt_support(["nuclei", "stroma"], known_file, None, "nearest"))
+    assert [r["status"] for r in records] == ["supported", "nearest"]
+    assert records[0]["label"] == TRAINED[0] and records[1]["label"] in TRAINED
+    assert json.loads(_prompt_support(["stroma"], known_file, None, "empty"))[0] == {
+        "prompt": "stroma", "label": None, "status": "unsupported"}

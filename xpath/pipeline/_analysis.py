@@ -195,11 +195,18 @@ class Analysis:
                  "status": status.get(p, "unchecked")} for p in self.prompts]
 
     def to_parquet(self, folder: str | os.PathLike) -> dict[str, Path]:
-        """Write ``cells.parquet`` (one row per object) and ``features.parquet`` (one row) into ``folder``."""
+        """Write ``cells.parquet`` (one row per object) and ``features.parquet`` (one row) into ``folder``.
+
+        Both files' metadata hold ``prompt_support``: JSON of :meth:`prompt_records` (each prompt's
+        resolved label and support status).
+        """
+        import json
+
         from ..io import write_parquet
 
         folder = Path(folder)
-        meta = {"mpp": self.mpp, "name": self.name, "prompts": "|".join(self.prompts)}
+        meta = {"mpp": self.mpp, "name": self.name, "prompts": "|".join(self.prompts),
+                "prompt_support": json.dumps(self.prompt_records())}
         cells = self.cells.copy()
         cells.insert(0, "image", self.name)
         return {"cells": write_parquet(cells, folder / "cells.parquet", metadata=meta),

@@ -123,6 +123,24 @@ def analyze_slide(
     files = dict(res.files)
     if len(cells):
         files["cells"] = write_parquet(cells, out_dir / f"{res.name}.cells.parquet", metadata={"mpp": res.mpp})
-    files["features"] = write_parquet(features.reset_index(names="image"), out_dir / f"{res.name}.features.parquet")
+    files["features"] = write_parquet(features.reset_index(names="image"), out_dir / f"{res.name}.features.parquet",
+                                      metadata={"prompt_support": _prompt_support(res.prompts, model, segmenter,
+                                                                                  on_unsupported)})
     return SlideAnalysis(name=res.name, segmentation=res, cells=cells, graph=g, spatial=spatial,
                          features=features, files=files)
+
+
+def _prompt_support(prompts, model, segmenter, on_unsupported: str) -> str:
+    """JSON of each prompt's resolved label and support status, for the feature table's metadata."""
+    import json
+
+    from ..segmentation.support import check_prompt_support
+
+    if segmenter is not None:  # a custom segmenter answers for itself
+        return json.dumps([{"prompt": p, "label": None, "status": "unchecked"} for p in prompts])
+    records = []
+    for s in check_prompt_support(list(prompts), model):
+        near = s.nearest[0].prompt if s.nearest and on_unsupported == "nearest" and not s.supported else None
+        status = s.status if s.supported else ("nearest" if near else "unsupported")
+        records.append({"prompt": s.prompt, "label": s.label.prompt if s.label else near, "status": status})
+    return json.dumps(records)
