@@ -45,15 +45,12 @@ KNOWN_PRIVATE_IMPORTS = {
     "xpath.cli -> xpath.plotting._overlay",
     "xpath.pipeline._analysis -> xpath.plotting._overlay",
     "xpath.pipeline._cohort -> xpath.io._tables",
-    "xpath.pipeline._slide -> xpath.io._geojson",
     "xpath.pipeline._slide -> xpath.io._ometiff",
     "xpath.pipeline._slide -> xpath.io._tables",
     "xpath.pipeline._slide_analysis -> xpath.plotting._overlay",
 }
 # Paths relative to xpath/
-KNOWN_LONG_MODULES = {
-    "io/_geojson.py",
-}
+KNOWN_LONG_MODULES: set[str] = set()
 # "path relative to xpath/:qualified function name"
 KNOWN_LONG_FUNCTIONS = {
     "explain/_report.py:BiomarkerReport._blocks",

@@ -7,14 +7,8 @@ Writers: QuPath GeoJSON (``write_geojson``, ``GeoJSONWriter``, ``read_geojson``,
 (``write_parquet``) and AnnData for squidpy (``to_anndata``). Every writer is atomic.
 """
 
-from ._geojson import (
-    OBJECT_TYPES,
-    GeoJSONWriter,
-    class_colour,
-    geojson_to_labels,
-    read_geojson,
-    write_geojson,
-)
+from ._geojson import OBJECT_TYPES, GeoJSONWriter, class_colour, write_geojson
+from ._geojson_read import geojson_to_labels, read_geojson
 from ._ometiff import read_ome_tiff, write_ome_tiff
 from ._polygons import fill_rings, trace_rings
 from ._read import SLIDE_SUFFIXES, Slide, open_slide, read_image, read_region

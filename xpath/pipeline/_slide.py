@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from .._types import Image, check_image, check_mpp
-from ..io._geojson import GeoJSONWriter
+from ..io import GeoJSONWriter
 from ..io._ometiff import write_ome_tiff
 from ..io._tables import atomic_path
 from ._slide_model import centroids as _centroids
