@@ -172,6 +172,19 @@ def test_ebhi_is_semantic_tissue(shared_data):
         assert triple.semantic.mean() == pytest.approx(counts[rec.image_id]["fg_frac"], abs=2e-3)
 
 
+def test_glas_is_semantic_glands_at_20x(shared_data):
+    counts = _counts(shared_data, "glas_train")
+    recs = load_dataset("glas", root=shared_data)
+    assert len(recs) == 85 == len(counts)
+    assert {r.mpp for r in recs} == {0.62005}
+    for rec in recs[:8]:
+        row = counts[rec.image_id]
+        assert rec.image.shape == (row["h"], row["w"], 3) and rec.image.dtype == np.uint8
+        (triple,) = rec.triples()
+        assert triple.instances is None and triple.prompt == "tissue-level gland in colon pathology"
+        assert triple.semantic.mean() == pytest.approx(row["gland_fraction"], abs=2e-3)
+
+
 def test_monuseg_binary_is_semantic_only(shared_data):
     rec = next(iter_dataset("monuseg_binary", root=shared_data))
     assert rec.instances is None

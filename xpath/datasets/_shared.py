@@ -162,11 +162,19 @@ DATASETS: dict[str, DatasetSpec] = {
         "ebhi_seg", {1: Label("colon", "tissue", "gland")}, None, False, False,
         "Shi et al., Frontiers in Medicine 2023 (EBHI-Seg); licence unverified",
     ),
+    "glas": DatasetSpec(
+        "glas_train", {1: Label("colon", "tissue", "gland")}, 0.62005, False, False,
+        "Sirinukunwattana et al., Medical Image Analysis 2017 and IEEE TMI 2015 (GlaS); research use only, "
+        "no commercial use",
+    ),
     "cryonuseg": DatasetSpec(
         "cryonuseg_samples", {1: _NUCLEUS_ANY}, 0.25, True, False,
         "Mahbod et al., Comput. Biol. Med. 2021 (CryoNuSeg); partial annotations", partial=True,
     ),
 }
+
+
+_IMAGE_SUFFIXES = (".png", ".jpg")  # GlaS ships JPEG images (quality 95) beside PNG masks
 
 
 def shared_data_dir() -> Path:
@@ -215,7 +223,7 @@ def iter_dataset(
     ----------
     name : str
         One of ``DATASETS``: ``monuseg``, ``monuseg_binary``, ``consep``, ``nucls``,
-        ``ebhi``, ``cryonuseg``.
+        ``ebhi``, ``glas``, ``cryonuseg``.
     split : str, optional
         Keep only images of this split (``"train"``/``"test"`` where the set has them;
         EBHI's split is its grade category).
@@ -232,14 +240,14 @@ def iter_dataset(
         raise FileNotFoundError(f"dataset folder {folder} does not exist")
     counts = _counts(folder if name != "monuseg_binary" else folder.parent)
     yielded = 0
-    for image_path in sorted((folder / "images").glob("*.png")):
+    for image_path in sorted(p for p in (folder / "images").iterdir() if p.suffix in _IMAGE_SUFFIXES):
         stem = image_path.stem
         row = counts.get(stem, {})
         image_split = row.get("split") or row.get("category") or ("train" if name == "monuseg_binary" else "all")
         if split is not None and image_split != split:
             continue
         image = _read_png(image_path)[..., :3]
-        mask = _read_png(folder / "masks" / image_path.name)
+        mask = _read_png(folder / "masks" / f"{stem}.png")
         if mask.ndim == 3:
             mask = mask[..., 0]
         instances = mask.astype(np.int32) if spec.instance_masks else None
