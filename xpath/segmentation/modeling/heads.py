@@ -7,16 +7,51 @@
   prompt's global text embedding (PathSegmentor);
 - presence head (beyond the paper): MLP on the prompt token → "is it in the image?";
 - distance head (beyond the paper): MLP on the prompt token → dot product with the
-  distance pixel embeddings → per-instance normalised distance to the boundary.
+  distance pixel embeddings → per-instance normalised distance to the boundary;
+- object masks (spatial prompts, beyond the paper): a prompt with a box or points takes its
+  mask from its own token through the mask head (as SAM's output token), not from the
+  selected candidate: the candidates answer "which structure", the prompt token "which
+  object here".
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["MLP", "SegmentationHeads"]
+__all__ = ["MLP", "HeadOutputs", "SegmentationHeads"]
+
+
+@dataclass
+class HeadOutputs:
+    """What the heads return, at stride 4.
+
+    Attributes
+    ----------
+    candidates : torch.Tensor or None
+        ``(B, Q, h, w)`` every query's mask, or ``None`` when not asked for.
+    similarity : torch.Tensor
+        ``(B, P, Q)`` cosine similarity of each prompt to each candidate's class embedding.
+    selected : torch.Tensor
+        ``(B, P)`` long, the candidate chosen for each prompt.
+    masks : torch.Tensor
+        ``(B, P, h, w)`` each prompt's mask: the selected candidate, or for a spatial prompt
+        its object mask.
+    distance : torch.Tensor
+        ``(B, P, h, w)``.
+    presence : torch.Tensor
+        ``(B, P)``.
+    """
+
+    candidates: torch.Tensor | None
+    similarity: torch.Tensor
+    selected: torch.Tensor
+    masks: torch.Tensor
+    distance: torch.Tensor
+    presence: torch.Tensor
 
 
 class MLP(nn.Sequential):
@@ -53,8 +88,8 @@ class SegmentationHeads(nn.Module):
         self.distance_embed = MLP(dim, dim, mask_dim, 3)
 
     def forward(self, queries: torch.Tensor, prompt_tokens: torch.Tensor, text_global: torch.Tensor,
-                pixel: torch.Tensor, pixel_distance: torch.Tensor, *,
-                all_candidates: bool = True) -> dict[str, torch.Tensor | None]:
+                pixel: torch.Tensor, pixel_distance: torch.Tensor, *, all_candidates: bool = True,
+                spatial: torch.Tensor | None = None, spatial_bias: torch.Tensor | None = None) -> HeadOutputs:
         """Apply the heads at stride 4.
 
         Parameters
@@ -70,12 +105,15 @@ class SegmentationHeads(nn.Module):
         all_candidates : bool
             Compute the masks of all ``Q`` candidates (training: the loss matches them);
             ``False`` computes only the selected ones (inference; ``candidates`` is ``None``).
+        spatial : torch.Tensor, optional
+            ``(B, P)`` bool, the prompts with a box or points: their mask is the object mask
+            of their own token.
+        spatial_bias : torch.Tensor, optional
+            ``(B, P, h, w)`` logits added to the object masks (the box's geometric prior).
 
         Returns
         -------
-        dict
-            ``candidates`` (B, Q, h, w) or ``None``, ``similarity`` (B, P, Q), ``selected`` (B, P)
-            long, ``masks`` (B, P, h, w), ``distance`` (B, P, h, w), ``presence`` (B, P).
+        HeadOutputs
         """
         embed = self.mask_embed(queries)  # (B, Q, mask_dim)
         cls = F.normalize(self.class_embed(queries), dim=-1)  # (B, Q, class_dim)
@@ -90,7 +128,12 @@ class SegmentationHeads(nn.Module):
             candidates = None
             chosen = torch.gather(embed, 1, selected[..., None].expand(-1, -1, embed.shape[-1]))  # (B, P, mask_dim)
             masks = torch.einsum("bpc,bchw->bphw", chosen, pixel)
+        if spatial is not None and bool(spatial.any()):
+            objects = torch.einsum("bpc,bchw->bphw", self.mask_embed(prompt_tokens), pixel)
+            if spatial_bias is not None:
+                objects = objects + spatial_bias
+            masks = torch.where(spatial[..., None, None], objects, masks)
         distance = torch.einsum("bpc,bchw->bphw", self.distance_embed(prompt_tokens), pixel_distance)
         presence = self.presence(prompt_tokens).squeeze(-1)  # (B, P)
-        return {"candidates": candidates, "similarity": similarity, "selected": selected, "masks": masks,
-                "distance": distance, "presence": presence}
+        return HeadOutputs(candidates=candidates, similarity=similarity, selected=selected, masks=masks,
+                           distance=distance, presence=presence)

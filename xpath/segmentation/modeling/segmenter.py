@@ -10,12 +10,16 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .box_prior import box_prior_logits
 from .fusion import JointModule, SpatialPromptEncoder
 from .heads import SegmentationHeads
 from .pixel_decoder import PixelDecoder
 from .text_encoder import HFTextEncoder
 
-__all__ = ["ImageFeatures", "SegmenterOutput", "TextPromptSegmenter"]
+__all__ = ["OBJECT_PROMPT", "ImageFeatures", "SegmenterOutput", "TextPromptSegmenter", "spatial_prompts"]
+
+#: The text of a spatial prompt given without text ("the object in this box / at these points").
+OBJECT_PROMPT = "the object"
 
 _PAD_MULTIPLE = 32
 
@@ -69,6 +73,9 @@ class SegmenterOutput:
         ``None`` when decoded with ``all_candidates=False``.
     input_size : tuple of int
         ``(H, W)``.
+    spatial : torch.Tensor or None
+        ``(B, P)`` bool, the prompts decoded as objects (they had a box or points); ``None``
+        when no prompt had one.
 
     ``candidate_logits`` (``(B, Q, H, W)``) upsamples the candidates on access.
     """
@@ -80,6 +87,7 @@ class SegmenterOutput:
     selected: torch.Tensor
     candidate_logits_s4: torch.Tensor | None
     input_size: tuple[int, int] = field(default=(0, 0))
+    spatial: torch.Tensor | None = None
 
     @property
     def candidate_logits(self) -> torch.Tensor:
@@ -87,6 +95,17 @@ class SegmenterOutput:
         if self.candidate_logits_s4 is None:
             raise ValueError("decoded with all_candidates=False: only the selected masks were computed")
         return upsample_stride4(self.candidate_logits_s4, self.input_size)
+
+
+def spatial_prompts(boxes: torch.Tensor | None, points: torch.Tensor | None) -> torch.Tensor | None:
+    """``(B, P)`` bool: the prompts with a box or at least one point (``None`` when neither is given)."""
+    found = None
+    if boxes is not None:
+        found = ~torch.isnan(boxes).any(-1)
+    if points is not None:
+        has = (~torch.isnan(points).any(-1)).any(-1)
+        found = has if found is None else found | has
+    return found
 
 
 def upsample_stride4(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -219,6 +238,9 @@ class TextPromptSegmenter(nn.Module):
             ``(B, P, 4)`` xyxy in input pixels, NaN where none.
         points : torch.Tensor, optional
             ``(B, P, K, 3)`` ``(x, y, label)``, label 1 positive / 0 negative, NaN where none.
+            A prompt with a box or a point is decoded as one object: its mask comes from its
+            own token (with the box's prior, :mod:`~xpath.segmentation.modeling.box_prior`),
+            not from the selected candidate. Its text may be :data:`OBJECT_PROMPT`.
         all_candidates : bool
             Also compute every query's candidate mask (``candidate_logits_s4``, which the
             training loss matches); ``False`` (inference) computes only the selected masks.
@@ -245,16 +267,19 @@ class TextPromptSegmenter(nn.Module):
         context_pad = torch.cat([pad, sp_pad], 1)
         cache = None if torch.is_grad_enabled() else features.attention_cache  # never across a weight update
         queries, prompt_out = self.joint(features.levels, prompt_tokens, context, context_pad, cache=cache)
+        spatial = spatial_prompts(boxes, points)
+        bias = None if boxes is None else box_prior_logits(boxes, tuple(features.pixel.shape[-2:]), 4)
         out = self.heads(queries, prompt_out, self.class_text_proj(pooled), features.pixel, features.pixel_distance,
-                         all_candidates=all_candidates)
+                         all_candidates=all_candidates, spatial=spatial, spatial_bias=bias)
         return SegmenterOutput(
-            mask_logits=upsample_stride4(out["masks"], size),
-            distance_logits=upsample_stride4(out["distance"], size),
-            presence_logits=out["presence"],
-            similarity=out["similarity"],
-            selected=out["selected"],
-            candidate_logits_s4=out["candidates"],
+            mask_logits=upsample_stride4(out.masks, size),
+            distance_logits=upsample_stride4(out.distance, size),
+            presence_logits=out.presence,
+            similarity=out.similarity,
+            selected=out.selected,
+            candidate_logits_s4=out.candidates,
             input_size=size,
+            spatial=spatial,
         )
 
     def forward(self, x: torch.Tensor, prompts: list[str] | list[list[str]], boxes: torch.Tensor | None = None,

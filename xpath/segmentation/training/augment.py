@@ -18,12 +18,17 @@ import numpy as np
 from scipy import ndimage
 
 __all__ = [
+    "colour_jitter",
     "crop_resize",
     "flip_rotate",
     "gaussian_blur",
+    "gaussian_noise",
+    "haematoxylin_only",
+    "jpeg_roundtrip",
     "normalised_distance",
     "rescale_image",
     "stain_jitter",
+    "to_grey",
 ]
 
 
@@ -185,6 +190,64 @@ def stain_jitter(
     hed = rgb2hed(image)
     rgb = hed2rgb(hed * alpha + beta) + shift
     return np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
+
+
+def colour_jitter(image: np.ndarray, rng: np.random.Generator, *, hue: float = 0.0, saturation: float = 0.0,
+                  contrast: float = 0.0, gamma: float = 0.0) -> np.ndarray:
+    """HSV, contrast and gamma jitter of an ``(H, W, 3)`` ``uint8`` image (scanner and stain-protocol drift).
+
+    The hue turns by ``U(-hue, hue)`` of the colour circle, the saturation scales by
+    ``U(1 - saturation, 1 + saturation)``, the contrast about the image mean by
+    ``U(1 - contrast, 1 + contrast)``, and intensities ``v`` in [0, 1] become ``v ** g`` with
+    ``g = U(1 - gamma, 1 + gamma)``. A strength of 0 skips that part.
+    """
+    x = image.astype(np.float32) / 255.0
+    if hue > 0 or saturation > 0:
+        from skimage.color import hsv2rgb, rgb2hsv
+
+        hsv = rgb2hsv(x)
+        hsv[..., 0] = np.mod(hsv[..., 0] + rng.uniform(-hue, hue), 1.0)
+        hsv[..., 1] = np.clip(hsv[..., 1] * rng.uniform(1 - saturation, 1 + saturation), 0, 1)
+        x = hsv2rgb(hsv).astype(np.float32)
+    if contrast > 0:
+        x = (x - x.mean()) * rng.uniform(1 - contrast, 1 + contrast) + x.mean()
+    if gamma > 0:
+        x = np.clip(x, 0, 1) ** rng.uniform(1 - gamma, 1 + gamma)
+    return np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
+
+
+def to_grey(image: np.ndarray) -> np.ndarray:
+    """Luminance (ITU-R 601) of an ``(H, W, 3)`` ``uint8`` image, repeated on the 3 channels."""
+    grey = image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    return np.repeat(np.clip(np.rint(grey), 0, 255).astype(np.uint8)[..., None], 3, -1)
+
+
+def haematoxylin_only(image: np.ndarray) -> np.ndarray:
+    """The haematoxylin channel of an H&E image alone, as RGB (eosin and DAB removed by colour deconvolution)."""
+    from skimage.color import hed2rgb, rgb2hed
+
+    hed = rgb2hed(image)
+    hed[..., 1:] = 0.0
+    return np.clip(np.rint(hed2rgb(hed) * 255.0), 0, 255).astype(np.uint8)
+
+
+def gaussian_noise(image: np.ndarray, rng: np.random.Generator, sigma: float) -> np.ndarray:
+    """Add Gaussian noise of ``sigma`` (in [0, 1] units) to an ``(H, W, 3)`` ``uint8`` image."""
+    noisy = image.astype(np.float32) + rng.normal(0.0, sigma * 255.0, image.shape).astype(np.float32)
+    return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
+
+
+def jpeg_roundtrip(image: np.ndarray, quality: int) -> np.ndarray:
+    """Encode an ``(H, W, 3)`` ``uint8`` image as JPEG at ``quality`` and decode it (compression artefacts)."""
+    import io
+
+    from PIL import Image as PILImage
+
+    buffer = io.BytesIO()
+    PILImage.fromarray(image).save(buffer, format="JPEG", quality=int(quality))
+    buffer.seek(0)
+    with PILImage.open(buffer) as im:
+        return np.array(im.convert("RGB"))  # a writable copy
 
 
 def normalised_distance(instances: np.ndarray) -> np.ndarray:

@@ -69,6 +69,29 @@ class AugmentConfig:
         0.25 µm/px), should not be told apart from the other sources by sharpness alone.
     blur_sigma : (float, float)
         Range of the blur's sigma in pixels.
+    hue, saturation, contrast, gamma : float
+        Colour jitter strengths (:func:`~xpath.segmentation.training.augment.colour_jitter`), applied
+        to every tile after the stain jitter; 0 disables each.
+    grey_prob, haematoxylin_prob : float
+        Probability that a tile is turned grey, or reduced to its haematoxylin channel: the model
+        must find nuclei by shape and texture when the eosin or the colour is unlike training.
+    noise_sigma : float
+        Gaussian noise of ``U(0, noise_sigma)`` ([0, 1] units) on every tile.
+    jpeg_prob : float
+        Probability that a tile is JPEG-compressed at a quality drawn from ``jpeg_quality``.
+    jpeg_quality : (int, int)
+        Range of that quality.
+    spatial_prob : float
+        Probability that a present label's prompt becomes a spatial prompt: a box or points on one of
+        its objects, drawn from the ground truth (:mod:`~xpath.segmentation.training.spatial`), whose
+        target is that object alone.
+    spatial_text_prob : float
+        Probability that a spatial prompt keeps its label's text (else it is
+        :data:`~xpath.segmentation.modeling.segmenter.OBJECT_PROMPT`: a box with no text).
+    spatial_points_prob : float
+        Probability that a spatial prompt is points rather than a box.
+    spatial_region_prob : float
+        Probability that a spatial prompt with text is a region box over several objects.
     synonym_prob : float
         Probability that a prompt is replaced by a paraphrase built from the synonyms of
         ``xpath/vocabulary.json`` (:func:`~xpath.segmentation.training.dataset.prompt_variants`), so that free text such as
@@ -84,6 +107,19 @@ class AugmentConfig:
     brightness: float = 0.03
     blur_prob: float = 0.0
     blur_sigma: tuple[float, float] = (0.5, 2.0)
+    hue: float = 0.0
+    saturation: float = 0.0
+    contrast: float = 0.0
+    gamma: float = 0.0
+    grey_prob: float = 0.0
+    haematoxylin_prob: float = 0.0
+    noise_sigma: float = 0.0
+    jpeg_prob: float = 0.0
+    jpeg_quality: tuple[int, int] = (50, 95)
+    spatial_prob: float = 0.0
+    spatial_text_prob: float = 0.5
+    spatial_points_prob: float = 0.4
+    spatial_region_prob: float = 0.2
     synonym_prob: float = 0.0
 
 

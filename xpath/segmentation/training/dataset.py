@@ -6,11 +6,15 @@
    images give one tile and are completed by reflection (masks reflected alike).
 2. **Augmentation** (training only, :mod:`~xpath.segmentation.training.augment`): scale
    ``U(0.9, 1.1)`` with a jittered crop, the 8 flips/90° rotations, H&E stain jitter in
-   optical-density space.
+   optical-density space, then (each where configured) colour/contrast/gamma jitter, grey or
+   haematoxylin-only tiles, blur, noise and JPEG compression.
 3. **Prompts and targets**: up to ``prompts_per_image`` prompts per tile — labels present
    in the tile, then *negative* prompts of labels absent from it — padded with ``""``;
    targets as in the model contract: ``masks``, ``distance`` (per-instance normalised
-   distance to the boundary), ``present``, ``prompt_valid``, ``has_instances``.
+   distance to the boundary), ``present``, ``prompt_valid``, ``has_instances``. A present
+   label's prompt may become a spatial prompt (``spatial_prob``): ``boxes`` ``(P, 4)`` /
+   ``points`` ``(P, MAX_POINTS, 3)`` (NaN where unused), ``spatial`` ``(P,)``, and its target
+   is the one object prompted (:mod:`~xpath.segmentation.training.spatial`).
 
 Which absent labels are negatives: a label is *known absent* from a tile when either
 (a) it belongs to the tile's own dataset (whose annotation is exhaustive for its classes —
@@ -29,10 +33,23 @@ import torch
 
 from ...ontology import UNSPECIFIED, Label, load_vocabulary
 from ..tiling import tile_starts
-from .augment import crop_resize, flip_rotate, gaussian_blur, normalised_distance, stain_jitter
+from ..modeling.segmenter import OBJECT_PROMPT
+from .augment import (
+    colour_jitter,
+    crop_resize,
+    flip_rotate,
+    gaussian_blur,
+    gaussian_noise,
+    haematoxylin_only,
+    jpeg_roundtrip,
+    normalised_distance,
+    stain_jitter,
+    to_grey,
+)
 from .config import AugmentConfig
 from .records import SegmentationRecord
 from .sampler import _stable_seed
+from .spatial import MAX_POINTS, sample_spatial_prompt
 
 __all__ = ["SegmentationDataset", "collate_batch", "prompt_variants"]
 
@@ -169,6 +186,8 @@ class SegmentationDataset(torch.utils.data.Dataset):
         out = [lab.prompt for lab in self.vocabulary]
         if self.augment is not None and self.augment.synonym_prob > 0:
             out += sorted({v for lab in self.vocabulary for v in self._variants(lab)[0]})
+        if self.augment is not None and self.augment.spatial_prob > 0:
+            out.append(OBJECT_PROMPT)
         return out
 
     def _variants(self, label: Label) -> tuple:
@@ -219,6 +238,37 @@ class SegmentationDataset(torch.utils.data.Dataset):
                 out.append(lab)
         return out
 
+    def _augment_colour(self, image: np.ndarray, rng) -> np.ndarray:
+        """Stain, colour, blur, noise and compression augmentation of one tile (each where configured)."""
+        a = self.augment
+        if a.stain_sigma > 0 or a.stain_bias > 0 or a.brightness > 0:
+            image = stain_jitter(image, rng, sigma=a.stain_sigma, bias=a.stain_bias, brightness=a.brightness)
+        if a.hue > 0 or a.saturation > 0 or a.contrast > 0 or a.gamma > 0:
+            image = colour_jitter(image, rng, hue=a.hue, saturation=a.saturation, contrast=a.contrast, gamma=a.gamma)
+        if a.haematoxylin_prob > 0 and rng.random() < a.haematoxylin_prob:
+            image = haematoxylin_only(image)
+        elif a.grey_prob > 0 and rng.random() < a.grey_prob:
+            image = to_grey(image)
+        if a.blur_prob > 0 and rng.random() < a.blur_prob:
+            image = gaussian_blur(image, rng.uniform(*a.blur_sigma))
+        if a.noise_sigma > 0:
+            image = gaussian_noise(image, rng, rng.uniform(0, a.noise_sigma))
+        if a.jpeg_prob > 0 and rng.random() < a.jpeg_prob:
+            image = jpeg_roundtrip(image, int(rng.integers(a.jpeg_quality[0], a.jpeg_quality[1] + 1)))
+        return image
+
+    def _spatial(self, mask: np.ndarray, instances: np.ndarray | None, label: Label, rng):
+        """A spatial prompt for a present label, with its text, or ``None`` (not drawn, or no object)."""
+        a = self.augment
+        if a is None or a.spatial_prob <= 0 or rng.random() >= a.spatial_prob:
+            return None
+        keep_text = rng.random() < a.spatial_text_prob
+        drawn = sample_spatial_prompt(mask, instances, rng, min_area=self.min_area, points_prob=a.spatial_points_prob,
+                                      region_prob=a.spatial_region_prob if keep_text else 0.0)
+        if drawn is None:
+            return None
+        return drawn, (self._prompt_text(label, rng, negative=False) if keep_text else OBJECT_PROMPT)
+
     def __getitem__(self, key) -> dict:
         if isinstance(key, (tuple, list)):
             index, item_seed = int(key[0]), int(key[1])
@@ -236,11 +286,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
         if self.augment is not None:
             if self.augment.flips:
                 image, stack = flip_rotate(image, stack, k=int(rng.integers(4)), flip=bool(rng.integers(2)))
-            if self.augment.stain_sigma > 0 or self.augment.stain_bias > 0 or self.augment.brightness > 0:
-                image = stain_jitter(image, rng, sigma=self.augment.stain_sigma, bias=self.augment.stain_bias,
-                                     brightness=self.augment.brightness)
-            if self.augment.blur_prob > 0 and rng.random() < self.augment.blur_prob:
-                image = gaussian_blur(image, rng.uniform(*self.augment.blur_sigma))
+            image = self._augment_colour(image, rng)
         n_lab = len(rec.labels)
         masks = stack[:n_lab].astype(bool)  # (L, t, t)
         distance = normalised_distance(stack[n_lab]) if rec.instances is not None else None
@@ -265,14 +311,25 @@ class SegmentationDataset(torch.utils.data.Dataset):
         valid = np.zeros(p, bool)
         has_inst = np.zeros(p, bool)
         labels: list = [None] * p
+        boxes = np.full((p, 4), np.nan, np.float32)
+        points = np.full((p, MAX_POINTS, 3), np.nan, np.float32)
+        spatial = np.zeros(p, bool)
         for slot, i in enumerate(present_idx[:n_pos]):
             lab = rec.labels[i]
-            prompts[slot], labels[slot] = self._prompt_text(lab, rng, negative=False), lab
-            out_masks[slot] = masks[i]
+            with_instances = bool(rec.instance_labels[i]) and distance is not None
+            drawn = self._spatial(masks[i], stack[n_lab] if with_instances else None, lab, rng)
+            target = masks[i]
+            if drawn is None:
+                prompts[slot] = self._prompt_text(lab, rng, negative=False)
+            else:
+                (sp, prompts[slot]), spatial[slot] = drawn, True
+                boxes[slot], points[slot], target = sp.box, sp.points, sp.target
+            labels[slot] = lab
+            out_masks[slot] = target
             present[slot], valid[slot] = 1.0, True
-            if rec.instance_labels[i] and distance is not None:
+            if with_instances:
                 has_inst[slot] = True
-                out_dist[slot] = np.where(masks[i], distance, 0.0)
+                out_dist[slot] = np.where(target, distance, 0.0)
         for slot, j in enumerate(neg_pick, start=n_pos):
             lab = negatives[int(j)]
             prompts[slot], labels[slot], valid[slot] = self._prompt_text(lab, rng, negative=True), lab, True
@@ -285,6 +342,9 @@ class SegmentationDataset(torch.utils.data.Dataset):
             "present": torch.from_numpy(present),
             "prompt_valid": torch.from_numpy(valid),
             "has_instances": torch.from_numpy(has_inst),
+            "boxes": torch.from_numpy(boxes),  # (P, 4) xyxy, NaN = none
+            "points": torch.from_numpy(points),  # (P, MAX_POINTS, 3) x, y, label; NaN = none
+            "spatial": torch.from_numpy(spatial),
             "prompts": prompts,
             "labels": labels,
             "source": rec.source,
@@ -296,7 +356,8 @@ class SegmentationDataset(torch.utils.data.Dataset):
 def collate_batch(items: list[dict]) -> dict:
     """Stack dataset items into a batch (tensors stacked; prompts a ``list[list[str]]``)."""
     out = {}
-    for key in ("image", "masks", "distance", "present", "prompt_valid", "has_instances"):
+    for key in ("image", "masks", "distance", "present", "prompt_valid", "has_instances", "boxes", "points",
+                "spatial"):
         out[key] = torch.stack([it[key] for it in items])
     for key in ("prompts", "labels", "source", "image_id"):
         out[key] = [it[key] for it in items]

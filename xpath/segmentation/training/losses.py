@@ -4,9 +4,12 @@
 
 - **mask**: BCE + Dice (1:1, PathSegmentor) on the candidate *matched* to each present
   prompt's target (one-to-one Hungarian matching per image on BCE + Dice at stride 4
-  minus the selection probability, without gradient — Mask2Former's matching);
+  minus the selection probability, without gradient — Mask2Former's matching); a spatial
+  prompt (``targets["spatial"]``, a box or points) is not matched: its own object mask
+  (``mask_logits``) is compared with its target;
 - **selection**: cross-entropy over the ``Q`` cosine similarities (÷ temperature) with the
-  matched candidate as the class, so that selection by similarity picks it at inference;
+  matched candidate as the class, so that selection by similarity picks it at inference
+  (text prompts only);
 - **presence**: BCE of ``presence_logits`` against ``present`` on every valid prompt;
 - **distance**: BCE of ``distance_logits`` against the soft ``distance`` targets where the
   prompt is present and has instances.
@@ -119,7 +122,8 @@ def segmentation_loss(out: SegmenterOutput, targets: dict, *, weights: dict | No
         Model output for ``B`` images × ``P`` prompts at ``(H, W)``.
     targets : dict of torch.Tensor
         ``masks`` (B, P, H, W) float 0/1; ``distance`` (B, P, H, W) float in [0, 1];
-        ``present`` (B, P) float 0/1; ``prompt_valid`` (B, P) bool; ``has_instances`` (B, P) bool.
+        ``present`` (B, P) float 0/1; ``prompt_valid`` (B, P) bool; ``has_instances`` (B, P) bool;
+        optionally ``spatial`` (B, P) bool, the prompts decoded as objects.
     weights : dict, optional
         Overrides of :data:`LOSS_WEIGHTS`.
     temperature : float
@@ -144,18 +148,28 @@ def segmentation_loss(out: SegmenterOutput, targets: dict, *, weights: dict | No
     zero = out.presence_logits.sum() * 0.0
     parts = {}
 
-    if pos.any():
+    spatial = targets.get("spatial")
+    spatial = torch.zeros_like(pos) if spatial is None else spatial.bool() & pos
+    text = pos & ~spatial
+    logits, tgt = [], []
+    selection = zero
+    if text.any():
         matched = match_candidates(out.candidate_logits_s4, targets["masks"], similarity=out.similarity,
-                                   active=pos, temperature=temperature)  # (B, P)
-        bi, pi = pos.nonzero(as_tuple=True)
+                                   active=text, temperature=temperature)  # (B, P)
+        bi, pi = text.nonzero(as_tuple=True)
         qi = matched[bi, pi]
-        logits = upsample_stride4(out.candidate_logits_s4[bi, qi][:, None], out.input_size)[:, 0]  # (N, H, W)
-        tgt = targets["masks"][bi, pi].float()
+        logits.append(upsample_stride4(out.candidate_logits_s4[bi, qi][:, None], out.input_size)[:, 0])  # (N, H, W)
+        tgt.append(targets["masks"][bi, pi].float())
+        selection = F.cross_entropy(out.similarity[bi, pi] / temperature, qi)
+    if spatial.any():
+        logits.append(out.mask_logits[spatial])
+        tgt.append(targets["masks"][spatial].float())
+    if logits:
+        logits, tgt = torch.cat(logits), torch.cat(tgt)
         mask_bce = F.binary_cross_entropy_with_logits(logits, tgt)
         mask_dice = dice_loss(logits, tgt).mean()
-        selection = F.cross_entropy(out.similarity[bi, pi] / temperature, qi)
     else:
-        mask_bce = mask_dice = selection = zero
+        mask_bce = mask_dice = zero
     presence = (F.binary_cross_entropy_with_logits(out.presence_logits[valid], present[valid])
                 if valid.any() else zero)
     if inst.any():

@@ -340,7 +340,15 @@ class Trainer:
             "present": batch["present"].to(dev),
             "prompt_valid": batch["prompt_valid"].to(dev),
             "has_instances": batch["has_instances"].to(dev),
+            "spatial": batch["spatial"].to(dev),
         }
+
+    def _spatial_inputs(self, batch: dict) -> tuple:
+        """The batch's boxes and points for the model, or ``(None, None)`` when no prompt is spatial."""
+        if "spatial" not in batch or not bool(batch["spatial"].any()):
+            return None, None
+        dev = self.dist.device
+        return batch["boxes"].to(dev), batch["points"].to(dev)
 
     def _train_step(self, batches) -> dict:
         o = self.config.optim
@@ -352,7 +360,7 @@ class Trainer:
             with (contextlib.nullcontext() if sync else self.net.no_sync()):
                 with _autocast(self.dist.device, self.amp_dtype):
                     x = self.model.preprocess(batch["image"].numpy())
-                    out = self.net(x, batch["prompts"])
+                    out = self.net(x, batch["prompts"], *self._spatial_inputs(batch))
                     loss, parts = self.loss_fn(out, self._targets(batch))
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"non-finite loss {loss.item()} at step {self.step + 1}: {parts}")
