@@ -1,0 +1,311 @@
+"""Objects prompted by boxes and points: ``TextPromptPredictor.predict_objects``.
+
+One call answers ``N`` spatial prompts: ``N`` boxes, or ``N`` rows of points, or both, with or
+without text. Each prompt is decoded as one object by the model (its own token's mask, with the
+box's prior: :mod:`~xpath.segmentation.modeling.box_prior`), on a model window that holds it:
+the standard tile of the image grid that holds the prompt with the most room, else a window
+centred on it. Objects on the same window share one image encoding.
+
+What is kept of the decoded probability map (``> threshold``), per object:
+
+- a **box** without text: the connected component with the most pixels inside the box;
+- a **box with text** ("the glands in this box"): every component whose centre lies in the
+  box (else the one with the most pixels inside it);
+- **points**: the components that hold a positive point (else the nearest within 8 px of the
+  first one); a component holding a negative point is dropped;
+
+always clipped to the box's neighbourhood (:func:`~xpath.segmentation.modeling.box_prior.box_neighbourhood`).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from .._types import check_boxes
+from .modeling.box_prior import box_neighbourhood
+from .modeling.segmenter import OBJECT_PROMPT
+from .tiling import extract_tile, tile_starts
+
+__all__ = ["ObjectPrediction", "check_object_prompts", "choose_window", "decode_objects", "paste_objects",
+           "select_object"]
+
+_OBJECT_CHUNK = 32  # objects decoded per call
+_POINT_REACH = 8.0  # px: a component this close to a lone positive point still counts as hit
+_POINT_CONTEXT = 48  # px of context around points when choosing a window (work pixels)
+
+
+@dataclass
+class ObjectPrediction:
+    """The objects of :meth:`TextPromptPredictor.predict_objects`, in input pixels.
+
+    Attributes
+    ----------
+    masks : numpy.ndarray
+        ``(N, H, W)`` bool, one object per prompt (empty where nothing was found).
+    scores : numpy.ndarray
+        ``(N,)`` mean probability inside each mask (0 for an empty one).
+    prompt : str or None
+        The text the objects were asked with.
+    """
+
+    masks: np.ndarray
+    scores: np.ndarray
+    prompt: str | None = None
+
+    def __len__(self) -> int:
+        return int(self.masks.shape[0])
+
+    @property
+    def boxes(self) -> np.ndarray:
+        """``(N, 4)`` xyxy bounding box of each mask (exclusive ends; NaN for an empty mask)."""
+        out = np.full((len(self), 4), np.nan)
+        for i, m in enumerate(self.masks):
+            ys, xs = np.nonzero(m.any(1))[0], np.nonzero(m.any(0))[0]
+            if len(ys):
+                out[i] = (xs[0], ys[0], xs[-1] + 1, ys[-1] + 1)
+        return out
+
+    def to_instances(self) -> np.ndarray:
+        """``(H, W)`` int32 label map, object ``i`` labelled ``i + 1``; where objects overlap, the higher score wins."""
+        h, w = self.masks.shape[1:]
+        out = np.zeros((h, w), np.int32)
+        best = np.full((h, w), -np.inf)
+        for i in np.argsort(-self.scores, kind="stable"):
+            take = self.masks[i] & (best < self.scores[i])
+            out[take], best[take] = i + 1, self.scores[i]
+        return out
+
+
+def check_object_prompts(boxes: Any, points: Any, point_labels: Any,
+                         shape: tuple[int, int]) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Validate spatial prompts for an image of ``shape`` ``(H, W)``.
+
+    Returns ``boxes`` ``(N, 4)`` float64 and ``points`` ``(N, K, 3)`` float64 ``(x, y, label)``
+    (either ``None`` when not given). Raises ``ValueError`` naming the argument for: neither
+    given, wrong shapes, NaN or infinite values, inverted or zero-area boxes, boxes or points
+    outside the image, ``point_labels`` of the wrong shape or not 0/1, a row without a positive
+    point, boxes and points of different ``N``.
+    """
+    h, w = shape
+    if boxes is None and points is None:
+        raise ValueError("predict_objects needs boxes=(N, 4) or points=(N, K, 2), or both")
+    out_boxes = out_points = None
+    if boxes is not None:
+        b = np.asarray(boxes, dtype=np.float64)
+        if b.ndim != 2 or b.shape[1] != 4 or b.shape[0] == 0:
+            raise ValueError(f"boxes must have shape (N, 4) as xyxy input pixels with N >= 1, got {b.shape}")
+        out_boxes = check_boxes(b, name="boxes", shape=(h, w))
+    if point_labels is not None and points is None:
+        raise ValueError("point_labels given without points")
+    if points is not None:
+        p = np.asarray(points, dtype=np.float64)
+        if p.ndim != 3 or p.shape[2] != 2 or 0 in p.shape[:2]:
+            raise ValueError(f"points must have shape (N, K, 2) as (x, y) input pixels, got {p.shape}")
+        if not np.isfinite(p).all():
+            raise ValueError("points contains NaN or infinite values")
+        if ((p[..., 0] < 0) | (p[..., 0] >= w) | (p[..., 1] < 0) | (p[..., 1] >= h)).any():
+            raise ValueError(f"points must lie inside the image (width {w}, height {h})")
+        labels = np.ones(p.shape[:2]) if point_labels is None else np.asarray(point_labels, dtype=np.float64)
+        if labels.shape != p.shape[:2]:
+            raise ValueError(f"point_labels must have shape (N, K) = {p.shape[:2]}, got {labels.shape}")
+        if not np.isin(labels, (0.0, 1.0)).all():
+            raise ValueError("point_labels must be 1 (inside the object) or 0 (outside)")
+        if not (labels == 1).any(1).all():
+            raise ValueError("every row of points needs at least one positive point (point_labels 1)")
+        out_points = np.concatenate([p, labels[..., None]], -1)
+    if out_boxes is not None and out_points is not None and len(out_boxes) != len(out_points):
+        raise ValueError(f"boxes ({len(out_boxes)}) and points ({len(out_points)}) must prompt the same N objects")
+    return out_boxes, out_points
+
+
+def select_object(prob: np.ndarray, *, box: np.ndarray | None = None, points: np.ndarray | None = None,
+                  with_text: bool = False, threshold: float = 0.5) -> np.ndarray:
+    """The object of one spatial prompt from its probability map (the rules in the module docstring).
+
+    Parameters
+    ----------
+    prob : numpy.ndarray
+        ``(h, w)`` probabilities of the window.
+    box : numpy.ndarray, optional
+        ``(4,)`` xyxy in window pixels.
+    points : numpy.ndarray, optional
+        ``(K, 3)`` ``(x, y, label)`` in window pixels.
+    with_text : bool
+        The prompt had text: a box keeps every component centred in it.
+    threshold : float
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(h, w)`` bool.
+    """
+    fg = prob > threshold
+    h, w = fg.shape
+    if box is not None:
+        x0, y0, x1, y1 = np.asarray(box_neighbourhood(_as_tensor(box))).round().astype(int)
+        near = np.zeros_like(fg)
+        near[max(y0, 0): max(y1, 0), max(x0, 0): max(x1, 0)] = True
+        fg &= near
+    labels, n = ndimage.label(fg)
+    if n == 0:
+        return fg
+    ids = np.arange(1, n + 1)
+    keep = np.zeros(n + 1, bool)
+    if box is not None:
+        bx0, by0, bx1, by1 = np.asarray(box, float)
+        inside = np.zeros_like(fg)
+        inside[int(max(by0, 0)): int(np.ceil(by1)), int(max(bx0, 0)): int(np.ceil(bx1))] = True
+        in_box = np.bincount(labels[inside], minlength=n + 1)
+        if with_text:
+            centres = np.asarray(ndimage.center_of_mass(fg, labels, ids)).reshape(-1, 2)
+            centred = (centres[:, 1] >= bx0) & (centres[:, 1] < bx1) & (centres[:, 0] >= by0) & (centres[:, 0] < by1)
+            keep[1:] = centred
+        if not keep.any() and in_box[1:].max() > 0:
+            keep[1 + int(np.argmax(in_box[1:]))] = True
+    if points is not None:
+        keep = _point_rule(labels, n, points, keep, with_box=box is not None)
+    return keep[labels]
+
+
+def _point_rule(labels: np.ndarray, n: int, points: np.ndarray, keep: np.ndarray, *, with_box: bool) -> np.ndarray:
+    h, w = labels.shape
+    xy = np.clip(np.floor(points[:, :2]).astype(int), 0, [w - 1, h - 1])
+    hit = labels[xy[:, 1], xy[:, 0]]
+    positive, negative = points[:, 2] == 1, points[:, 2] == 0
+    if not with_box:
+        keep = np.zeros(n + 1, bool)
+        keep[hit[positive & (hit > 0)]] = True
+        if not keep.any():  # the first positive point just misses: the nearest component within reach
+            dist, (iy, ix) = ndimage.distance_transform_edt(labels == 0, return_indices=True)
+            x, y = xy[np.argmax(positive)]
+            if dist[y, x] <= _POINT_REACH:
+                keep[labels[iy[y, x], ix[y, x]]] = True
+    keep[hit[negative & (hit > 0)]] = False
+    keep[0] = False
+    return keep
+
+
+def _as_tensor(box: np.ndarray):
+    import torch
+
+    return torch.as_tensor(np.asarray(box, np.float64))
+
+
+# ---------------------------------------------------------------------------- windows
+def _extent(box: np.ndarray | None, points: np.ndarray | None) -> np.ndarray:
+    """``(4,)`` xyxy region a prompt's object can occupy (work pixels)."""
+    parts = []
+    if box is not None:
+        parts.append(np.asarray(box_neighbourhood(_as_tensor(box))))
+    if points is not None:
+        xy = points[:, :2]
+        parts.append(np.concatenate([xy.min(0) - _POINT_CONTEXT, xy.max(0) + _POINT_CONTEXT]))
+    stacked = np.stack(parts)
+    return np.concatenate([stacked[:, :2].min(0), stacked[:, 2:].max(0)])
+
+
+def choose_window(extent: np.ndarray, shape: tuple[int, int], tile: int,
+                  origins: np.ndarray) -> tuple[int, int, int]:
+    """``(y, x, side)`` of the model window for a prompt's ``extent``: the tile of ``origins`` (``(T, 2)`` ``(y, x)``
+    of ``tile``-sided tiles) that holds it with the most room, else a square window centred on it (side a
+    multiple of 32, at least ``tile``)."""
+    h, w = shape
+    x0, y0, x1, y1 = np.clip(extent, 0, [w, h, w, h])
+    ys, xs = origins[:, 0], origins[:, 1]
+    room = np.minimum.reduce([y0 - ys, ys + tile - y1, x0 - xs, xs + tile - x1])
+    if room.max() >= 0:
+        y, x = origins[int(np.argmax(room))]
+        return int(y), int(x), tile
+    side = int(np.ceil(max(tile, y1 - y0, x1 - x0) / 32) * 32)
+    cy, cx = (y0 + y1) / 2, (x0 + x1) / 2
+    y = int(np.clip(round(cy - side / 2), 0, max(h - side, 0)))
+    x = int(np.clip(round(cx - side / 2), 0, max(w - side, 0)))
+    return y, x, side
+
+
+def _cached_features(predictor) -> dict[tuple[int, int], tuple]:
+    """``(y, x)`` → (batch key, index) of the tiles the predictor encoded in ``set_image``."""
+    cache = predictor._cache or {}
+    return {tuple(o): (key, j) for key in cache for j, o in enumerate(key)}
+
+
+def _window_features(predictor, cached: dict, y: int, x: int, side: int):
+    """Image features of one window: sliced from the predictor's cache where it encoded that tile, else encoded."""
+    from .modeling.segmenter import ImageFeatures
+
+    if side == predictor.tile and (y, x) in cached:
+        key, j = cached[(y, x)]
+        f = predictor._cache[key]
+        return ImageFeatures([lv[j: j + 1] for lv in f.levels], f.pixel[j: j + 1], f.pixel_distance[j: j + 1],
+                             f.input_size)
+    return predictor._encode(extract_tile(predictor._work, y, x, side)[None])
+
+
+def decode_objects(predictor, boxes: np.ndarray | None, points: np.ndarray | None, text: str | None, *,
+                   threshold: float) -> tuple[list[tuple[int, int, np.ndarray]], np.ndarray]:
+    """Decode ``N`` spatial prompts (work pixels) on their windows.
+
+    Returns, per object, ``(y, x, mask)`` — the window origin and its ``(side, side)`` bool mask
+    in work pixels — and the ``(N,)`` scores.
+    """
+    import torch
+
+    work = predictor._work
+    n = len(boxes) if boxes is not None else len(points)
+    cached = _cached_features(predictor)
+    if cached:
+        origins = np.array(sorted(cached), np.int64)
+    else:
+        ys, xs = tile_starts(work.shape[0], predictor.tile, predictor.overlap), tile_starts(
+            work.shape[1], predictor.tile, predictor.overlap)
+        origins = np.array([(y, x) for y in ys for x in xs], np.int64)
+    groups: dict[tuple[int, int, int], list[int]] = defaultdict(list)
+    for i in range(n):
+        extent = _extent(None if boxes is None else boxes[i], None if points is None else points[i])
+        groups[choose_window(extent, work.shape[:2], predictor.tile, origins)].append(i)
+    found: list = [None] * n
+    scores = np.zeros(n)
+    model = predictor.model
+    for (y, x, side), members in groups.items():
+        feats = _window_features(predictor, cached, y, x, side)
+        offset = np.array([x, y], np.float64)
+        for c0 in range(0, len(members), _OBJECT_CHUNK):
+            chunk = members[c0: c0 + _OBJECT_CHUNK]
+            tb = None if boxes is None else boxes[chunk] - np.tile(offset, 2)
+            tp = None if points is None else np.concatenate([points[chunk][..., :2] - offset, points[chunk][..., 2:]],
+                                                              -1)
+            with torch.inference_mode():
+                out = model.decode(feats, [text or OBJECT_PROMPT] * len(chunk),
+                                   boxes=None if tb is None else torch.as_tensor(tb[None], dtype=torch.float32),
+                                   points=None if tp is None else torch.as_tensor(tp[None], dtype=torch.float32),
+                                   all_candidates=False)
+            prob = torch.sigmoid(out.mask_logits[0].float()).cpu().numpy()
+            for j, i in enumerate(chunk):
+                mask = select_object(prob[j], box=None if tb is None else tb[j], points=None if tp is None else tp[j],
+                                     with_text=text is not None, threshold=threshold)
+                found[i] = (y, x, mask)
+                scores[i] = float(prob[j][mask].mean()) if mask.any() else 0.0
+    return found, scores
+
+
+def paste_objects(found: list[tuple[int, int, np.ndarray]], work_shape: tuple[int, int],
+                  input_shape: tuple[int, int]) -> np.ndarray:
+    """``(N, H, W)`` bool masks in input pixels from window masks in work pixels."""
+    from PIL import Image as PILImage
+
+    hw, ww = work_shape
+    h, w = input_shape
+    out = np.zeros((len(found), h, w), bool)
+    for i, (y, x, mask) in enumerate(found):
+        full = np.zeros((hw, ww), bool)
+        crop = mask[: hw - y, : ww - x]
+        full[y: y + crop.shape[0], x: x + crop.shape[1]] = crop
+        if (hw, ww) != (h, w):
+            full = np.asarray(PILImage.fromarray(full).resize((w, h), PILImage.Resampling.NEAREST))
+        out[i] = full
+    return out
