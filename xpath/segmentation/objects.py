@@ -92,6 +92,8 @@ def check_object_prompts(boxes: Any, points: Any, point_labels: Any,
     point, boxes and points of different ``N``.
     """
     h, w = shape
+    if point_labels is not None and points is None:
+        raise ValueError("point_labels given without points")
     if boxes is None and points is None:
         raise ValueError("predict_objects needs boxes=(N, 4) or points=(N, K, 2), or both")
     out_boxes = out_points = None
@@ -100,8 +102,6 @@ def check_object_prompts(boxes: Any, points: Any, point_labels: Any,
         if b.ndim != 2 or b.shape[1] != 4 or b.shape[0] == 0:
             raise ValueError(f"boxes must have shape (N, 4) as xyxy input pixels with N >= 1, got {b.shape}")
         out_boxes = check_boxes(b, name="boxes", shape=(h, w))
-    if point_labels is not None and points is None:
-        raise ValueError("point_labels given without points")
     if points is not None:
         p = np.asarray(points, dtype=np.float64)
         if p.ndim != 3 or p.shape[2] != 2 or 0 in p.shape[:2]:
@@ -236,13 +236,9 @@ def _cached_features(predictor) -> dict[tuple[int, int], tuple]:
 
 def _window_features(predictor, cached: dict, y: int, x: int, side: int):
     """Image features of one window: sliced from the predictor's cache where it encoded that tile, else encoded."""
-    from .modeling.segmenter import ImageFeatures
-
     if side == predictor.tile and (y, x) in cached:
         key, j = cached[(y, x)]
-        f = predictor._cache[key]
-        return ImageFeatures([lv[j: j + 1] for lv in f.levels], f.pixel[j: j + 1], f.pixel_distance[j: j + 1],
-                             f.input_size)
+        return predictor._cache[key].take(j)
     return predictor._encode(extract_tile(predictor._work, y, x, side)[None])
 
 

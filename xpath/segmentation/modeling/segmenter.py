@@ -51,6 +51,11 @@ class ImageFeatures:
     def batch_size(self) -> int:
         return int(self.pixel.shape[0])
 
+    def take(self, index: int) -> ImageFeatures:
+        """The features of image ``index`` alone, as a batch of one (the attention cache starts empty)."""
+        i = slice(index, index + 1)
+        return ImageFeatures([lv[i] for lv in self.levels], self.pixel[i], self.pixel_distance[i], self.input_size)
+
 
 @dataclass
 class SegmenterOutput:

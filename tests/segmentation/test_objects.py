@@ -1,0 +1,161 @@
+"""predict_objects: N spatial prompts → N objects in one call, the kept-object rules, and bad input."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from xpath.datasets import synthetic_tissue
+from xpath.segmentation import TextPromptPredictor, create_model
+from xpath.segmentation.modeling.box_prior import box_prior_logits
+from xpath.segmentation.objects import ObjectPrediction, check_object_prompts, select_object
+
+DISCS = [(40, 40, 12), (40, 90, 12), (110, 60, 16), (150, 150, 10)]  # (y, x, radius) in input pixels
+
+
+class _Features(SimpleNamespace):
+    def __init__(self, x):
+        super().__init__(x=x)
+
+    def take(self, index):
+        return _Features(self.x[index: index + 1])
+
+
+class ObjectStandIn(torch.nn.Module):
+    """The model contract with the real model's object rule: content logits (the red channel: +8 on a disc,
+    -8 off it) plus the box prior; points alone give the content."""
+
+    def __init__(self, image_size: int = 128, mpp: float = 0.5) -> None:
+        super().__init__()
+        self.config = SimpleNamespace(name="standin", image_size=image_size, mpp=mpp, vocabulary=[])
+        self.anchor = torch.nn.Parameter(torch.zeros(()))
+        self.decoded_prompts = 0
+
+    def preprocess(self, images):
+        images = images[None] if images.ndim == 3 else images
+        return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0
+
+    def encode_image(self, x):
+        return _Features(x)
+
+    def decode(self, feats, prompts, boxes=None, points=None, **options):
+        x = feats.x
+        b, _, h, w = x.shape
+        self.decoded_prompts += len(prompts)
+        content = torch.where(x[:, :1] > 0.5, 8.0, -8.0).expand(b, len(prompts), h, w)
+        logits = content if boxes is None else content + box_prior_logits(boxes, (h, w), 1)
+        zeros = torch.zeros(b, len(prompts))
+        return SimpleNamespace(mask_logits=logits, distance_logits=logits, presence_logits=zeros)
+
+
+def _discs(shape=(200, 200)):
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    image = np.zeros(shape + (3,), np.uint8)
+    truth = []
+    for y, x, r in DISCS:
+        disc = (yy - y) ** 2 + (xx - x) ** 2 <= r * r
+        image[disc, 0] = 255
+        truth.append(disc)
+    return image, truth
+
+
+def _iou(a, b):
+    return (a & b).sum() / (a | b).sum()
+
+
+@pytest.fixture
+def predictor():
+    image, truth = _discs()
+    pred = TextPromptPredictor(ObjectStandIn(), overlap=32, progress=False).set_image(image, mpp=0.5)
+    return pred, truth
+
+
+def test_n_boxes_give_n_objects_in_one_call(predictor):
+    pred, truth = predictor
+    boxes = np.array([[x - r - 2, y - r - 2, x + r + 2, y + r + 2] for y, x, r in DISCS], float)
+    out = pred.predict_objects(boxes=boxes)
+    assert isinstance(out, ObjectPrediction) and len(out) == 4
+    assert out.masks.shape == (4, 200, 200) and out.masks.dtype == bool and out.scores.shape == (4,)
+    for k, disc in enumerate(truth):
+        assert _iou(out.masks[k], disc) > 0.95  # its own disc, not a neighbour 50 px away
+    assert pred.model.decoded_prompts == 4  # every object decoded once
+    np.testing.assert_array_equal(np.unique(out.to_instances()), [0, 1, 2, 3, 4])
+
+
+def test_a_box_inside_one_nucleus_returns_that_nucleus_and_nothing_beyond_its_neighbourhood(predictor):
+    pred, truth = predictor
+    y, x, _ = DISCS[2]
+    box = np.array([[x - 5, y - 5, x + 5, y + 5]], float)  # well inside the radius-16 disc
+    (mask,) = pred.predict_objects(boxes=box).masks
+    assert mask[y, x] and not (mask & truth[0]).any() and not (mask & truth[3]).any()
+    ys, xs = np.nonzero(mask)
+    margin = 8  # box_margin: a quarter of 10 px, at least 8
+    assert xs.min() >= x - 5 - margin and xs.max() < x + 5 + margin
+    assert ys.min() >= y - 5 - margin and ys.max() < y + 5 + margin
+
+
+def test_points_keep_the_component_under_a_positive_point(predictor):
+    pred, truth = predictor
+    points = np.array([[[40.0, 40.0]], [[90.0, 40.0]], [[60.0, 110.0]]])  # (x, y): discs 0, 1, 2
+    out = pred.predict_objects(points=points)
+    for k in range(3):
+        assert _iou(out.masks[k], truth[k]) > 0.95
+    # a negative point on the only hit component removes it; a miss by a few pixels still hits
+    neg = pred.predict_objects(points=[[[40.0, 40.0], [42.0, 42.0]]], point_labels=[[1, 0]])
+    assert not neg.masks[0].any() and neg.scores[0] == 0.0
+    near = pred.predict_objects(points=[[[40.0 + 12 + 4, 40.0]]])  # 4 px right of disc 0's edge
+    assert _iou(near.masks[0], truth[0]) > 0.95
+
+
+def test_boxes_with_text_keep_every_object_centred_in_the_box():
+    prob = np.zeros((100, 100))
+    prob[10:20, 10:20] = prob[10:20, 40:50] = prob[70:90, 70:90] = 1.0
+    got = select_object(prob, box=np.array([5.0, 5.0, 55.0, 25.0]), with_text=True)
+    assert got[15, 15] and got[15, 45] and not got[80, 80]
+    one = select_object(prob, box=np.array([5.0, 5.0, 55.0, 25.0]), with_text=False)
+    assert one.sum() == 100  # without text: the one object with most pixels in the box
+
+
+def test_objects_map_back_to_input_pixels_through_mpp():
+    image, truth = _discs()
+    pred = TextPromptPredictor(ObjectStandIn(), overlap=32, progress=False).set_image(image, mpp=0.25)  # 2× down
+    y, x, r = DISCS[2]
+    out = pred.predict_objects(boxes=[[x - r - 2, y - r - 2, x + r + 2, y + r + 2]])
+    assert out.masks.shape == (1, 200, 200) and _iou(out.masks[0], truth[2]) > 0.85
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({}, "needs boxes"),
+    ({"boxes": [[0, 0, 10]]}, r"boxes must have shape \(N, 4\)"),
+    ({"boxes": [[10, 10, 5, 20]]}, "x_max > x_min"),
+    ({"boxes": [[10, 10, 10, 20]]}, "x_max > x_min"),
+    ({"boxes": [[0, 0, 10, np.nan]]}, "NaN"),
+    ({"boxes": [[150, 150, 250, 190]]}, "inside the image"),
+    ({"boxes": [[-5, 0, 10, 10]]}, "inside the image"),
+    ({"points": [[10, 10]]}, r"points must have shape \(N, K, 2\)"),
+    ({"points": [[[10, np.nan]]]}, "NaN"),
+    ({"points": [[[10, 300]]]}, "inside the image"),
+    ({"points": [[[10, 10], [20, 20]]], "point_labels": [1, 0]}, r"point_labels must have shape \(N, K\)"),
+    ({"points": [[[10, 10]]], "point_labels": [[2]]}, "must be 1"),
+    ({"points": [[[10, 10]]], "point_labels": [[0]]}, "at least one positive"),
+    ({"point_labels": [[1]]}, "without points"),
+    ({"boxes": [[0, 0, 10, 10]], "points": [[[5, 5]], [[6, 6]]]}, "same N"),
+])
+def test_bad_spatial_prompts_raise_naming_the_argument(kwargs, match):
+    boxes, points, labels = (kwargs.get(k) for k in ("boxes", "points", "point_labels"))
+    with pytest.raises(ValueError, match=match):
+        check_object_prompts(boxes, points, labels, (200, 200))
+
+
+def test_real_tiny_model_answers_boxes_and_points():
+    torch.manual_seed(0)
+    tissue = synthetic_tissue(1, size=(300, 280), mpp=0.5)
+    pred = TextPromptPredictor(create_model("xpath_tiny", device="cpu"), progress=False).set_image(tissue.image, mpp=0.5)
+    out = pred.predict_objects(boxes=[[10, 10, 60, 50], [100, 120, 180, 200]], prompt="nuclei")
+    assert out.masks.shape == (2, 300, 280) and out.prompt == "nuclei"
+    assert not out.masks[0][:, 120:].any()  # nothing beyond the first box's neighbourhood
+    pts = pred.predict_objects(points=[[[30.0, 30.0]]])
+    assert pts.masks.shape == (1, 300, 280) and np.isfinite(pts.scores).all()
