@@ -43,6 +43,10 @@ _EXPORTS = {
     # inference (predictor, tiling, instances, metrics, result)
     "Segmentation": "._result",
     "TextPromptPredictor": ".predictor",
+    "ObjectPrediction": ".objects",
+    "GeoJSONPrompts": ".annotations",
+    "prompts_from_geojson": ".annotations",
+    "triples_from_geojson": ".annotations",
     "segment": ".api",
     "load_model": ".api",
     "prompt_structure": ".predictor",

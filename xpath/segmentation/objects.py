@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from scipy import ndimage
 
 from .._types import check_boxes
@@ -69,6 +70,17 @@ class ObjectPrediction:
             if len(ys):
                 out[i] = (xs[0], ys[0], xs[-1] + 1, ys[-1] + 1)
         return out
+
+    def to_geojson(self, path, *, classification: str | None = None, **options):
+        """Write the objects as QuPath detections (:func:`xpath.io.write_geojson`), classified as
+        ``classification`` (default: the prompt, else ``"object"``), with their scores as measurements."""
+        from ..io import write_geojson
+
+        name = classification or self.prompt or "object"
+        labels = self.to_instances()
+        present = np.unique(labels)[1:]
+        table = pd.DataFrame({"score": self.scores[present - 1]}, index=present)
+        return write_geojson(path, labels, classes=name, measurements=table, **options)
 
     def to_instances(self) -> np.ndarray:
         """``(H, W)`` int32 label map, object ``i`` labelled ``i + 1``; where objects overlap, the higher score wins."""
