@@ -1,0 +1,46 @@
+"""One nucleus, one type: the shared instance map is split between type prompts by per-instance vote."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from xpath.segmentation.nucleus_types import assign_types, type_masks, type_table
+
+
+def _three_nuclei():
+    inst = np.zeros((20, 30), np.int32)
+    inst[2:8, 2:8], inst[2:8, 12:18], inst[12:18, 20:28] = 1, 2, 3
+    return inst
+
+
+def test_each_nucleus_gets_its_best_type_and_the_masks_are_disjoint():
+    inst = _three_nuclei()
+    lymph = np.where(inst == 1, 0.9, 0.1) + np.where(inst == 2, 0.55, 0.0)
+    epi = np.where(inst == 2, 0.8, 0.2) + np.where(inst == 1, 0.6, 0.0)  # both > 0.5 on nuclei 1 and 2
+    types, mean = assign_types(inst, {"lymphocytes": lymph, "epithelial nuclei": epi})
+    assert types.tolist() == [-1, 0, 1, -1]  # nucleus 3 reaches neither type
+    np.testing.assert_allclose(mean[1], [0.9, 0.8])
+    masks = type_masks(inst, types, ["lymphocytes", "epithelial nuclei"])
+    assert not ((masks["lymphocytes"] > 0) & (masks["epithelial nuclei"] > 0)).any()
+    assert set(np.unique(masks["lymphocytes"])) == {0, 1} and set(np.unique(masks["epithelial nuclei"])) == {0, 2}
+    table = type_table(types, mean, ["lymphocytes", "epithelial nuclei"])
+    assert table["type"].tolist() == ["lymphocytes", "epithelial nuclei", None]
+    assert table.columns.tolist() == ["instance", "type", "p_lymphocytes", "p_epithelial nuclei"]
+
+
+def test_a_vote_is_over_the_whole_nucleus_not_a_pixel():
+    inst = _three_nuclei()
+    a = np.where(inst == 1, 0.45, 0.0)
+    a[2, 2] = 1.0  # one confident pixel does not carry the nucleus
+    b = np.where(inst == 1, 0.5, 0.0)
+    types, _ = assign_types(inst, {"a": a, "b": b})
+    assert types[1] == 1
+
+
+def test_shapes_must_agree_and_empty_maps_work():
+    inst = _three_nuclei()
+    with pytest.raises(ValueError, match=r"probabilities\['a'\] has shape"):
+        assign_types(inst, {"a": np.zeros((5, 5))})
+    types, mean = assign_types(np.zeros((4, 4), np.int32), {"a": np.ones((4, 4))})
+    assert types.tolist() == [-1] and mean.shape == (1, 1)
