@@ -5,6 +5,7 @@
                                                 [--reliability-figure PNG]
 
     python benchmarks/segmentation_accuracy.py --stain-shift [--checkpoint PATH] [--compare default]
+    python benchmarks/segmentation_accuracy.py --leave-one-source-out RECIPE.yaml [RECIPE.yaml ...] [--loso-steps 300]
 
 The validation images are the ones the training config holds out (``val`` rules of its
 sources: MoNuSeg test, whole CoNSeP source images, NuCLS test, EBHI slides), so the model
@@ -121,9 +122,18 @@ def main(argv=None) -> None:
                         help="only the stain-shift curve: nuclei Dice on MoNuSeg test against a controlled H&E change")
     parser.add_argument("--compare", default=None,
                         help="with --stain-shift: a second checkpoint (e.g. 'default', the current release) side by side")
+    parser.add_argument("--leave-one-source-out", nargs="+", default=None, metavar="RECIPE",
+                        help="only the leave-one-source-out table: train each recipe config without each nucleus "
+                             "source in turn and score the held-out source")
+    parser.add_argument("--loso-steps", type=int, default=300, help="steps of each leave-one-out run")
+    parser.add_argument("--loso-tile", type=int, default=256, help="tile size of the leave-one-out runs")
+    parser.add_argument("--loso-sources", nargs="+", default=None, help="held-out sources (default all three)")
+    parser.add_argument("--runs-dir", default="runs/leave_one_out", help="where the leave-one-out runs are written")
     args = parser.parse_args(argv)
     if args.stain_shift:
         return stain_shift_section(args)
+    if args.leave_one_source_out:
+        return leave_one_out_section(args)
 
     model = create_model("xpath_small", checkpoint=args.checkpoint)  # "default": the shipped weights
     predictor = TextPromptPredictor(model)
@@ -193,6 +203,22 @@ def stain_shift_section(args) -> None:
     print(f"Stain-shift curve: mean nuclei Dice on {len(records)} MoNuSeg test images, haematoxylin x (1 -/+ m), "
           f"eosin x (1 +/- m) ({time.perf_counter() - t0:.0f} s); drop = Dice at m=0 minus Dice at the largest m")
     print(curve_table(rows).round(3).to_string())
+
+
+def leave_one_out_section(args) -> None:
+    """Print the leave-one-source-out table (:mod:`_leave_one_out`) of the recipes given."""
+    from _leave_one_out import NUCLEUS_SOURCES, leave_one_out_rows, leave_one_out_table
+
+    t0 = time.perf_counter()
+    rows = leave_one_out_rows(args.leave_one_source_out, steps=args.loso_steps, tile_size=args.loso_tile,
+                              runs_dir=args.runs_dir, limit=args.limit, sources=args.loso_sources or NUCLEUS_SOURCES)
+    if args.out:
+        rows.to_csv(args.out, index=False)
+    pd.set_option("display.width", 200)
+    print(f"Leave-one-source-out: all-nuclei Dice on each held-out source's validation images; each recipe trained "
+          f"{args.loso_steps} steps of {args.loso_tile} px tiles from the pretrained encoder without that source "
+          f"({time.perf_counter() - t0:.0f} s)")
+    print(leave_one_out_table(rows).to_string())
 
 
 def presence_on_tiles(model, args) -> None:
