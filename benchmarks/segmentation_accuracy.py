@@ -122,6 +122,8 @@ def main(argv=None) -> None:
                         help="only the stain-shift curve: nuclei Dice on MoNuSeg test against a controlled H&E change")
     parser.add_argument("--compare", default=None,
                         help="with --stain-shift: a second checkpoint (e.g. 'default', the current release) side by side")
+    parser.add_argument("--stain-normalization", action="store_true",
+                        help="with --stain-shift: also --checkpoint with Macenko normalisation at inference")
     parser.add_argument("--leave-one-source-out", nargs="+", default=None, metavar="RECIPE",
                         help="only the leave-one-source-out table: train each recipe config without each nucleus "
                              "source in turn and score the held-out source")
@@ -194,6 +196,9 @@ def stain_shift_section(args) -> None:
         names[args.compare] = args.compare
     predictors = {n: TextPromptPredictor(create_model("xpath_small", checkpoint=c), progress=False)
                   for n, c in names.items()}
+    if args.stain_normalization:
+        predictors[f"{args.checkpoint}+macenko"] = TextPromptPredictor(
+            create_model("xpath_small", checkpoint=args.checkpoint), progress=False, stain_normalization="macenko")
     records = next(recs for source, recs, _ in validation_images(args.config, args.limit) if source == "monuseg")
     t0 = time.perf_counter()
     rows = stain_shift_curve(predictors, records)

@@ -38,3 +38,17 @@ def test_stain_shift_pales_haematoxylin_and_keeps_magnitude_zero():
     pale, dark = stain_shift(image, 0.5, "pale"), stain_shift(image, 0.5, "dark")
     h = [rgb2hed(x)[..., 0].mean() for x in (image, pale, dark)]
     assert h[1] < h[0] < h[2]
+
+
+def test_macenko_maps_a_stain_shifted_image_back_towards_the_original():
+    from xpath.datasets import sample_he
+    from xpath.segmentation.stain import macenko_normalize
+
+    image = np.asarray(sample_he().array)[:256, :256]
+    pale = stain_shift(image, 0.5, "pale")
+    a, b = macenko_normalize(image).astype(float), macenko_normalize(pale).astype(float)
+    assert np.abs(a - b).mean() < 0.5 * np.abs(image.astype(float) - pale).mean()  # the shift mostly undone
+    blank = np.full((32, 32, 3), 240, np.uint8)
+    assert macenko_normalize(blank) is blank  # nothing stained: unchanged
+    with pytest.raises(ValueError, match="uint8"):
+        macenko_normalize(image.astype(float))

@@ -40,6 +40,7 @@ from ._prompt_text import check_prompts, prompt_structure
 from ._registry import resolve_device  # None → CUDA, then MPS, then CPU (shared with create_model)
 from ._result import Segmentation, classes_table
 from .objects import ObjectPrediction, check_object_prompts, decode_objects, paste_objects
+from .stain import macenko_normalize
 from .support import PromptPlan, model_vocabulary, plan_prompts
 from .tiling import Band, InstanceStitcher, extract_tile, predict_tiled, tile_batches, tile_starts
 
@@ -96,6 +97,10 @@ class TextPromptPredictor:
         Resolution (µm/px) the model runs at; default the model's ``config.mpp``. E.g. 0.5
         runs a 0.25 µm/px model on 20× images without upsampling them (4× fewer tiles, at
         the accuracy cost given in docs/model_card.md).
+    stain_normalization : {None, "macenko"}
+        Remix each image's H&E to a reference before segmenting it
+        (:func:`~xpath.segmentation.stain.macenko_normalize`). Off by default: whether it helps
+        is measured in docs/model_card.md.
 
     Examples
     --------
@@ -108,7 +113,7 @@ class TextPromptPredictor:
 
     def __init__(self, model: Any, *, overlap: int | None = None, batch_size: int = 4, cache_tiles: int = 16,
                  max_object_um: float = 32.0, panel_tiles: int | None = 4, progress: bool = False,
-                 mpp: float | None = None) -> None:
+                 mpp: float | None = None, stain_normalization: str | None = None) -> None:
         for attr in ("config", "preprocess", "encode_image", "decode"):
             if not hasattr(model, attr):
                 raise TypeError(f"model must be a text-prompted segmenter (missing .{attr}), got {type(model).__name__}")
@@ -123,6 +128,9 @@ class TextPromptPredictor:
             raise ValueError(f"max_object_um must be > 0, got {max_object_um}")
         if panel_tiles is not None and panel_tiles < 1:
             raise ValueError(f"panel_tiles must be >= 1 or None, got {panel_tiles}")
+        if stain_normalization not in (None, "macenko"):
+            raise ValueError(f"stain_normalization must be None or 'macenko', got {stain_normalization!r}")
+        self.stain_normalization = stain_normalization
         self.batch_size, self.cache_tiles = int(batch_size), int(cache_tiles)
         self.max_object_um, self.progress = float(max_object_um), bool(progress)
         self.model_mpp = float(model.config.mpp) if mpp is None else check_mpp(mpp, name="mpp")
@@ -191,6 +199,8 @@ class TextPromptPredictor:
             logger.info("resizing image %s at %.3g µm/px to %s at the model's %.3g µm/px",
                         img.shape[:2], mpp, size, self.model_mpp)
             work = _resize_uint8(img, size)
+        if self.stain_normalization == "macenko":
+            work = macenko_normalize(work)
         self._image, self._work, self._mpp = img, work, mpp
         n_tiles = len(tile_starts(work.shape[0], self.tile, self.overlap)) * len(
             tile_starts(work.shape[1], self.tile, self.overlap))
