@@ -8,7 +8,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 EXPECTED = ["01_segment_with_text", "02_biomarkers", "03_explain_a_diagnosis", "04_survival_biomarkers",
-            "05_train_on_your_data"]
+            "05_train_on_your_data", "06_boxes_and_points"]
 
 
 def test_all_notebooks_present_and_stripped():
