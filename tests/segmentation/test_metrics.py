@@ -180,3 +180,19 @@ def test_bad_input():
         pair_scores([np.zeros((2, 2))])
     with pytest.raises(ValueError, match="lacks"):
         scores_by_dataset(pd.DataFrame({"dice": [1.0]}))
+
+
+def test_typed_detection_f1_counts_a_nucleus_typed_twice_as_one_pair_and_one_false_detection():
+    from xpath.segmentation.metrics import typed_detection_f1
+
+    gt = np.zeros((10, 20), np.int32)
+    gt[1:5, 1:5], gt[1:5, 10:14], gt[6:9, 15:19] = 1, 2, 3
+    types = {1: "epi", 2: "inf", 3: "inf"}
+    epi = np.where(gt == 1, 7, 0) + np.where(gt == 2, 8, 0)  # nucleus 2 typed epithelial as well
+    inf = np.where(gt == 2, 1, 0)  # nucleus 3 missed
+    s = typed_detection_f1(gt, types, {"epi": epi, "inf": inf})
+    # pairs: 1 (epi/epi), 2 (IoU 1 in both maps: a tie goes to the first map, epi: a wrong type); 3 unpaired
+    assert (s["n_gt"], s["n_pred"], s["n_paired"]) == (3, 3, 2)
+    assert s["f_detection"] == pytest.approx(2 * 2 / (2 * 2 + 1 + 1))
+    # epi: TP 1, FP 1 -> 2 / (2 + 2 + 1 + 1); inf: TN 1, FN 1 -> the same
+    assert s["f_epi"] == pytest.approx(2 / 6) and s["f_inf"] == pytest.approx(2 / 6)
