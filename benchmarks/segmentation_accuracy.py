@@ -5,6 +5,7 @@
                                                 [--reliability-figure PNG]
 
     python benchmarks/segmentation_accuracy.py --stain-shift [--checkpoint PATH] [--compare default]
+    python benchmarks/segmentation_accuracy.py --type-f1 [--checkpoint PATH] [--compare default]
     python benchmarks/segmentation_accuracy.py --leave-one-source-out RECIPE.yaml [RECIPE.yaml ...] [--loso-steps 300]
 
 The validation images are the ones the training config holds out (``val`` rules of its
@@ -122,6 +123,8 @@ def main(argv=None) -> None:
                         help="only the stain-shift curve: nuclei Dice on MoNuSeg test against a controlled H&E change")
     parser.add_argument("--compare", default=None,
                         help="with --stain-shift: a second checkpoint (e.g. 'default', the current release) side by side")
+    parser.add_argument("--type-f1", action="store_true",
+                        help="only per-type detection-and-classification F1 on CoNSeP validation (HoVer-Net protocol)")
     parser.add_argument("--stain-normalization", action="store_true",
                         help="with --stain-shift: also --checkpoint with Macenko normalisation at inference")
     parser.add_argument("--leave-one-source-out", nargs="+", default=None, metavar="RECIPE",
@@ -136,6 +139,8 @@ def main(argv=None) -> None:
         return stain_shift_section(args)
     if args.leave_one_source_out:
         return leave_one_out_section(args)
+    if args.type_f1:
+        return type_f1_section(args)
 
     model = create_model("xpath_small", checkpoint=args.checkpoint)  # "default": the shipped weights
     predictor = TextPromptPredictor(model)
@@ -208,6 +213,46 @@ def stain_shift_section(args) -> None:
     print(f"Stain-shift curve: mean nuclei Dice on {len(records)} MoNuSeg test images, haematoxylin x (1 -/+ m), "
           f"eosin x (1 +/- m) ({time.perf_counter() - t0:.0f} s); drop = Dice at m=0 minus Dice at the largest m")
     print(curve_table(rows).round(3).to_string())
+
+
+def type_f1_section(args) -> None:
+    """Per-type F1 of the CoNSeP type prompts on CoNSeP validation, for ``--checkpoint`` and ``--compare``."""
+    import numpy as np
+
+    from xpath.segmentation.metrics import typed_detection_f1
+
+    names = [args.checkpoint] + ([args.compare] if args.compare else [])
+    records = next(recs for source, recs, _ in validation_images(args.config, args.limit) if source == "consep")
+    classes = DATASETS["consep"].classes
+    prompts = {c: label.prompt for c, label in classes.items()}
+    rows = []
+    for name in names:
+        predictor = TextPromptPredictor(create_model("xpath_small", checkpoint=name), progress=False)
+        gts, pred_maps, types, offset = [], {c: [] for c in prompts}, {}, 0
+        for rec in records:  # pooled: the images side by side as one map, ids offset per image
+            gt = np.where(rec.instances > 0, rec.instances + offset, 0)
+            for i in np.unique(gt)[1:]:  # each nucleus's type: the class of most of its pixels
+                types[int(i)] = classes[int(np.bincount(rec.class_map[gt == i]).argmax())].object
+            seg = predictor.set_image(rec.image, mpp=rec.mpp).predict(list(prompts.values()))
+            for c, p in prompts.items():
+                pred_maps[c].append(np.where(seg.instances[p] > 0, seg.instances[p] + offset, 0))
+            gts.append(gt)
+            offset = int(max(gt.max(), *(m[-1].max() for m in pred_maps.values()))) + 1
+        pooled = {classes[c].object: _side_by_side(maps) for c, maps in pred_maps.items()}
+        rows.append({"checkpoint": name, **typed_detection_f1(_side_by_side(gts), types, pooled)})
+    cols = ["f_detection"] + [f"f_{label.object}" for label in classes.values()] + ["n_gt", "n_pred", "n_paired"]
+    pd.set_option("display.width", 200)
+    print(f"Per-type F1 on {len(records)} CoNSeP validation images (HoVer-Net protocol, pairs at IoU > 0.5, "
+          "pooled over the images):")
+    print(pd.DataFrame(rows).set_index("checkpoint")[cols].round(3).to_string())
+
+
+def _side_by_side(maps: list) -> "np.ndarray":
+    """Label maps of different sizes placed side by side (zero-padded to the tallest)."""
+    import numpy as np
+
+    h = max(m.shape[0] for m in maps)
+    return np.concatenate([np.pad(m, ((0, h - m.shape[0]), (0, 0))) for m in maps], axis=1)
 
 
 def leave_one_out_section(args) -> None:
