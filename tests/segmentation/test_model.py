@@ -276,7 +276,7 @@ def test_base_runs_forward_and_backward(rng):
 
 
 def test_stochastic_depth_only_in_training():
-    from xpath.segmentation.modeling.focalnet import drop_path
+    from xpath.segmentation.modeling.encoders.focalnet import drop_path
 
     x = torch.ones(1000, 4)
     torch.manual_seed(0)

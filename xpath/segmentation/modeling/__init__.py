@@ -1,10 +1,17 @@
 """Network modules of the text-prompted segmenter (image/text encoders, pixel decoder, joint module, heads)."""
 
-from .efficientnet import EfficientNetLiteEncoder, efficientnet_lite0_weights_path
-from .focalnet import FOCALNET_SIZES, FocalModulation, FocalNetBlock, FocalNetEncoder
-from .fusion import JointLayer, JointModule, SpatialPromptEncoder
+from .encoders import (
+    FOCALNET_SIZES,
+    EfficientNetLiteEncoder,
+    FocalModulation,
+    FocalNetBlock,
+    FocalNetEncoder,
+    efficientnet_lite0_weights_path,
+)
 from .heads import MLP, SegmentationHeads
+from .joint import JointLayer, JointModule
 from .pixel_decoder import PixelDecoder, sine_position_2d
+from .prompt_encoder import SpatialPromptEncoder
 from .segmenter import ImageFeatures, SegmenterOutput, TextPromptSegmenter, upsample_stride4
 from .text_encoder import (
     HFTextEncoder,
