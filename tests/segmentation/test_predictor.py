@@ -305,7 +305,7 @@ def test_checkpoint_path_and_default_checkpoint_hook(tiny, tissue, tmp_path, mon
 
 
 def test_device_none_prefers_cuda_then_mps_then_cpu(monkeypatch):
-    from xpath.segmentation.predictor import resolve_device
+    from xpath._device import resolve_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     if getattr(torch.backends, "mps", None) is not None:

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import torch
 
+from .._device import resolve_device
 from ..io import atomic_path
 
 __all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "PROMPT_EMBEDDINGS_KEY", "CheckpointError", "load_checkpoint",
@@ -187,7 +188,7 @@ def load_checkpoint(path: str | os.PathLike, *, device=None, expected_sha256: st
     FileNotFoundError, CheckpointError
         See :func:`read_checkpoint`; also missing/unexpected keys or shape mismatches.
     """
-    from ._registry import SegmenterConfig, build_model, resolve_device
+    from ._registry import SegmenterConfig, build_model
 
     if expected_sha256 is not None:
         verify_checksum(path, expected_sha256)

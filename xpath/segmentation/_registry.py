@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .._device import resolve_device
+
 __all__ = ["SegmenterConfig", "build_model", "create_model", "default_checkpoint", "get_config", "list_models",
            "register_model"]
 
@@ -315,15 +317,3 @@ def create_model(name: str, checkpoint: str | Path | None = None, device=None, *
     model = build_model(config)
     return model.to(resolve_device(device))
 
-
-def resolve_device(device=None):
-    """``device`` as a ``torch.device``; ``None`` → CUDA, then MPS, then CPU."""
-    import torch
-
-    if device is not None:
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")

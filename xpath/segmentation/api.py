@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .._device import resolve_device
 from .._types import check_image, check_mpp
 from ._prompt_text import check_prompts
-from ._registry import resolve_device
 from ._result import Segmentation
 from .predictor import TextPromptPredictor, check_threshold
 from .support import check_on_unsupported, require_supported
