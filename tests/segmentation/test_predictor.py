@@ -280,7 +280,8 @@ def test_named_model_warns_that_decoder_is_untrained(caplog, tissue):
 
 
 def test_checkpoint_path_and_default_checkpoint_hook(tiny, tissue, tmp_path, monkeypatch, caplog):
-    from xpath.segmentation import _registry, api, save_checkpoint
+    from xpath.segmentation import api, save_checkpoint
+    from xpath.segmentation.modeling import checkpoint
 
     path = save_checkpoint(tiny, tmp_path / "tiny.pt")
     img = tissue.image[:96, :112]
@@ -290,8 +291,7 @@ def test_checkpoint_path_and_default_checkpoint_hook(tiny, tissue, tmp_path, mon
                                b.probabilities["nuclei"].astype(np.float32), atol=2e-3)
     assert a.presence["nuclei"] == pytest.approx(b.presence["nuclei"], abs=1e-5)
     # A registry that names a shipped checkpoint for the model: loaded by name, no warning.
-    monkeypatch.setattr(_registry, "default_checkpoint", lambda name: path if name == "xpath_tiny" else None,
-                        raising=False)
+    monkeypatch.setattr(checkpoint, "default_checkpoint", lambda name: path if name == "xpath_tiny" else None)
     api._named_model.cache_clear()
     try:
         with caplog.at_level(logging.WARNING, logger="xpath.segmentation.api"):

@@ -27,15 +27,15 @@ logger = logging.getLogger(__name__)
 
 @functools.lru_cache(maxsize=2)
 def _named_model(name: str, device: str):
-    from . import _registry
+    from .modeling import build, checkpoint
 
-    checkpoint = _registry.default_checkpoint(name)
-    if checkpoint is None:
+    path = checkpoint.default_checkpoint(name)
+    if path is None:
         logger.warning(
             "model %r has no trained checkpoint in this installation: its encoders are pretrained but its "
             "decoder is untrained, so masks and presence scores are not meaningful yet. Pass model= a "
             "checkpoint path or a trained model object.", name)
-    return _registry.create_model(name, checkpoint=checkpoint, device=device)
+    return build.create_model(name, checkpoint=path, device=device)
 
 
 def load_model(model: Any, device: Any = None):
@@ -50,7 +50,7 @@ def load_model(model: Any, device: Any = None):
         if path.suffix in (".pt", ".pth", ".ckpt") or path.is_file():
             if not path.is_file():
                 raise FileNotFoundError(f"model checkpoint {str(path)!r} does not exist")
-            from ._checkpoint import load_checkpoint
+            from .modeling.build import load_checkpoint
 
             return load_checkpoint(path, device=dev)
         return _named_model(str(model), str(dev))

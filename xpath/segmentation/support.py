@@ -222,8 +222,8 @@ def model_vocabulary(model: Any) -> ModelVocabulary | None:
 @functools.lru_cache(maxsize=8)
 def _file_vocabulary(model: str, mtime_ns: int | None) -> ModelVocabulary | None:
     """The record of a named or file model (cached per file version: ``mtime_ns`` is part of the key)."""
-    from ._checkpoint import read_checkpoint
-    from ._registry import default_checkpoint, list_models
+    from .modeling.checkpoint import default_checkpoint, read_checkpoint
+    from .modeling.registry import list_models
 
     path = Path(model)
     if path.suffix not in (".pt", ".pth", ".ckpt") and not path.is_file():
