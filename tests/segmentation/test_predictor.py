@@ -17,7 +17,7 @@ from xpath import Image
 from xpath.datasets import synthetic_tissue
 from xpath.segmentation import Segmentation, TextPromptPredictor, create_model, segment
 from xpath.segmentation._result import classes_table
-from xpath.segmentation.predictor import prompt_structure
+from xpath.segmentation.prompts import prompt_structure
 from xpath.segmentation.tiling import tile_starts
 
 

@@ -51,7 +51,7 @@ _EXPORTS = {
     "triples_from_geojson": ".annotations",
     "segment": ".api",
     "load_model": ".api",
-    "prompt_structure": ".predictor",
+    "prompt_structure": ".prompts",
     "instances_from_maps": ".postprocess",
     "remove_small_instances": ".postprocess",
     "predict_tiled": ".tiling",

@@ -15,9 +15,9 @@ from typing import Any
 
 from .._device import resolve_device
 from .._types import check_image, check_mpp
-from ._prompt_text import check_prompts
 from ._result import Segmentation
 from .predictor import TextPromptPredictor, check_threshold
+from .prompts import check_prompts
 from .support import check_on_unsupported, require_supported
 
 __all__ = ["load_model", "segment"]

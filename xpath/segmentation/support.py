@@ -372,7 +372,7 @@ def plan_prompts(prompts: Sequence[str], model: Any, *, on_unsupported: str = "r
     unsupported prompt decodes its nearest supported label (a warning names it); with
     ``"empty"`` it is not decoded.
     """
-    from ._prompt_text import prompt_structure
+    from .prompts import prompt_structure
 
     plans = []
     for s in require_supported(prompts, model, on_unsupported=on_unsupported):
