@@ -13,29 +13,18 @@ from __future__ import annotations
 
 from ..._lazy import lazy_exports
 
-_EXPORTS = {
-    "FOCALNET_SIZES": ".encoders",
-    "EfficientNetLiteEncoder": ".encoders",
-    "FocalModulation": ".encoders",
-    "FocalNetBlock": ".encoders",
-    "FocalNetEncoder": ".encoders",
-    "efficientnet_lite0_weights_path": ".encoders",
-    "MLP": ".heads",
-    "SegmentationHeads": ".heads",
-    "JointLayer": ".joint",
-    "JointModule": ".joint",
-    "PixelDecoder": ".pixel_decoder",
-    "sine_position_2d": ".pixel_decoder",
-    "SpatialPromptEncoder": ".prompt_encoder",
-    "ImageFeatures": ".segmenter",
-    "SegmenterOutput": ".segmenter",
-    "TextPromptSegmenter": ".segmenter",
-    "upsample_stride4": ".segmenter",
-    "HFTextEncoder": ".text_encoder",
-    "TextEmbeddings": ".text_encoder",
-    "default_text_encoder_path": ".text_encoder",
-    "resolve_text_encoder_path": ".text_encoder",
+# module → the public names it holds
+_MODULES = {
+    ".encoders": ("FOCALNET_SIZES", "EfficientNetLiteEncoder", "FocalModulation", "FocalNetBlock", "FocalNetEncoder",
+                  "efficientnet_lite0_weights_path"),
+    ".heads": ("MLP", "SegmentationHeads"),
+    ".joint": ("JointLayer", "JointModule"),
+    ".pixel_decoder": ("PixelDecoder", "sine_position_2d"),
+    ".prompt_encoder": ("SpatialPromptEncoder",),
+    ".segmenter": ("ImageFeatures", "SegmenterOutput", "TextPromptSegmenter", "upsample_stride4"),
+    ".text_encoder": ("HFTextEncoder", "TextEmbeddings", "default_text_encoder_path", "resolve_text_encoder_path"),
 }
+_EXPORTS = {name: module for module, names in _MODULES.items() for name in names}
 
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

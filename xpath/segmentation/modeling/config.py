@@ -154,9 +154,9 @@ class SegmenterConfig:
 
         The encoder is a nested dict whose ``"name"`` says which encoder it configures.
         """
-        d = dataclasses.asdict(self)
-        d["encoder"] = {"name": self.encoder.name, **d["encoder"]}
-        return _plain(d)
+        d = _lists(dataclasses.asdict(self))
+        d["encoder"] = {"name": self.encoder.name, **_lists(d["encoder"])}
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> SegmenterConfig:
@@ -184,13 +184,9 @@ class SegmenterConfig:
         return cls(**d)
 
 
-def _plain(value):
-    """Tuples as lists, through dicts and lists."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
+def _lists(d: dict) -> dict:
+    """``d`` with its tuple values as lists (the fields hold flat tuples of numbers)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
 def _encoder_class(name: str) -> type:
