@@ -2,7 +2,8 @@
 
 Networks (``torch`` modules passed into one composite, :class:`TextPromptSegmenter`):
 ``encoders/`` (FocalNet, EfficientNet-Lite0), ``text_encoder``, ``pixel_decoder``, ``joint``
-(the multimodal module), ``prompt_encoder`` (boxes and points), ``heads``, ``segmenter``.
+(the multimodal module), ``prompt_encoder`` (boxes and points), ``box_prior``, ``heads``,
+``segmenter``.
 Around them: ``config`` (:class:`~xpath.segmentation.modeling.config.SegmenterConfig`, plain
 data), ``registry`` (named configs), ``build`` (config or file → model, ``create_model``) and
 ``checkpoint`` (the file format). Names load on first use, so reading a config or the
