@@ -38,7 +38,6 @@ MAX_FUNCTION_LINES = 80
 # Import cycles: the modules of each strongly connected component, sorted.
 KNOWN_CYCLES = {
     ("xpath.pipeline._analysis", "xpath.pipeline._slide_analysis"),
-    ("xpath.segmentation._checkpoint", "xpath.segmentation._registry", "xpath.segmentation.support"),
 }
 # "importer -> imported private module"
 KNOWN_PRIVATE_IMPORTS = {

@@ -110,3 +110,17 @@ def test_ontology_imports_no_heavy_module():
             "print(sorted({'torch', 'transformers'} & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_word_stems_come_from_the_vocabulary_file(voc):
+    """The one list of class words: object stems beside the synonyms, structure stems for prompts without an object."""
+    assert voc.stems("inflammatory") == ("lymph", "immune", "inflamm", "til")
+    assert voc.stems("stroma") == ("strom",) and voc.stems("fat") == ()
+    assert "cyte" in voc.stems("cell") and "nucle" in voc.stems("nuclei")
+    with pytest.raises(ValueError, match="unknown object or structure 'cat'"):
+        voc.stems("cat")
+    # checked in the file's order: nuclei, then tissue, then cell
+    assert [voc.stem_structure(t) for t in ("nucleoli", "lumen", "keratinocytes", "a cat")] == [
+        "nuclei", "tissue", "cell", None]
+    with pytest.raises(ValueError, match="structure_stems name unknown structures"):
+        Vocabulary({"regions": {}, "datasets": {}, "objects": {}, "structure_stems": {"organ": ["x"]}})

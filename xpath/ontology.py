@@ -9,7 +9,8 @@ The vocabulary (:func:`load_vocabulary`, file ``xpath/vocabulary.json``) maps th
 class names of public datasets (PanNuke, MoNuSeg, CoNSeP, Lizard/CoNIC, MoNuSAC, GlaS,
 CRAG, BCSS, CPM, Kumar, TNBC, NuInsSeg, NuCLS, EBHI-Seg, CryoNuSeg) to labels, with
 synonyms for free text ("lymphocytes" → inflammatory, "tumour"/"neoplastic"/"malignant
-epithelial" → tumor, "colorectal" → colon).
+epithelial" → tumor, "colorectal" → colon) and word stems (:meth:`Vocabulary.stems`): the one
+list of the words that say what a class name or prompt is about.
 
 This module sits at the bottom of the package: datasets and segmentation import it,
 it imports neither (and nothing heavy: only the standard library).
@@ -78,13 +79,9 @@ _STRUCTURE_WORDS = {
     "areas": "tissue",
 }
 _GENERIC_OBJECT = "nucleus"  # its synonyms ("nuclei", "cells") are also structure words of the other objects
-# Word stems that name a cell type, so the prompt asks for cells (segmented by their nuclei) even without the
-# word "cells": "lymphocytes", "fibroblasts", "neutrophils", "plasmacytes", "immune infiltrate".
 _FILLER_WORDS = frozenset({"a", "an", "the", "all", "any", "every", "each", "of", "in", "on", "at", "from", "with",
                            "and", "or", "this", "that", "these", "those", "image", "images", "tile", "tiles", "slide",
                            "field", "h&e", "he", "pathology", "level", "-level"})
-_CELL_STEMS = ("cyte", "phil", "blast", "macrophage", "lympho", "immune", "plasma", "neutro", "eosino", "histio",
-               "endotheli", "spindle", "mesenchymal")
 
 
 def split_template(text: str) -> tuple[str, str, str] | None:
@@ -163,6 +160,9 @@ class Vocabulary:
             bad = set(spec["structures"]) - set(STRUCTURES)
             if bad or (spec.get("parent") is not None and spec["parent"] not in data["objects"]):
                 raise ValueError(f"vocabulary object {obj!r} has bad structures {sorted(bad)} or parent")
+        bad = sorted(set(data.get("structure_stems", {})) - set(STRUCTURES))
+        if bad:
+            raise ValueError(f"vocabulary structure_stems name unknown structures {bad}; known: {STRUCTURES}")
 
     @staticmethod
     def _add_term(table: dict, term: str, value: str, kind: str) -> None:
@@ -216,6 +216,47 @@ class Vocabulary:
         """The broader label (``neutrophil`` → ``inflammatory``), or ``None``."""
         parent = self.data["objects"][label.object].get("parent")
         return None if parent is None else Label(label.region, label.structure, parent)
+
+    def stems(self, name: str) -> tuple[str, ...]:
+        """Word stems that mark a free name as object or structure ``name`` (lower case, found inside a name).
+
+        An object's ``stems`` in the vocabulary file catch the free class names of tables and
+        annotations that its synonyms do not spell out ("TILs", "lymphocytic" → inflammatory);
+        the file's ``structure_stems`` place a prompt that names no known object at a structure
+        level (:meth:`stem_structure`); the cell stems also say that a prompt naming a cell type
+        ("lymphocytes") asks for cells. Match them against lower-cased text.
+
+        Raises
+        ------
+        ValueError
+            ``name`` is neither an object nor a structure.
+
+        Examples
+        --------
+        >>> load_vocabulary().stems("stroma")
+        ('strom',)
+        """
+        if name in STRUCTURES:
+            return tuple(self.data.get("structure_stems", {}).get(name, ()))
+        if name not in self.data["objects"]:
+            raise ValueError(f"unknown object or structure {name!r}; known objects: {', '.join(self.objects)}; "
+                             f"structures: {', '.join(STRUCTURES)}")
+        return tuple(self.data["objects"][name].get("stems", ()))
+
+    def stem_structure(self, text: str) -> str | None:
+        """The first structure, in the file's order (nuclei, tissue, cell), whose stems occur in ``text``; else ``None``.
+
+        Examples
+        --------
+        >>> voc = load_vocabulary()
+        >>> voc.stem_structure("keratinocytes"), voc.stem_structure("lumen"), voc.stem_structure("a cat")
+        ('cell', 'tissue', None)
+        """
+        low = text.lower()
+        for structure, stems in self.data.get("structure_stems", {}).items():
+            if any(stem in low for stem in stems):
+                return structure
+        return None
 
     # ------------------------------------------------------------- datasets
     def _dataset(self, dataset: str) -> dict:
@@ -329,7 +370,7 @@ class Vocabulary:
             return PromptReading(Label(region, stated, obj), True, unread)
         if len(allowed) == 1 or set(allowed) <= {"nuclei", "cell"}:  # one level, or instance levels only
             return PromptReading(Label(region, allowed[0], obj), True, unread)
-        if any(stem in words for stem in _CELL_STEMS):
+        if any(stem in words for stem in self.stems("cell")):
             return PromptReading(Label(region, "nuclei" if "nuclei" in allowed else "cell", obj), True, unread)
         return PromptReading(Label(region, "nuclei" if "nuclei" in allowed else allowed[0], obj), False, unread)
 

@@ -11,6 +11,7 @@ from skimage.measure import label as connected_components
 from xpath.datasets import sample_slide, synthetic_tissue
 from xpath.io import (
     GeoJSONWriter,
+    class_colour,
     fill_rings,
     geojson_to_labels,
     read_geojson,
@@ -186,3 +187,11 @@ def test_real_sample_slide_round_trip(tmp_path):
     assert back["object_id"].tolist() == ids.tolist()
     assert back["nucleus.size.area_px"].tolist() == area.tolist()
     assert np.array_equal(geojson_to_labels(back, labels.shape, origin=origin), labels)
+
+
+def test_class_colours_follow_the_vocabulary_stems():
+    red, blue = (200, 0, 0), (31, 119, 180)
+    assert class_colour("tumour nuclei") == class_colour("Carcinoma") == red
+    assert class_colour("lymphocytes") == class_colour("TILs") == blue
+    assert class_colour("stromal") == class_colour("connective") == (44, 160, 44)
+    assert class_colour("nuclei") == class_colour("nuclei") not in (red, blue)  # a stable palette colour

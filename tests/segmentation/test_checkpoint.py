@@ -16,7 +16,7 @@ from xpath.segmentation import (
     sha256sum,
     verify_checksum,
 )
-from xpath.segmentation._checkpoint import CHECKPOINT_VERSION, read_checkpoint
+from xpath.segmentation.modeling.checkpoint import CHECKPOINT_VERSION, read_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

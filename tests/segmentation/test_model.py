@@ -207,7 +207,7 @@ def test_focal_modulation_receptive_field_grows_with_levels():
 
 def test_small_forward_backward(rng):
     model = create_model("xpath_small", device="cpu")
-    assert model.config.encoder == "efficientnet_lite0" and model.config.image_size == 512
+    assert model.config.encoder.name == "efficientnet_lite0" and model.config.image_size == 512
     print(f"xpath_small parameters: {model.num_parameters():,} "
           f"(trainable {model.num_parameters(trainable_only=True):,})")
     model.train()
@@ -259,9 +259,9 @@ def test_paper_scale_configs_build(name, low, high):
     n = model.num_parameters()
     print(f"{name} parameters: {n:,}")
     assert low < n < high  # xpath_large: the paper's scale (~0.45 B)
-    assert model.config.image_size == 1024 and model.config.encoder == "focalnet"
+    assert model.config.image_size == 1024 and model.config.encoder.name == "focalnet"
     if name == "xpath_large":
-        assert model.config.embed_dim == 192 and model.config.depths == (2, 2, 18, 2)
+        assert model.config.encoder.embed_dim == 192 and model.config.encoder.depths == (2, 2, 18, 2)
         assert model.image_encoder.channels == (192, 384, 768, 1536)
 
 
@@ -276,7 +276,7 @@ def test_base_runs_forward_and_backward(rng):
 
 
 def test_stochastic_depth_only_in_training():
-    from xpath.segmentation.modeling.focalnet import drop_path
+    from xpath.segmentation.modeling.encoders.focalnet import drop_path
 
     x = torch.ones(1000, 4)
     torch.manual_seed(0)

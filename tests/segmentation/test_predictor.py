@@ -17,7 +17,7 @@ from xpath import Image
 from xpath.datasets import synthetic_tissue
 from xpath.segmentation import Segmentation, TextPromptPredictor, create_model, segment
 from xpath.segmentation._result import classes_table
-from xpath.segmentation.predictor import prompt_structure
+from xpath.segmentation.prompts import prompt_structure
 from xpath.segmentation.tiling import tile_starts
 
 
@@ -280,7 +280,8 @@ def test_named_model_warns_that_decoder_is_untrained(caplog, tissue):
 
 
 def test_checkpoint_path_and_default_checkpoint_hook(tiny, tissue, tmp_path, monkeypatch, caplog):
-    from xpath.segmentation import _registry, api, save_checkpoint
+    from xpath.segmentation import api, save_checkpoint
+    from xpath.segmentation.modeling import checkpoint
 
     path = save_checkpoint(tiny, tmp_path / "tiny.pt")
     img = tissue.image[:96, :112]
@@ -290,8 +291,7 @@ def test_checkpoint_path_and_default_checkpoint_hook(tiny, tissue, tmp_path, mon
                                b.probabilities["nuclei"].astype(np.float32), atol=2e-3)
     assert a.presence["nuclei"] == pytest.approx(b.presence["nuclei"], abs=1e-5)
     # A registry that names a shipped checkpoint for the model: loaded by name, no warning.
-    monkeypatch.setattr(_registry, "default_checkpoint", lambda name: path if name == "xpath_tiny" else None,
-                        raising=False)
+    monkeypatch.setattr(checkpoint, "default_checkpoint", lambda name: path if name == "xpath_tiny" else None)
     api._named_model.cache_clear()
     try:
         with caplog.at_level(logging.WARNING, logger="xpath.segmentation.api"):
@@ -305,7 +305,7 @@ def test_checkpoint_path_and_default_checkpoint_hook(tiny, tissue, tmp_path, mon
 
 
 def test_device_none_prefers_cuda_then_mps_then_cpu(monkeypatch):
-    from xpath.segmentation.predictor import resolve_device
+    from xpath._device import resolve_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     if getattr(torch.backends, "mps", None) is not None:

@@ -52,3 +52,16 @@ def test_custom_label_set():
     res = resolve_prompt("malignant epithelial cells", labels=labels, top_k=5)
     assert res.label == Label("breast", "nuclei", "tumor")
     assert len(res.matches) == 2
+
+
+@pytest.mark.parametrize(("text", "structure"), [
+    ("keratinocytes", "cell"),  # no object of the vocabulary: its cell stems ("cyte")
+    ("lumen", "tissue"),
+    ("nucleoli", "nuclei"),
+    ("lymphocytes", "nuclei"),  # an object synonym: inflammatory nuclei
+    ("a cat", None),
+])
+def test_prompt_structure_reads_the_vocabulary_without_a_model(text, structure):
+    from xpath.segmentation.prompts import prompt_structure
+
+    assert prompt_structure(text)[1] == structure

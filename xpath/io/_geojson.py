@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from .._types import check_labels
+from ..ontology import load_vocabulary
 from ._polygons import trace_rings
 from ._tables import atomic_path
 
@@ -34,23 +35,30 @@ __all__ = ["OBJECT_TYPES", "GeoJSONWriter", "class_colour", "write_geojson"]
 
 OBJECT_TYPES = ("annotation", "detection", "cell", "tile")
 
-# Colours for common classes; others get a stable colour from a palette by name.
-_NAMED_COLOURS = {
-    "tumour": (200, 0, 0), "tumor": (200, 0, 0), "neoplastic": (200, 0, 0), "epithelial": (255, 127, 14),
-    "lymphocyte": (31, 119, 180), "inflammatory": (31, 119, 180), "immune": (31, 119, 180),
-    "stroma": (44, 160, 44), "stromal": (44, 160, 44), "connective": (44, 160, 44),
-    "necrosis": (80, 80, 80), "necrotic": (80, 80, 80), "tissue": (150, 200, 150), "gland": (148, 103, 189),
+# Colours of common classes, by the vocabulary object whose stems a class name holds (checked in this order);
+# other tissue classes share one colour, the rest get a stable colour from a palette by name.
+_OBJECT_COLOURS = {
+    "tumor": (200, 0, 0), "epithelial": (255, 127, 14), "inflammatory": (31, 119, 180), "stroma": (44, 160, 44),
+    "connective": (44, 160, 44), "necrosis": (80, 80, 80), "gland": (148, 103, 189),
 }
+_TISSUE_COLOUR = (150, 200, 150)
 _PALETTE = [(214, 39, 40), (31, 119, 180), (44, 160, 44), (255, 127, 14), (148, 103, 189),
             (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
 
 
 def class_colour(name: str) -> tuple[int, int, int]:
-    """A stable RGB colour for a class name (known pathology words get conventional colours)."""
+    """A stable RGB colour for a class name (known pathology words get conventional colours).
+
+    The words are the stems of the label vocabulary (:meth:`xpath.ontology.Vocabulary.stems`):
+    "tumour nuclei" and "carcinoma" are tumour red, "lymphocytes" and "TILs" immune blue.
+    """
     key = str(name).lower()
-    for word, colour in _NAMED_COLOURS.items():
-        if word in key:
+    voc = load_vocabulary()
+    for obj, colour in _OBJECT_COLOURS.items():
+        if any(stem in key for stem in voc.stems(obj)):
             return colour
+    if "tissue" in key:
+        return _TISSUE_COLOUR
     return _PALETTE[zlib.crc32(key.encode()) % len(_PALETTE)]
 
 

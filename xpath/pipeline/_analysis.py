@@ -13,14 +13,16 @@ import numpy as np
 import pandas as pd
 
 from .._types import Image, check_image, check_mpp
+from ..ontology import load_vocabulary
 
 __all__ = ["Analysis", "analyze", "analyze_features", "combine_instances"]
 
 log = logging.getLogger(__name__)
 
 GRAPHS = ("delaunay", "knn", "radius")
-_IMMUNE_WORDS = ("lymph", "immune", "inflamm", "til")
-_TUMOUR_WORDS = ("tumo", "neoplas", "malignan", "cancer", "carcinoma", "epithel")
+_IMMUNE_WORDS = load_vocabulary().stems("inflammatory")
+_TUMOUR_WORDS = load_vocabulary().stems("tumor") + load_vocabulary().stems("epithelial")
+_STROMA_WORDS = load_vocabulary().stems("stroma")
 
 
 _ANSWERED = ("supported", "unchecked")  # statuses whose masks are the model's own answer to the prompt
@@ -369,7 +371,7 @@ def analyze(
         region_row = biomarkers.region_table(regions, mpp=mpp, region_names={0: "none", **region_names},
                                              cells=cells,
                                              tumour=_find_class(list(region_names.values()), _TUMOUR_WORDS, "tumour"),
-                                             stroma=_find_class(list(region_names.values()), ("strom",), "stroma"))
+                                             stroma=_find_class(list(region_names.values()), _STROMA_WORDS, "stroma"))
         features = features.join(pd.DataFrame([region_row], index=features.index))
     presence = {f"presence.{alias[p]}": float(segmentation.presence.get(p, np.nan)) for p in prompts}
     features = features.join(pd.DataFrame([presence], index=features.index))

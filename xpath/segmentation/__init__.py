@@ -7,23 +7,25 @@ until a model is needed.
 
 from __future__ import annotations
 
-import importlib
+from .._lazy import lazy_exports
 
 # name → module (relative to this package), or "module:attribute". Each engineer adds only their own lines.
 _EXPORTS = {
     # model (registry, checkpoints, losses, prompts)
-    "SegmenterConfig": "._registry",
-    "build_model": "._registry",
-    "create_model": "._registry",
-    "default_checkpoint": "._registry",
-    "get_config": "._registry",
-    "list_models": "._registry",
-    "register_model": "._registry",
-    "CheckpointError": "._checkpoint",
-    "load_checkpoint": "._checkpoint",
-    "save_checkpoint": "._checkpoint",
-    "sha256sum": "._checkpoint",
-    "verify_checksum": "._checkpoint",
+    "SegmenterConfig": ".modeling.config",
+    "FocalNetEncoderConfig": ".modeling.config",
+    "EfficientNetEncoderConfig": ".modeling.config",
+    "get_config": ".modeling.registry",
+    "list_models": ".modeling.registry",
+    "register_model": ".modeling.registry",
+    "build_model": ".modeling.build",
+    "create_model": ".modeling.build",
+    "load_checkpoint": ".modeling.build",
+    "default_checkpoint": ".modeling.checkpoint",
+    "CheckpointError": ".modeling.checkpoint",
+    "save_checkpoint": ".modeling.checkpoint",
+    "sha256sum": ".modeling.checkpoint",
+    "verify_checksum": ".modeling.checkpoint",
     "segmentation_loss": ".training.losses",
     "TextPromptSegmenter": ".modeling",
     "SegmenterOutput": ".modeling",
@@ -49,7 +51,7 @@ _EXPORTS = {
     "triples_from_geojson": ".annotations",
     "segment": ".api",
     "load_model": ".api",
-    "prompt_structure": ".predictor",
+    "prompt_structure": ".prompts",
     "instances_from_maps": ".postprocess",
     "remove_small_instances": ".postprocess",
     "predict_tiled": ".tiling",
@@ -80,16 +82,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        module, _, attr = _EXPORTS[name].partition(":")
-        value = getattr(importlib.import_module(module, __name__), attr or name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

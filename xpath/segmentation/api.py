@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .._device import resolve_device
 from .._types import check_image, check_mpp
-from ._prompt_text import check_prompts
-from ._registry import resolve_device
 from ._result import Segmentation
 from .predictor import TextPromptPredictor, check_threshold
+from .prompts import check_prompts
 from .support import check_on_unsupported, require_supported
 
 __all__ = ["load_model", "segment"]
@@ -27,15 +27,15 @@ logger = logging.getLogger(__name__)
 
 @functools.lru_cache(maxsize=2)
 def _named_model(name: str, device: str):
-    from . import _registry
+    from .modeling import build, checkpoint
 
-    checkpoint = _registry.default_checkpoint(name)
-    if checkpoint is None:
+    path = checkpoint.default_checkpoint(name)
+    if path is None:
         logger.warning(
             "model %r has no trained checkpoint in this installation: its encoders are pretrained but its "
             "decoder is untrained, so masks and presence scores are not meaningful yet. Pass model= a "
             "checkpoint path or a trained model object.", name)
-    return _registry.create_model(name, checkpoint=checkpoint, device=device)
+    return build.create_model(name, checkpoint=path, device=device)
 
 
 def load_model(model: Any, device: Any = None):
@@ -50,7 +50,7 @@ def load_model(model: Any, device: Any = None):
         if path.suffix in (".pt", ".pth", ".ckpt") or path.is_file():
             if not path.is_file():
                 raise FileNotFoundError(f"model checkpoint {str(path)!r} does not exist")
-            from ._checkpoint import load_checkpoint
+            from .modeling.build import load_checkpoint
 
             return load_checkpoint(path, device=dev)
         return _named_model(str(model), str(dev))

@@ -25,7 +25,13 @@ from pathlib import Path
 import torch
 
 from ..io import atomic_path
-from ._checkpoint import _TEXT_PREFIX, PROMPT_EMBEDDINGS_KEY, pack_prompt_embeddings, read_checkpoint, sha256sum
+from .modeling.checkpoint import (
+    PROMPT_EMBEDDINGS_KEY,
+    pack_prompt_embeddings,
+    read_checkpoint,
+    sha256sum,
+    text_encoder_excluded,
+)
 
 __all__ = ["COMMON_PROMPTS", "cache_prompt_embeddings", "trained_prompts"]
 
@@ -67,12 +73,12 @@ def cache_prompt_embeddings(path: str | os.PathLike, *, texts=None) -> Path:
     -------
     pathlib.Path
     """
-    from ._registry import SegmenterConfig
-    from .modeling import HFTextEncoder
+    from .modeling.config import SegmenterConfig
+    from .modeling.text_encoder import HFTextEncoder
 
     path = Path(path)
     payload = read_checkpoint(path)
-    if _TEXT_PREFIX not in payload.get("excluded_prefixes", []):
+    if not text_encoder_excluded(payload):
         raise ValueError(f"{path}: its text encoder is stored in the file (not frozen and reloaded); "
                          "prompt embeddings are cached only for a frozen, reloaded encoder")
     config = SegmenterConfig.from_dict(payload["config"])

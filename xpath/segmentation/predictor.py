@@ -35,11 +35,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._device import resolve_device  # None → CUDA, then MPS, then CPU (shared with create_model)
 from .._types import check_boxes, check_image, check_mpp
-from ._prompt_text import check_prompts, prompt_structure
-from ._registry import resolve_device  # None → CUDA, then MPS, then CPU (shared with create_model)
 from ._result import Segmentation, classes_table
 from .objects import ObjectPrediction, check_object_prompts, decode_objects, paste_objects
+from .prompts import check_prompts, prompt_structure
 from .stain import macenko_normalize
 from .support import PromptPlan, model_vocabulary, plan_prompts
 from .tiling import Band, InstanceStitcher, extract_tile, predict_tiled, tile_batches, tile_starts

@@ -1,10 +1,22 @@
-"""How a model reads a prompt: nearest known labels by text-embedding similarity.
+"""How a prompt is read: what a prompt list may be, which structure a prompt names, its nearest labels.
 
-``resolve_prompt("lymphocytes")`` embeds the text with the model's text encoder
-(all-MiniLM-L6-v2 by default) and compares it with every known label of the vocabulary —
-its canonical prompt and the bare names/synonyms of its object — so a user sees how the
-free text was understood. Prompts are always encoded as typed; this is a report, not a
-rewrite.
+Built on :mod:`xpath.ontology`, which alone parses the paper's template
+``"{structure}-level {object} in {region} pathology"`` and holds every word of the label
+standard (synonyms and stems, from ``xpath/vocabulary.json``).
+
+- :func:`check_prompts` validates a prompt list.
+- :func:`prompt_structure` says which structure (tissue / cell / nuclei) a prompt names; the
+  structure decides whether a prompt gets an instance map (``instances="auto"``). It is read,
+  in order, from the template, from the vocabulary's reading of the prompt's words (object
+  synonyms such as "lymphocytes" → inflammatory nuclei), from the vocabulary's structure stems
+  (``nucle`` → nuclei; ``gland``, ``stroma``, ``tissue`` → tissue; ``cyte``, ``cell`` → cell),
+  and last from :func:`resolve_prompt` with the model's text encoder when it is close enough.
+- :func:`resolve_prompt` embeds the text with the model's text encoder (all-MiniLM-L6-v2 by
+  default) and compares it with every known label of the vocabulary — its canonical prompt and
+  the bare names/synonyms of its object — so a user sees how the free text was understood.
+  Prompts are always encoded as typed; this is a report, not a rewrite.
+
+Only :func:`resolve_prompt` needs torch, and imports it when called.
 """
 
 from __future__ import annotations
@@ -12,14 +24,13 @@ from __future__ import annotations
 import functools
 import logging
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-import torch
-from torch.nn import functional as F
+from ..ontology import STRUCTURES, Label, load_vocabulary, split_template
 
-from ..ontology import Label, load_vocabulary
-
-__all__ = ["PromptResolution", "resolve_prompt"]
+__all__ = ["LOW_SIMILARITY", "PromptResolution", "check_prompts", "prompt_structure", "resolve_prompt"]
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +38,105 @@ logger = logging.getLogger(__name__)
 LOW_SIMILARITY = 0.5
 
 
+# ------------------------------------------------------------------ prompt lists
+def check_prompts(prompts: object) -> list[str]:
+    """Validate a prompt list: non-empty, strings, non-blank, no duplicates.
+
+    A single string is accepted as a one-prompt list.
+
+    Raises
+    ------
+    TypeError
+        ``prompts`` is not a string or a sequence of strings.
+    ValueError
+        Empty list, a blank prompt, or a repeated prompt (results are keyed by prompt).
+
+    Examples
+    --------
+    >>> check_prompts("nuclei")
+    ['nuclei']
+    """
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    if not isinstance(prompts, Sequence):
+        raise TypeError(f"prompts must be a list of str, got {type(prompts).__name__}")
+    prompts = list(prompts)
+    if not prompts:
+        raise ValueError("prompts must be a non-empty list of str, got an empty list")
+    for i, p in enumerate(prompts):
+        if not isinstance(p, str):
+            raise TypeError(f"prompts[{i}] must be a str, got {type(p).__name__} {p!r}")
+        if not p.strip():
+            raise ValueError(f"prompts[{i}] is an empty string; a prompt names what to segment, e.g. 'nuclei'")
+    seen: set[str] = set()
+    dup = sorted({p for p in prompts if p in seen or seen.add(p)})
+    if dup:
+        raise ValueError(f"prompts must be unique (results are keyed by prompt), got repeated {dup}")
+    return prompts
+
+
+# ------------------------------------------------------------------ structure
+def prompt_structure(prompt: str, *, model: Any = None) -> tuple[str | None, str | None]:
+    """The canonical label text and structure a prompt asks for.
+
+    Parameters
+    ----------
+    prompt : str
+    model : TextPromptSegmenter, optional
+        When given, prompts that neither the vocabulary's words nor its stems place are
+        resolved by text-embedding similarity with its text encoder (:func:`resolve_prompt`,
+        which warns when no known label is close).
+
+    Returns
+    -------
+    (label, structure)
+        ``label``: canonical prompt text of the label the prompt resolved to, or ``None``
+        when only stems decided; ``structure``: ``"tissue"``, ``"cell"``, ``"nuclei"`` or ``None``.
+
+    Examples
+    --------
+    >>> prompt_structure("nuclei-level epithelial in colon pathology")
+    ('nuclei-level epithelial in colon pathology', 'nuclei')
+    >>> prompt_structure("stroma")[1]
+    'tissue'
+    """
+    parts = split_template(prompt)
+    if parts is not None:
+        return prompt.strip(), parts[0]
+    voc = load_vocabulary()
+    label = voc.lookup(prompt)
+    if label is not None and label.structure in STRUCTURES:
+        return label.prompt, label.structure
+    structure = voc.stem_structure(prompt)
+    if structure is not None:
+        return None, structure
+    resolved = _from_resolver(prompt, model)
+    return resolved if resolved is not None else (None, None)
+
+
+def _from_resolver(prompt: str, model: Any) -> tuple[str | None, str | None] | None:
+    """(label prompt, structure) from :func:`resolve_prompt`, when confident.
+
+    Uses the model's own (already loaded) text encoder; the nearest label counts when its
+    similarity reaches :data:`LOW_SIMILARITY` (below it the resolver warns, naming the closest
+    labels).
+    """
+    if model is None or not hasattr(model, "text_encoder"):
+        return None
+    try:
+        res = resolve_prompt(prompt, model=model)
+    except (TypeError, ValueError, OSError, RuntimeError) as err:
+        logger.debug("resolve_prompt(%r) failed (%s); no structure from the text encoder", prompt, err)
+        return None
+    label = res.lexical
+    if label is None and res.similarity >= LOW_SIMILARITY:
+        label = res.label
+    if label is None or label.structure not in STRUCTURES:
+        return None
+    return label.prompt, label.structure
+
+
+# ------------------------------------------------------------------ resolution
 @dataclass(frozen=True)
 class PromptResolution:
     """Nearest known labels of a prompt.
@@ -76,11 +186,14 @@ def _default_encoder():
     return HFTextEncoder("minilm", frozen=True)
 
 
-@torch.no_grad()
-def _embed(encoder, texts: list[str]) -> torch.Tensor:
+def _embed(encoder, texts: list[str]):
     """``(N, D)`` L2-normalised pooled embeddings, computed in chunks."""
-    out = [encoder(texts[i:i + 256]).pooled.float() for i in range(0, len(texts), 256)]
-    return F.normalize(torch.cat(out), dim=-1)
+    import torch
+    from torch.nn import functional as F
+
+    with torch.no_grad():
+        out = [encoder(texts[i:i + 256]).pooled.float() for i in range(0, len(texts), 256)]
+        return F.normalize(torch.cat(out), dim=-1)
 
 
 _LABEL_CACHE: dict = {}
@@ -157,6 +270,8 @@ def resolve_prompt(text: str, *, model=None, labels=None, top_k: int = 3,
         raise ValueError("text must be a non-empty prompt, got an empty string")
     if top_k < 1:
         raise ValueError(f"top_k must be ≥ 1, got {top_k}")
+    import torch
+
     voc = load_vocabulary()
     labels = tuple(voc.known_labels() if labels is None else labels)
     if not labels:

@@ -193,7 +193,7 @@ def write_record(checkpoint: str | Path, record: ModelVocabulary, out: str | Pat
     import torch
 
     from ..io import atomic_path
-    from ._checkpoint import read_checkpoint
+    from .modeling.checkpoint import read_checkpoint
 
     payload = read_checkpoint(checkpoint)
     payload["trained_vocabulary"] = record.to_dict()
@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--figure", default=None, help="also draw the reliability diagrams to this PNG")
     args = parser.parse_args(argv)
 
-    from ._checkpoint import load_checkpoint
+    from .modeling.build import load_checkpoint
     from .predictor import TextPromptPredictor
 
     model = load_checkpoint(args.checkpoint)

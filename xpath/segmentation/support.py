@@ -222,8 +222,8 @@ def model_vocabulary(model: Any) -> ModelVocabulary | None:
 @functools.lru_cache(maxsize=8)
 def _file_vocabulary(model: str, mtime_ns: int | None) -> ModelVocabulary | None:
     """The record of a named or file model (cached per file version: ``mtime_ns`` is part of the key)."""
-    from ._checkpoint import read_checkpoint
-    from ._registry import default_checkpoint, list_models
+    from .modeling.checkpoint import default_checkpoint, read_checkpoint
+    from .modeling.registry import list_models
 
     path = Path(model)
     if path.suffix not in (".pt", ".pth", ".ckpt") and not path.is_file():
@@ -372,7 +372,7 @@ def plan_prompts(prompts: Sequence[str], model: Any, *, on_unsupported: str = "r
     unsupported prompt decodes its nearest supported label (a warning names it); with
     ``"empty"`` it is not decoded.
     """
-    from ._prompt_text import prompt_structure
+    from .prompts import prompt_structure
 
     plans = []
     for s in require_supported(prompts, model, on_unsupported=on_unsupported):

@@ -11,9 +11,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from .box_prior import box_prior_logits
-from .fusion import JointModule, SpatialPromptEncoder
 from .heads import SegmentationHeads
+from .joint import JointModule
 from .pixel_decoder import PixelDecoder
+from .prompt_encoder import SpatialPromptEncoder
 from .text_encoder import HFTextEncoder
 
 __all__ = ["OBJECT_PROMPT", "ImageFeatures", "SegmenterOutput", "TextPromptSegmenter", "spatial_prompts"]

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .._registry import resolve_device
+from ..._device import resolve_device
 
 __all__ = ["DistInfo", "capture_rng", "init_distributed", "restore_rng"]
 

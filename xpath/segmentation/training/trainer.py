@@ -68,7 +68,7 @@ def _build_model(spec: str, *, checkpoint: str | None, device: torch.device, mpp
         if checkpoint:
             raise ValueError("init_checkpoint is only supported for registered model names")
     else:
-        from .._registry import create_model
+        from ..modeling.build import create_model
 
         model = create_model(spec, checkpoint=checkpoint, device=device)
     if mpp is not None:
@@ -274,7 +274,7 @@ class Trainer:
         return path
 
     def _model_saver(self):
-        from .._checkpoint import save_checkpoint
+        from ..modeling.checkpoint import save_checkpoint
         from ..modeling.segmenter import TextPromptSegmenter
 
         if not isinstance(self.model, TextPromptSegmenter):

