@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["STRUCTURES", "UNSPECIFIED", "Label", "PromptReading", "Vocabulary", "known_labels", "load_vocabulary",
+__all__ = ["GENERIC_OBJECT", "STRUCTURES", "UNSPECIFIED", "Label", "PromptReading", "Vocabulary", "known_labels", "load_vocabulary",
            "split_template"]
 
 STRUCTURES = ("tissue", "cell", "nuclei")
@@ -78,7 +78,7 @@ _STRUCTURE_WORDS = {
     "tissue": "tissue", "tissues": "tissue", "region": "tissue", "regions": "tissue", "area": "tissue",
     "areas": "tissue",
 }
-_GENERIC_OBJECT = "nucleus"  # its synonyms ("nuclei", "cells") are also structure words of the other objects
+GENERIC_OBJECT = "nucleus"  # its synonyms ("nuclei", "cells") are also structure words of the other objects
 _FILLER_WORDS = frozenset({"a", "an", "the", "all", "any", "every", "each", "of", "in", "on", "at", "from", "with",
                            "and", "or", "this", "that", "these", "those", "image", "images", "tile", "tiles", "slide",
                            "field", "h&e", "he", "pathology", "level", "-level"})
@@ -353,7 +353,7 @@ class Vocabulary:
             return PromptReading(parsed, True)
         words = _norm(re.sub(r"[^\w\s/-]", " ", text))
         padded = f" {words} "
-        hits = [(obj != _GENERIC_OBJECT, len(k), k) for k, obj in self._object_terms.items() if f" {k} " in padded]
+        hits = [(obj != GENERIC_OBJECT, len(k), k) for k, obj in self._object_terms.items() if f" {k} " in padded]
         if not hits:
             return PromptReading(None, False)
         obj_key = max(hits)[2]

@@ -44,7 +44,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..ontology import Label, load_vocabulary
+from ..ontology import GENERIC_OBJECT, Label, load_vocabulary
 
 __all__ = [
     "ON_UNSUPPORTED",
@@ -66,7 +66,6 @@ ON_UNSUPPORTED = ("raise", "empty", "nearest")
 #: A prompt without a known object term is read as its nearest label only this close (MiniLM cosine).
 TYPO_SIMILARITY = 0.8
 _INSTANCE = frozenset({"nuclei", "cell"})
-GENERIC_OBJECT = "nucleus"  # "goblet cells" reads as this object plus an unknown word: not all nuclei
 
 
 def structure_family(structure: str | None) -> str | None:
@@ -294,7 +293,7 @@ def _support(prompt: str, record: ModelVocabulary, text_model: Any) -> PromptSup
     reading, stated, unread = _read(prompt, text_model)
     if reading is None:
         reason = "it names no object of the label standard"
-    elif reading.object == GENERIC_OBJECT and unread:
+    elif reading.object == GENERIC_OBJECT and unread:  # "goblet cells": the generic object + an unknown word
         reason = f"it names a kind of nucleus or cell the label standard does not know ({' '.join(unread)!r})"
     elif not stated:
         reason = (f"it does not say which structure ({reading.object!r} exists at the levels "
