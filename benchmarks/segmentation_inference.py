@@ -109,7 +109,7 @@ def bench_throughput(model_name: str, repeats: int) -> None:
     import torch
 
     from xpath.segmentation import segment
-    from xpath.segmentation.tiling import tile_starts
+    from xpath.segmentation import tile_starts
 
     torch.manual_seed(0)
     model = _trained_model(model_name).eval()

@@ -89,7 +89,7 @@ def stage_clock(slide_type):
     import xpath.pipeline._slide_analysis as analysis_mod
     import xpath.segmentation as seg
     from xpath.io import GeoJSONWriter
-    from xpath.segmentation import tiling
+    from xpath.segmentation.inference import tiling
     from xpath.segmentation.modeling import TextPromptSegmenter
 
     clock = StageClock()

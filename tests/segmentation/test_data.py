@@ -7,7 +7,7 @@ import pytest
 from scipy import ndimage
 
 from xpath.ontology import Label
-from xpath.segmentation.tiling import tile_starts
+from xpath.segmentation import tile_starts
 from xpath.segmentation.training.augment import (
     crop_resize,
     gaussian_blur,

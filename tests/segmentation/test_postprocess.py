@@ -8,7 +8,7 @@ from scipy import ndimage
 
 from xpath.datasets import synthetic_tissue
 from xpath.segmentation.metrics import contingency, panoptic_quality
-from xpath.segmentation.postprocess import instances_from_maps, remove_small_instances
+from xpath.segmentation.inference.postprocess import instances_from_maps, remove_small_instances
 
 
 @pytest.fixture(scope="module")

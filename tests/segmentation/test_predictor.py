@@ -15,10 +15,8 @@ from torch.nn import functional as F
 
 from xpath import Image
 from xpath.datasets import synthetic_tissue
-from xpath.segmentation import Segmentation, TextPromptPredictor, create_model, segment
-from xpath.segmentation._result import classes_table
-from xpath.segmentation.prompts import prompt_structure
-from xpath.segmentation.tiling import tile_starts
+from xpath.segmentation import Segmentation, TextPromptPredictor, create_model, prompt_structure, segment, tile_starts
+from xpath.segmentation.inference.result import classes_table
 
 
 class LocalStandIn(torch.nn.Module):
@@ -192,7 +190,7 @@ class _Source:
         self.image, self.shape = image, image.shape
 
     def tiles(self, origins, tile):
-        from xpath.segmentation.tiling import extract_tile
+        from xpath.segmentation.inference.tiling import extract_tile
 
         return np.stack([extract_tile(self.image, y, x, tile) for y, x in origins])
 

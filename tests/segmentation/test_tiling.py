@@ -10,8 +10,8 @@ from scipy import ndimage
 
 from xpath.datasets import synthetic_tissue
 from xpath.segmentation.metrics import contingency
-from xpath.segmentation.postprocess import instances_from_maps
-from xpath.segmentation.tiling import (
+from xpath.segmentation.inference.postprocess import instances_from_maps
+from xpath.segmentation.inference.tiling import (
     InstanceStitcher,
     RowBlender,
     axis_weights,

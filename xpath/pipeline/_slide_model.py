@@ -2,12 +2,12 @@
 
 :func:`segment_slide` with the text-prompted model (no custom ``segmenter``) covers the
 slide with the model's own tile grid at the working resolution
-(:func:`xpath.segmentation.tiling.tile_starts`) and runs only the tiles that touch tissue
+(:func:`xpath.segmentation.inference.tiling.tile_starts`) and runs only the tiles that touch tissue
 in the thumbnail's tissue mask, each encoded once: no windows, so no halos or window
 seams are encoded twice, and batches run across the whole panel. Tiles are read by a
 background thread while the model computes (:class:`SlideSource`). The blended maps
 stream into memory-mapped label maps and the block-wise watershed of
-:class:`~xpath.segmentation.tiling.InstanceStitcher` labels every object once, whole (ids
+:class:`~xpath.segmentation.inference.tiling.InstanceStitcher` labels every object once, whole (ids
 ``1..N`` per prompt). A second pass over windows of the finished label maps measures and
 writes each object once (the window whose core holds its centroid).
 
@@ -22,7 +22,7 @@ import math
 
 import numpy as np
 
-from ..segmentation.tiling import tile_starts
+from ..segmentation.inference.tiling import tile_starts
 
 __all__ = ["SlideSource", "tile_cores", "tissue_tiles"]
 

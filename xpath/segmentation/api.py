@@ -2,7 +2,7 @@
 
 ``segment`` validates everything cheap (the image, the prompts, and whether the model was
 trained for them) before a model is built, then runs a
-:class:`~xpath.segmentation.predictor.TextPromptPredictor`.
+:class:`~xpath.segmentation.inference.predictor.TextPromptPredictor`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 
 from .._device import resolve_device
 from .._types import check_image, check_mpp
-from ._result import Segmentation
-from .predictor import TextPromptPredictor, check_threshold
+from .inference.predictor import TextPromptPredictor, check_threshold
+from .inference.result import Segmentation
 from .prompts import check_prompts
 from .support import check_on_unsupported, require_supported
 

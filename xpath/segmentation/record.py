@@ -93,7 +93,7 @@ def _annotated_labels(source: str) -> list[Label]:
 
 
 def _crops(rec, side: int) -> Iterator[tuple[int, object]]:
-    from .tiling import tile_starts
+    from .inference.tiling import tile_starts
 
     h, w = rec.image.shape[:2]
     k = 0
@@ -247,8 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--figure", default=None, help="also draw the reliability diagrams to this PNG")
     args = parser.parse_args(argv)
 
+    from .inference.predictor import TextPromptPredictor
     from .modeling.build import load_checkpoint
-    from .predictor import TextPromptPredictor
 
     model = load_checkpoint(args.checkpoint)
     trained = trained_labels(args.config)

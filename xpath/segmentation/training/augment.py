@@ -1,6 +1,6 @@
 """Array kernels of the training data pipeline: resampling, stain jitter, targets.
 
-Tile placement is :func:`xpath.segmentation.tiling.tile_starts`, shared with inference.
+Tile placement is :func:`xpath.segmentation.inference.tiling.tile_starts`, shared with inference.
 
 Everything here is numpy/scipy, vectorised over pixels, and deterministic given its
 arguments (random draws come from a ``numpy.random.Generator`` passed in).

@@ -2,7 +2,7 @@
 
 1. **Tiles**: images larger than the tile are cut into tiles of side ``tile_size`` whose
    neighbours overlap by at least ``min_overlap`` pixels, spread evenly
-   (:func:`~xpath.segmentation.tiling.tile_starts`, the placement inference uses); smaller
+   (:func:`~xpath.segmentation.inference.tiling.tile_starts`, the placement inference uses); smaller
    images give one tile and are completed by reflection (masks reflected alike).
 2. **Augmentation** (training only, :mod:`~xpath.segmentation.training.augment`): scale
    ``U(0.9, 1.1)`` with a jittered crop, the 8 flips/90° rotations, H&E stain jitter in
@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from ...ontology import UNSPECIFIED, Label, load_vocabulary
-from ..tiling import tile_starts
+from ..inference.tiling import tile_starts
 from ..modeling.segmenter import OBJECT_PROMPT
 from .augment import (
     colour_jitter,

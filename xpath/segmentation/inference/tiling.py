@@ -15,7 +15,7 @@ soon as no later tile can touch a row, the blended rows are handed to a consumer
 :class:`Band` and dropped. The full-size allocations are the caller's output arrays only.
 
 Instances are built on the blended full-resolution maps by :class:`InstanceStitcher`,
-which runs the watershed (:func:`~xpath.segmentation.postprocess.instances_from_maps`) on
+which runs the watershed (:func:`~xpath.segmentation.inference.postprocess.instances_from_maps`) on
 blocks of each horizontal strip of a panel with ``margin`` pixels of context on every side
 (panels emit a ``halo`` of that many columns beyond their core), and keeps from each block
 only the objects whose centroid lies in the block's core. An object that straddles a tile,
@@ -478,7 +478,7 @@ class InstanceStitcher:
     block : int, optional
         Columns of the core of each block (default: ``strip``).
     **kwargs
-        Passed to :func:`~xpath.segmentation.postprocess.instances_from_maps`
+        Passed to :func:`~xpath.segmentation.inference.postprocess.instances_from_maps`
         (``threshold``, ``marker_threshold``, ``min_area_um2``, ``mpp``, ...).
 
     Examples

@@ -6,7 +6,7 @@ and decodes any number of prompts against the cached features in
 :meth:`~TextPromptPredictor.predict`. Images with more tiles than ``cache_tiles`` are not
 cached: their tiles are encoded while streaming through ``predict`` (one encoding per tile
 per call, memory bounded by the tile size). Blending, instances across tile borders and
-the memory bound are described in :mod:`xpath.segmentation.tiling`.
+the memory bound are described in :mod:`xpath.segmentation.inference.tiling`.
 
 ``instances="auto"`` builds instance maps for nuclei- and cell-level prompts. The structure
 of a prompt is decided, in order, by the paper's canonical template
@@ -35,16 +35,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._device import resolve_device  # None → CUDA, then MPS, then CPU (shared with create_model)
-from .._types import check_boxes, check_image, check_mpp
-from ._result import Segmentation, classes_table
+from ..._types import check_boxes, check_image, check_mpp
+from ..prompts import check_prompts
+from ..stain import macenko_normalize
+from ..support import PromptPlan, model_vocabulary, plan_prompts
 from .objects import ObjectPrediction, check_object_prompts, decode_objects, paste_objects
-from .prompts import check_prompts, prompt_structure
-from .stain import macenko_normalize
-from .support import PromptPlan, model_vocabulary, plan_prompts
+from .result import Segmentation, classes_table
 from .tiling import Band, InstanceStitcher, extract_tile, predict_tiled, tile_batches, tile_starts
 
-__all__ = ["TextPromptPredictor", "check_prompts", "prompt_structure", "resolve_device"]
+__all__ = ["TextPromptPredictor", "check_threshold"]
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +86,7 @@ class TextPromptPredictor:
         Largest object extent expected (µm); sets the context (margin) of the block-wise
         watershed that keeps objects crossing tile borders whole.
     panel_tiles : int or None
-        Widest run of tile columns processed together (:func:`~xpath.segmentation.tiling.plan_panels`):
+        Widest run of tile columns processed together (:func:`~xpath.segmentation.inference.tiling.plan_panels`):
         the working memory stays ``O(tile × panel_tiles × tile)`` however large the image, at
         the cost of re-running one tile column per panel seam (images wider than
         ``panel_tiles`` tiles only). ``None``: one panel as wide as the image.
@@ -292,7 +291,7 @@ class TextPromptPredictor:
             Also return ``float16`` probability maps.
         marker_threshold : float
             Watershed markers: ``distance > marker_threshold`` (see
-            :func:`~xpath.segmentation.postprocess.instances_from_maps`).
+            :func:`~xpath.segmentation.inference.postprocess.instances_from_maps`).
         min_area_um2 : float
             Instances smaller than this (µm²) are removed.
         presence_threshold : float, optional
@@ -341,7 +340,7 @@ class TextPromptPredictor:
 
     def predict_objects(self, boxes: Any = None, points: Any = None, point_labels: Any = None,
                         prompt: str | None = None, *, threshold: float = 0.5) -> ObjectPrediction:
-        """Segment one object per box, or per row of points, in one call (:mod:`xpath.segmentation.objects`).
+        """Segment one object per box, or per row of points, in one call (:mod:`xpath.segmentation.inference.objects`).
 
         Parameters
         ----------
@@ -401,7 +400,7 @@ class TextPromptPredictor:
         rejects are neither read nor encoded (their pixels get no mask and no objects).
 
         ``source``: ``shape`` ``(H, W, 3)`` and ``tiles(origins, tile) -> (B, tile, tile, 3)``
-        uint8 (see :func:`~xpath.segmentation.tiling.predict_tiled`). ``out``: per prompt an
+        uint8 (see :func:`~xpath.segmentation.inference.tiling.predict_tiled`). ``out``: per prompt an
         ``(H, W)`` array of zeros (e.g. memory-mapped), ``int32`` ids 1..N for the
         :meth:`instance_prompts`, a bool or uint8 mask for the others. The other options are
         those of :meth:`predict`. Returns the calibrated presence per prompt: of the maximum over

@@ -27,9 +27,9 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from .._types import check_boxes
-from .modeling.box_prior import box_neighbourhood
-from .modeling.segmenter import OBJECT_PROMPT
+from ..._types import check_boxes
+from ..modeling.box_prior import box_neighbourhood
+from ..modeling.segmenter import OBJECT_PROMPT
 from .tiling import extract_tile, tile_starts
 
 __all__ = ["ObjectPrediction", "check_object_prompts", "choose_window", "decode_objects", "paste_objects",
@@ -74,7 +74,7 @@ class ObjectPrediction:
     def to_geojson(self, path, *, classification: str | None = None, **options):
         """Write the objects as QuPath detections (:func:`xpath.io.write_geojson`), classified as
         ``classification`` (default: the prompt, else ``"object"``), with their scores as measurements."""
-        from ..io import write_geojson
+        from ...io import write_geojson
 
         name = classification or self.prompt or "object"
         labels = self.to_instances()
