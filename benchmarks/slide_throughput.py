@@ -89,14 +89,14 @@ def stage_clock(slide_type):
     import xpath.pipeline._slide_analysis as analysis_mod
     import xpath.segmentation as seg
     from xpath.io import GeoJSONWriter
-    from xpath.segmentation.inference import tiling
+    from xpath.segmentation.inference import stitching
     from xpath.segmentation.modeling import TextPromptSegmenter
 
     clock = StageClock()
     for owner, name, stage in [
         (seg, "load_model", "load"), (slide_type, "read_at_mpp", "read"), (slide_type, "thumbnail", "read"),
         (TextPromptSegmenter, "encode_image", "encode"), (TextPromptSegmenter, "decode", "decode"),
-        (tiling, "instances_from_maps", "watershed"), (bio, "cell_table", "features"),
+        (stitching, "instances_from_maps", "watershed"), (bio, "cell_table", "features"),
         (analysis_mod, "_build_graph", "graph"), (bio, "cell_spatial_stats", "graph"),
         (bio, "image_spatial_features", "graph"), (bio, "aggregate", "graph"),
         (GeoJSONWriter, "add_labels", "writes"), (GeoJSONWriter, "add_mask", "writes"),

@@ -11,8 +11,8 @@ from scipy import ndimage
 from xpath.datasets import synthetic_tissue
 from xpath.segmentation.metrics import contingency
 from xpath.segmentation.inference.postprocess import instances_from_maps
+from xpath.segmentation.inference.stitching import InstanceStitcher
 from xpath.segmentation.inference.tiling import (
-    InstanceStitcher,
     RowBlender,
     axis_weights,
     extract_tile,

@@ -7,7 +7,7 @@ in the thumbnail's tissue mask, each encoded once: no windows, so no halos or wi
 seams are encoded twice, and batches run across the whole panel. Tiles are read by a
 background thread while the model computes (:class:`SlideSource`). The blended maps
 stream into memory-mapped label maps and the block-wise watershed of
-:class:`~xpath.segmentation.inference.tiling.InstanceStitcher` labels every object once, whole (ids
+:class:`~xpath.segmentation.inference.stitching.InstanceStitcher` labels every object once, whole (ids
 ``1..N`` per prompt). A second pass over windows of the finished label maps measures and
 writes each object once (the window whose core holds its centroid).
 

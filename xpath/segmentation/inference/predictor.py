@@ -5,8 +5,9 @@
 and decodes any number of prompts against the cached features in
 :meth:`~TextPromptPredictor.predict`. Images with more tiles than ``cache_tiles`` are not
 cached: their tiles are encoded while streaming through ``predict`` (one encoding per tile
-per call, memory bounded by the tile size). Blending, instances across tile borders and
-the memory bound are described in :mod:`xpath.segmentation.inference.tiling`.
+per call, memory bounded by the tile size). Blending and the memory bound are described
+in :mod:`xpath.segmentation.inference.tiling`, instances across tile borders in
+:mod:`xpath.segmentation.inference.stitching`.
 
 ``instances="auto"`` builds instance maps for nuclei- and cell-level prompts. The structure
 of a prompt is decided, in order, by the paper's canonical template
@@ -41,7 +42,8 @@ from ..stain import macenko_normalize
 from ..support import PromptPlan, model_vocabulary, plan_prompts
 from .objects import ObjectPrediction, check_object_prompts, decode_objects, paste_objects
 from .result import Segmentation, classes_table
-from .tiling import Band, InstanceStitcher, extract_tile, predict_tiled, tile_batches, tile_starts
+from .stitching import InstanceStitcher
+from .tiling import Band, extract_tile, predict_tiled, tile_batches, tile_starts
 
 __all__ = ["TextPromptPredictor", "check_threshold"]
 

@@ -1,0 +1,164 @@
+"""Objects across tile borders: the block-wise watershed over streamed rows, ownership by centroid, merging.
+
+:func:`~xpath.segmentation.inference.tiling.predict_tiled` hands over blended rows panel by
+panel; :class:`InstanceStitcher` builds the instances on them. It runs the watershed
+(:func:`~xpath.segmentation.inference.postprocess.instances_from_maps`) on blocks of each
+horizontal strip of a panel with ``margin`` pixels of context on every side (panels emit a
+``halo`` of that many columns beyond their core), and keeps from each block only the
+objects whose centroid lies in the block's core. An object that straddles a tile, panel,
+strip or block border is therefore labelled once, whole, by the one block that owns its
+centroid; the margin must exceed the largest object's extent.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .postprocess import instances_from_maps
+
+__all__ = ["InstanceStitcher"]
+
+
+class InstanceStitcher:
+    """Block-wise watershed over streamed probability/distance rows, written into ``out``.
+
+    Rows arrive in order (:meth:`push`), panel by panel (:func:`~xpath.segmentation.inference.tiling.plan_panels`). Each
+    horizontal strip of ``strip`` rows of a panel's core is cut into column blocks of
+    ``block`` columns; every block is labelled on a window that adds ``margin`` pixels of
+    context on each side, and only the objects whose centroid lies in the block's core are
+    written (whole, including their part in the margin, on pixels still unlabelled). Every
+    object is thus labelled once, by the block owning its centroid, and the working memory
+    is ``O((strip + 2·margin) × panel width)`` for the row buffer plus
+    ``O((strip + 2·margin) × (block + 2·margin))`` for the watershed.
+
+    Parameters
+    ----------
+    out : numpy.ndarray
+        ``(H, W)`` ``int32`` array (zeros) that receives the instance ids ``1..N``.
+    strip : int
+        Rows of the core of each strip.
+    margin : int
+        Pixels of context around each block core; must exceed the largest object's extent
+        (and panels need a ``halo`` of at least ``margin``).
+    block : int, optional
+        Columns of the core of each block (default: ``strip``).
+    **kwargs
+        Passed to :func:`~xpath.segmentation.inference.postprocess.instances_from_maps`
+        (``threshold``, ``marker_threshold``, ``min_area_um2``, ``mpp``, ...).
+
+    Examples
+    --------
+    >>> out = np.zeros((6, 4), np.int32)
+    >>> st = InstanceStitcher(out, strip=2, margin=2)
+    >>> prob = np.zeros((6, 4), np.float32); prob[1:5, 1:3] = 1
+    >>> dist = np.zeros_like(prob); dist[2:4, 1:3] = 1
+    >>> st.push(0, prob[:3], dist[:3]); st.push(3, prob[3:], dist[3:]); _ = st.finish()
+    >>> int(out.max())  # one object across the strip borders
+    1
+    """
+
+    def __init__(self, out: np.ndarray, *, strip: int, margin: int, block: int | None = None, **kwargs) -> None:
+        if out.ndim != 2 or out.dtype != np.int32:
+            raise ValueError(f"out must be a (H, W) int32 array, got shape {out.shape} dtype {out.dtype}")
+        block = strip if block is None else block
+        if strip < 1 or margin < 0 or block < 1:
+            raise ValueError(f"strip and block must be >= 1 and margin >= 0, got strip={strip}, "
+                             f"block={block}, margin={margin}")
+        self.out, self.strip, self.margin, self.block = out, int(strip), int(margin), int(block)
+        self.kwargs = kwargs
+        self.height, self.width = out.shape
+        self.n_objects = 0
+        self._start_panel(0, (0, self.width))
+
+    def _start_panel(self, x: int, core: tuple[int, int]) -> None:
+        self._x, self._panel_core = int(x), (int(core[0]), int(core[1]))
+        self._y0 = 0
+        self._prob = self._dist = None
+        self._core = 0
+
+    def _rows_have(self) -> int:
+        return self._y0 + (0 if self._prob is None else self._prob.shape[0])
+
+    def push(self, y: int, prob: np.ndarray, dist: np.ndarray, *, x: int = 0,
+             core: tuple[int, int] | None = None) -> None:
+        """Append the rows ``[y, y + len(prob))`` of the probability and distance maps.
+
+        ``x``: the image column of ``prob[:, 0]``; ``core``: the columns ``[a, b)`` this
+        panel answers for (default: all columns given). A new ``(x, core)`` starts a new
+        panel, after the previous one got all its rows.
+        """
+        prob, dist = np.asarray(prob, np.float32), np.asarray(dist, np.float32)
+        core = (x, x + prob.shape[1]) if core is None else core
+        if (x, tuple(core)) != (self._x, self._panel_core):
+            if self._rows_have() not in (0, self.height):
+                raise ValueError(f"a new panel started before the panel at columns {self._panel_core} got all "
+                                 f"{self.height} rows (it has {self._rows_have()})")
+            self._start_panel(x, core)
+        if y != self._rows_have():
+            raise ValueError(f"rows must arrive in order: expected y={self._rows_have()}, got {y}")
+        if self._prob is None:
+            self._prob, self._dist = prob.copy(), dist.copy()
+        else:
+            self._prob = np.concatenate([self._prob, prob], 0)
+            self._dist = np.concatenate([self._dist, dist], 0)
+        self._run()
+
+    def finish(self) -> np.ndarray:
+        """Label the remaining strips (all rows must have been pushed); returns ``out``."""
+        have = self._rows_have()
+        if have != self.height:
+            raise ValueError(f"finish() needs all {self.height} rows, got {have}")
+        self._run()
+        return self.out
+
+    def _run(self) -> None:
+        have = self._rows_have()
+        width = self._prob.shape[1]
+        a, b = self._panel_core
+        while self._core < self.height:
+            c0, c1 = self._core, min(self._core + self.strip, self.height)
+            need = min(c1 + self.margin, self.height)
+            if have < need:
+                return
+            w0 = max(c0 - self.margin, self._y0)
+            r0, r1 = w0 - self._y0, need - self._y0
+            for b0 in range(a, b, self.block):
+                b1 = min(b0 + self.block, b)
+                x0 = max(b0 - self.margin, self._x)
+                x1 = min(b1 + self.margin, self._x + width)
+                prob = self._prob[r0:r1, x0 - self._x: x1 - self._x]
+                if "foreground" not in self.kwargs and not (prob > self.kwargs.get("threshold", 0.5)).any():
+                    continue  # no foreground (e.g. glass, tiles not run): no objects, skip the watershed
+                labels = instances_from_maps(prob, self._dist[r0:r1, x0 - self._x: x1 - self._x], **self.kwargs)
+                self._keep(labels, w0, x0, (c0, c1), (b0, b1))
+            self._core = c1
+            drop = max(0, c1 - self.margin - self._y0)
+            if drop:
+                self._prob, self._dist = self._prob[drop:].copy(), self._dist[drop:].copy()
+                self._y0 += drop
+
+    def _keep(self, labels: np.ndarray, y0: int, x0: int, rows: tuple[int, int], cols: tuple[int, int]) -> None:
+        """Write the objects of ``labels`` (window at ``(y0, x0)``) whose centroid lies in the core."""
+        n = int(labels.max())
+        if n == 0:
+            return
+        h, w = labels.shape
+        nz = np.flatnonzero(labels)  # object pixels only (most of a block is background)
+        flat = labels.ravel()[nz]
+        area = np.bincount(flat, minlength=n + 1).astype(np.float64)
+        cy = np.bincount(flat, weights=nz // w, minlength=n + 1)
+        cx = np.bincount(flat, weights=nz % w, minlength=n + 1)
+        cy = cy / np.maximum(area, 1) + y0
+        cx = cx / np.maximum(area, 1) + x0
+        keep = (cy >= rows[0]) & (cy < rows[1]) & (cx >= cols[0]) & (cx < cols[1]) & (area > 0)
+        keep[0] = False
+        n_keep = int(keep.sum())
+        if n_keep == 0:
+            return
+        lut = np.zeros(n + 1, np.int32)
+        lut[keep] = np.arange(self.n_objects + 1, self.n_objects + 1 + n_keep, dtype=np.int32)
+        new = lut[labels]
+        target = self.out[y0: y0 + h, x0: x0 + w]
+        write = (new > 0) & (target == 0)
+        target[write] = new[write]
+        self.n_objects += n_keep
