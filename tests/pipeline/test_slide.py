@@ -7,7 +7,7 @@ import pytest
 
 from xpath.datasets import sample_slide, synthetic_tissue
 from xpath.io import geojson_to_labels, read_geojson
-from xpath.pipeline import ArraySlide, segment_slide, tile_grid
+from xpath.pipeline import ArraySlide, segment_slide
 
 
 def _pairs(a, b):
@@ -37,13 +37,6 @@ def _oracle(inst, downsample=1):
         return SimpleNamespace(semantic={"nuclei": lab > 0, "stroma": window.array[..., 0] > 200},
                                instances={"nuclei": lab}, presence={"nuclei": 0.9, "stroma": 0.4})
     return run
-
-
-def test_tile_grid_cores_partition_the_axis():
-    for length, tile, overlap in [(1000, 512, 64), (300, 256, 32), (2049, 256, 100)]:
-        starts, a, b = tile_grid(length, tile, overlap)
-        assert a[0] == 0 and b[-1] == length and (a[1:] == b[:-1]).all()
-        assert ((a >= starts) & (b <= starts + tile)).all()
 
 
 def test_instances_crossing_windows_are_kept_once_and_whole(tmp_path, planted):

@@ -19,6 +19,7 @@ from xpath.segmentation.inference.tiling import (
     plan_panels,
     predict_tiled,
     tile_batches,
+    tile_cores,
     tile_starts,
 )
 
@@ -31,6 +32,16 @@ def test_tile_starts_cover_with_overlap(length):
     if length > tile:
         assert s[-1] + tile == length
         assert (np.diff(s) <= tile - overlap).all() and (np.diff(s) > 0).all()
+
+
+@pytest.mark.parametrize(("length", "tile", "overlap"), [(1000, 512, 64), (300, 256, 32), (2049, 256, 100), (40, 64, 16)])
+def test_tile_cores_partition_the_axis_half_an_overlap_inside_each_tile(length, tile, overlap):
+    s = tile_starts(length, tile, overlap)
+    a, b = tile_cores(s, tile, length)
+    assert a[0] == 0 and b[-1] == length and (a[1:] == b[:-1]).all() and (b > a).all()
+    inner = np.minimum(s + tile, length)
+    assert (a[1:] - s[1:] >= overlap // 2).all()  # a core starts half an overlap into its tile
+    assert (inner[:-1] - b[:-1] >= overlap // 2).all()  # and ends half an overlap before the tile does
 
 
 def test_axis_weights_partition_of_unity():

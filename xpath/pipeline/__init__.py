@@ -10,7 +10,7 @@ tissue, beside a black-box baseline in the same folds).
 
 from ._analysis import Analysis, analyze, analyze_features, combine_instances
 from ._cohort import BACKENDS, CohortResult, analyze_cohort, read_slide_table
-from ._slide import ArraySlide, SlideResult, segment_slide, tile_grid
+from ._slide import ArraySlide, SlideResult, segment_slide
 from ._slide_analysis import SlideAnalysis, analyze_slide
 from ._study import DEFAULT_STUDY_PROMPTS, ImageStudy, select_study_features, study_image_features
 from ._tissue import image_summary, tissue_mask
@@ -34,6 +34,5 @@ __all__ = [
     "segment_slide",
     "select_study_features",
     "study_image_features",
-    "tile_grid",
     "tissue_mask",
 ]

@@ -2,9 +2,10 @@
 
 With the model, :func:`segment_slide` runs one tile grid over the tissue
 (:mod:`xpath.pipeline._slide_model`). With a custom per-window ``segmenter``, as follows.
-The slide is covered at the working resolution by overlapping ``tile × tile`` windows whose
-*cores* (the window minus half the overlap on every side shared with a neighbour) partition
-the slide. Windows whose core holds no tissue in a low-resolution tissue mask are skipped.
+The slide is covered at the working resolution by overlapping ``tile × tile`` windows placed
+as the model's tiles are (:func:`~xpath.segmentation.inference.tiling.tile_starts`), whose
+*cores* (:func:`~xpath.segmentation.inference.tiling.tile_cores`: neighbouring cores meet in
+the middle of the windows' overlap) partition the slide. Windows whose core holds no tissue in a low-resolution tissue mask are skipped.
 Each window is segmented on its own; an instance is kept by the one window whose core
 contains its centroid, so an object crossing a border is neither cut nor duplicated as long
 as the overlap exceeds the largest object. Kept objects get slide-wide ids and go straight
@@ -30,12 +31,13 @@ from .._types import Image, check_image, check_mpp
 from ..io import GeoJSONWriter
 from ..io._ometiff import write_ome_tiff
 from ..io._tables import atomic_path
+from ..segmentation.inference.tiling import tile_cores, tile_starts
 from ._slide_model import centroids as _centroids
 from ._slide_model import run_model
 from ._slide_model import to_slide_frame as _to_slide_frame
 from ._tissue import tissue_mask
 
-__all__ = ["ArraySlide", "SlideResult", "segment_slide", "tile_grid"]
+__all__ = ["ArraySlide", "SlideResult", "segment_slide"]
 
 log = logging.getLogger(__name__)
 
@@ -89,28 +91,6 @@ class ArraySlide:
         size = (max(1, round(W / scale)), max(1, round(H / scale)))
         small = np.asarray(PILImage.fromarray(self.array).resize(size, PILImage.BILINEAR))
         return Image(small, mpp=self.mpp * W / size[0], metadata={"downsample": W / size[0]})
-
-
-def tile_grid(length: int, tile: int, overlap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Window starts and core intervals covering ``[0, length)``.
-
-    Returns ``(starts, core_start, core_stop)``: window ``i`` is ``[starts[i], starts[i] + tile)``
-    and owns ``[core_start[i], core_stop[i])``; the cores partition ``[0, length)``.
-
-    Examples
-    --------
-    >>> s, a, b = tile_grid(1000, 512, 64)
-    >>> s.tolist(), a.tolist(), b.tolist()
-    ([0, 448, 896], [0, 480, 928], [480, 928, 1000])
-    """
-    if tile <= 0 or not 0 <= overlap < tile:
-        raise ValueError(f"need tile > 0 and 0 <= overlap < tile, got tile={tile}, overlap={overlap}")
-    stride = tile - overlap
-    n = max(1, math.ceil(max(length - overlap, 1) / stride))
-    starts = np.arange(n, dtype=np.int64) * stride
-    core_start = np.where(np.arange(n) == 0, 0, starts + overlap // 2)
-    core_stop = np.append(core_start[1:], length)
-    return starts, core_start, core_stop
 
 
 @dataclass
@@ -412,8 +392,8 @@ def _run_windows(src, prompts, segmenter, outputs, *, measure, tissue, t_down, w
 
     H, W = outputs.shape
     downsample = work_mpp / src.mpp
-    ys, y_core0, y_core1 = tile_grid(H, tile, overlap)
-    xs, x_core0, x_core1 = tile_grid(W, tile, overlap)
+    ys, xs = tile_starts(H, tile, overlap), tile_starts(W, tile, overlap)
+    (y_core0, y_core1), (x_core0, x_core1) = tile_cores(ys, tile, H), tile_cores(xs, tile, W)
     prompt_kind: dict[str, str] = {}
     next_id = 1
     n_objects: dict[str, int] = {}

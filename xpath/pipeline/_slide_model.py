@@ -22,9 +22,9 @@ import math
 
 import numpy as np
 
-from ..segmentation.inference.tiling import tile_starts
+from ..segmentation.inference.tiling import tile_cores, tile_starts
 
-__all__ = ["SlideSource", "tile_cores", "tissue_tiles"]
+__all__ = ["SlideSource", "tissue_tiles"]
 
 
 class SlideSource:
@@ -71,20 +71,6 @@ class SlideSource:
             for i in idx:
                 out[i] = strip[:, origins[i][1] - x0: origins[i][1] - x0 + tile]
         return out
-
-
-def tile_cores(starts: np.ndarray, tile: int, length: int) -> tuple[np.ndarray, np.ndarray]:
-    """Core intervals ``[a_i, b_i)`` of tiles at ``starts``: they partition ``[0, length)`` at overlap midpoints.
-
-    Examples
-    --------
-    >>> a, b = tile_cores(tile_starts(1000, 512, 64), 512, 1000)
-    >>> a.tolist(), b.tolist()
-    ([0, 378, 622], [378, 622, 1000])
-    """
-    starts = np.asarray(starts, np.int64)
-    mid = (starts[1:] + np.minimum(starts[:-1] + tile, length)) // 2
-    return np.concatenate([[0], mid]), np.concatenate([mid, [length]])
 
 
 def tissue_tiles(tissue: np.ndarray, t_down: float, downsample: float, shape, tile: int, overlap: int,

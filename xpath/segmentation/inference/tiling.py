@@ -36,6 +36,7 @@ __all__ = [
     "plan_panels",
     "predict_tiled",
     "tile_batches",
+    "tile_cores",
     "tile_starts",
 ]
 
@@ -63,6 +64,24 @@ def tile_starts(length: int, tile: int, overlap: int) -> np.ndarray:
         return np.zeros(1, np.int64)
     n = int(np.ceil((length - overlap) / (tile - overlap)))
     return np.rint(np.linspace(0, length - tile, n)).astype(np.int64)
+
+
+def tile_cores(starts: np.ndarray, tile: int, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Core intervals ``[a_i, b_i)`` of the tiles at ``starts``: they partition ``[0, length)``.
+
+    Neighbouring cores meet at the middle of the two tiles' overlap, so a core lies at least
+    half the overlap inside its tile wherever the tile has a neighbour: an object whose
+    centroid is in a core is whole in that tile when it is smaller than half the overlap.
+
+    Examples
+    --------
+    >>> a, b = tile_cores(tile_starts(1000, 512, 64), 512, 1000)
+    >>> a.tolist(), b.tolist()
+    ([0, 378, 622], [378, 622, 1000])
+    """
+    starts = np.asarray(starts, np.int64)
+    mid = (starts[1:] + np.minimum(starts[:-1] + tile, length)) // 2
+    return np.concatenate([[0], mid]), np.concatenate([mid, [length]])
 
 
 def _ramp(n: int) -> np.ndarray:
