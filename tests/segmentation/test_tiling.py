@@ -9,7 +9,6 @@ import pytest
 from scipy import ndimage
 
 from xpath.datasets import synthetic_tissue
-from xpath.segmentation.metrics import contingency
 from xpath.segmentation.inference.postprocess import instances_from_maps
 from xpath.segmentation.inference.stitching import InstanceStitcher
 from xpath.segmentation.inference.tiling import (
@@ -22,6 +21,7 @@ from xpath.segmentation.inference.tiling import (
     tile_cores,
     tile_starts,
 )
+from xpath.segmentation.metrics import contingency
 
 
 @pytest.mark.parametrize("length", [1, 50, 64, 65, 200, 1000, 1031])

@@ -14,6 +14,7 @@ import pandas as pd
 
 from .._types import Image, check_image, check_mpp
 from ..ontology import load_vocabulary
+from ..segmentation.inference.stitching import paste_objects
 
 __all__ = ["Analysis", "analyze", "analyze_features", "combine_instances"]
 
@@ -50,7 +51,8 @@ def combine_instances(
 
     Prompts are taken in order: an object of a later prompt fills only pixels no earlier
     object holds, and is dropped if less than ``min_free`` of it is free (it is the same
-    nucleus seen by two prompts). Give specific prompts ("lymphocytes") before generic ones
+    nucleus seen by two prompts; the rule of
+    :func:`~xpath.segmentation.inference.stitching.paste_objects`). Give specific prompts ("lymphocytes") before generic ones
     ("nuclei") so that the specific class wins.
 
     Returns
@@ -77,19 +79,9 @@ def combine_instances(
             out = np.zeros(lab.shape, np.int32)
         if lab.shape != out.shape:
             raise ValueError(f"instances of {prompt!r} have shape {lab.shape}, expected {out.shape}")
-        n = int(lab.max()) + 1
-        total = np.bincount(lab.ravel(), minlength=n)
-        free = (lab > 0) & (out == 0)
-        n_free = np.bincount(lab[free], minlength=n)
-        keep = (total > 0) & (n_free >= min_free * np.maximum(total, 1)) & (n_free > 0)
-        keep[0] = False
-        lut = np.zeros(n, np.int32)
-        kept = np.flatnonzero(keep)
-        lut[kept] = np.arange(next_id, next_id + len(kept), dtype=np.int32)
-        next_id += len(kept)
-        names.extend([prompt] * len(kept))
-        paste = free & keep[lab]
-        out[paste] = lut[lab[paste]]
+        _, n_kept = paste_objects(out, lab, first_id=next_id, min_free=min_free)
+        next_id += n_kept
+        names.extend([prompt] * n_kept)
     if out is None:
         raise ValueError("instances is empty: no prompt produced an instance map")
     return out, pd.Series(names, index=pd.RangeIndex(1, next_id), dtype=object, name="class")

@@ -31,8 +31,8 @@ from .._types import Image, check_image, check_mpp
 from ..io import GeoJSONWriter
 from ..io._ometiff import write_ome_tiff
 from ..io._tables import atomic_path
+from ..segmentation.inference.stitching import core_ids, paste_objects
 from ..segmentation.inference.tiling import tile_cores, tile_starts
-from ._slide_model import centroids as _centroids
 from ._slide_model import run_model
 from ._slide_model import to_slide_frame as _to_slide_frame
 from ._tissue import tissue_mask
@@ -431,7 +431,7 @@ def _run_windows(src, prompts, segmenter, outputs, *, measure, tissue, t_down, w
                     continue
                 labels = np.asarray(result.instances[prompt], np.int32)
                 pasted, kept = _paste_owned(store, labels, next_id, y, x, ry0, ry1, rx0, rx1)
-                next_id += int(labels.max()) + 1
+                next_id += len(kept)
                 n_objects[prompt] = n_objects.get(prompt, 0) + len(kept)
                 if outputs.writer is not None and len(kept):
                     outputs.writer.add_labels(pasted, ids=kept, classes=prompt, origin=origin, downsample=downsample)
@@ -446,27 +446,20 @@ def _run_windows(src, prompts, segmenter, outputs, *, measure, tissue, t_down, w
 def _paste_owned(store, labels, first_id, y, x, ry0, ry1, rx0, rx1, min_free=0.5):
     """Paste the objects a window owns into the slide-wide label map.
 
-    Owned = centroid inside the window's core ``[ry0, ry1) × [rx0, rx1)``. Owned objects
-    get ids ``first_id + local id``. They fill only pixels no earlier window claimed; an
+    Owned = centroid inside the window's core ``[ry0, ry1) × [rx0, rx1)``
+    (:func:`~xpath.segmentation.inference.stitching.core_ids`). Owned objects get ids
+    ``first_id, first_id + 1, ...``. They fill only pixels no earlier window claimed; an
     owned object with less than ``min_free`` of its pixels free duplicates an object already
-    kept (neighbouring windows disagreed near their border) and is dropped. Returns the
-    window's pasted labels (clipped to the slide) and the kept ids.
+    kept (neighbouring windows disagreed near their border) and is dropped
+    (:func:`~xpath.segmentation.inference.stitching.paste_objects`). Returns the window's
+    pasted labels (clipped to the slide) and the kept ids.
     """
-    ids, cy, cx = _centroids(labels)
-    owned = ids[(cy >= ry0) & (cy < ry1) & (cx >= rx0) & (cx < rx1)]
+    owned = core_ids(labels, (ry0, ry1), (rx0, rx1))
     H, W = store.shape
     part = labels[: min(labels.shape[0], H - y), : min(labels.shape[1], W - x)]
-    is_owned = np.zeros(int(labels.max()) + 1, bool)
-    is_owned[owned] = True
     view = store[y : y + part.shape[0], x : x + part.shape[1]]
-    free = is_owned[part] & (view == 0)
-    total = np.bincount(part[is_owned[part]], minlength=len(is_owned))
-    n_free = np.bincount(part[free], minlength=len(is_owned))
-    keep = is_owned & (n_free >= min_free * np.maximum(total, 1)) & (n_free > 0)
-    free &= keep[part]
-    pasted = np.where(free, part + np.int32(first_id), 0).astype(np.int32)
-    view[free] = pasted[free]
-    return pasted, np.flatnonzero(keep).astype(np.int64) + first_id
+    pasted, n_kept = paste_objects(view, part, owned, first_id=first_id, min_free=min_free)
+    return pasted, np.arange(first_id, first_id + n_kept, dtype=np.int64)
 
 
 def _open(slide):

@@ -22,6 +22,7 @@ import math
 
 import numpy as np
 
+from ..segmentation.inference.stitching import core_ids
 from ..segmentation.inference.tiling import tile_cores, tile_starts
 
 __all__ = ["SlideSource", "tissue_tiles"]
@@ -108,22 +109,6 @@ def tissue_tiles(tissue: np.ndarray, t_down: float, downsample: float, shape, ti
     return ys, xs, frac
 
 
-def centroids(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Ids present and their centroids (row, col), vectorised with bincount over the labelled pixels only."""
-    flat = labels.ravel()
-    nz = np.flatnonzero(flat)
-    if not nz.size:
-        return np.zeros(0, np.int64), np.zeros(0), np.zeros(0)
-    lab = flat[nz]
-    n = int(lab.max()) + 1
-    counts = np.bincount(lab, minlength=n)
-    cy = np.bincount(lab, weights=nz // labels.shape[1], minlength=n)
-    cx = np.bincount(lab, weights=nz % labels.shape[1], minlength=n)
-    ids = np.flatnonzero(counts)
-    ids = ids[ids > 0]
-    return ids, cy[ids] / counts[ids], cx[ids] / counts[ids]
-
-
 def to_slide_frame(table, prompt: str, x: int, y: int, mpp: float, downsample: float):
     """Per-window object rows → slide coordinates (x/y_px in level-0 pixels, x/y_um in µm)."""
     table = table.copy()
@@ -205,11 +190,10 @@ def write_objects(source: SlideSource, stores: dict, outputs, *, measure, window
 
 def _owned(lab: np.ndarray, core, *, inner) -> np.ndarray:
     """Ids of ``lab`` with centroid in ``core`` (r0, r1, c0, c1) not touching the ``inner`` edges (top, left, bottom, right)."""
-    ids, cy, cx = centroids(lab)
     r0, r1, c0, c1 = core
-    own = (cy >= r0) & (cy < r1) & (cx >= c0) & (cx < c1)
+    own = core_ids(lab, (r0, r1), (c0, c1))
     cut = np.zeros(int(lab.max()) + 1, bool)
     for edge, flag in zip((lab[0], lab[:, 0], lab[-1], lab[:, -1]), inner):
         if flag:
             cut[edge] = True
-    return ids[own & ~cut[ids]].astype(np.int64)
+    return own[~cut[own]]

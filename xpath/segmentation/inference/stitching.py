@@ -16,7 +16,7 @@ import numpy as np
 
 from .postprocess import instances_from_maps
 
-__all__ = ["InstanceStitcher"]
+__all__ = ["InstanceStitcher", "centroids", "core_ids", "paste_objects"]
 
 
 class InstanceStitcher:
@@ -139,26 +139,113 @@ class InstanceStitcher:
 
     def _keep(self, labels: np.ndarray, y0: int, x0: int, rows: tuple[int, int], cols: tuple[int, int]) -> None:
         """Write the objects of ``labels`` (window at ``(y0, x0)``) whose centroid lies in the core."""
-        n = int(labels.max())
-        if n == 0:
-            return
-        h, w = labels.shape
-        nz = np.flatnonzero(labels)  # object pixels only (most of a block is background)
-        flat = labels.ravel()[nz]
-        area = np.bincount(flat, minlength=n + 1).astype(np.float64)
-        cy = np.bincount(flat, weights=nz // w, minlength=n + 1)
-        cx = np.bincount(flat, weights=nz % w, minlength=n + 1)
-        cy = cy / np.maximum(area, 1) + y0
-        cx = cx / np.maximum(area, 1) + x0
-        keep = (cy >= rows[0]) & (cy < rows[1]) & (cx >= cols[0]) & (cx < cols[1]) & (area > 0)
-        keep[0] = False
-        n_keep = int(keep.sum())
-        if n_keep == 0:
-            return
-        lut = np.zeros(n + 1, np.int32)
-        lut[keep] = np.arange(self.n_objects + 1, self.n_objects + 1 + n_keep, dtype=np.int32)
-        new = lut[labels]
-        target = self.out[y0: y0 + h, x0: x0 + w]
-        write = (new > 0) & (target == 0)
-        target[write] = new[write]
-        self.n_objects += n_keep
+        ids = core_ids(labels, rows, cols, origin=(y0, x0))
+        if len(ids):
+            h, w = labels.shape
+            _, n_kept = paste_objects(self.out[y0: y0 + h, x0: x0 + w], labels, ids, first_id=self.n_objects + 1)
+            self.n_objects += n_kept
+
+
+def centroids(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ids present in ``labels`` and their centroids ``(row, col)``, in pixels of ``labels``.
+
+    Vectorised with ``bincount`` over the labelled pixels only (most of a window is background).
+
+    Examples
+    --------
+    >>> lab = np.zeros((4, 6), np.int32); lab[0:2, 0:2] = 3; lab[3, 3:6] = 7
+    >>> ids, cy, cx = centroids(lab)
+    >>> ids.tolist(), cy.tolist(), cx.tolist()
+    ([3, 7], [0.5, 3.0], [0.5, 4.0])
+    """
+    flat = labels.ravel()
+    nz = np.flatnonzero(flat)
+    if not nz.size:
+        return np.zeros(0, np.int64), np.zeros(0), np.zeros(0)
+    lab = flat[nz]
+    n = int(lab.max()) + 1
+    counts = np.bincount(lab, minlength=n)
+    cy = np.bincount(lab, weights=nz // labels.shape[1], minlength=n)
+    cx = np.bincount(lab, weights=nz % labels.shape[1], minlength=n)
+    ids = np.flatnonzero(counts)
+    ids = ids[ids > 0]
+    return ids, cy[ids] / counts[ids], cx[ids] / counts[ids]
+
+
+def core_ids(labels: np.ndarray, rows: tuple[int, int], cols: tuple[int, int], *,
+             origin: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """Ids of the objects a window owns: those whose centroid lies in its core ``rows × cols``.
+
+    ``rows`` ``[r0, r1)`` and ``cols`` ``[c0, c1)`` are in the coordinates of the image that
+    the window ``labels`` sits in at ``origin`` ``(y, x)``. When the cores of a set of windows
+    partition the image, every object is owned by exactly one window.
+
+    Examples
+    --------
+    >>> lab = np.zeros((4, 6), np.int32); lab[0:2, 0:2] = 3; lab[3, 3:6] = 7
+    >>> core_ids(lab, (0, 4), (0, 3)).tolist(), core_ids(lab, (10, 14), (3, 6), origin=(10, 0)).tolist()
+    ([3], [7])
+    """
+    ids, cy, cx = centroids(labels)
+    cy, cx = cy + origin[0], cx + origin[1]
+    return ids[(cy >= rows[0]) & (cy < rows[1]) & (cx >= cols[0]) & (cx < cols[1])].astype(np.int64)
+
+
+def paste_objects(target: np.ndarray, labels: np.ndarray, ids: np.ndarray | None = None, *, first_id: int,
+                  min_free: float = 0.0) -> tuple[np.ndarray, int]:
+    """Write objects of ``labels`` into ``target`` on the pixels that ``target`` still has at 0.
+
+    The merge rule of every place that adds objects to a label map holding others (the
+    stitcher's blocks, a slide's windows, one prompt's objects after another's): an object
+    fills only free pixels, and one with fewer than ``min_free`` of its pixels free, or none,
+    is dropped: it is an object ``target`` holds already, seen again. The objects kept are
+    numbered ``first_id, first_id + 1, ...`` in the order of their ids in ``labels``.
+
+    Parameters
+    ----------
+    target : numpy.ndarray
+        ``(H, W)`` integer label map (0 = free), written in place (a view works).
+    labels : numpy.ndarray
+        ``(H, W)`` integer labels of the objects to add.
+    ids : numpy.ndarray, optional
+        Ids of ``labels`` to add (default: every object).
+    first_id : int
+        New id of the first object kept.
+    min_free : float
+        Fraction of an object's pixels that must be free for it to be kept.
+
+    Returns
+    -------
+    pasted : numpy.ndarray
+        ``(H, W)`` int32: the new ids on the pixels written, 0 elsewhere.
+    n_kept : int
+        Objects kept (new ids ``first_id .. first_id + n_kept - 1``).
+
+    Examples
+    --------
+    >>> out = np.zeros((1, 6), np.int32); out[0, :2] = 1
+    >>> new = np.array([[5, 5, 0, 6, 6, 6]])
+    >>> pasted, n = paste_objects(out, new, first_id=2, min_free=0.5)
+    >>> out.tolist(), n
+    ([[1, 1, 0, 2, 2, 2]], 1)
+    """
+    if labels.shape != target.shape:
+        raise ValueError(f"labels have shape {labels.shape}, the target {target.shape}")
+    n = int(labels.max(initial=0)) + 1
+    chosen = np.ones(n, bool)
+    if ids is not None:
+        chosen[:] = False
+        chosen[np.asarray(ids, np.int64)] = True
+    chosen[0] = False
+    mine = chosen[labels]
+    free = mine & (target == 0)
+    total = np.bincount(labels[mine], minlength=n)
+    n_free = np.bincount(labels[free], minlength=n)
+    keep = chosen & (n_free > 0) & (n_free >= min_free * total)
+    kept = np.flatnonzero(keep)
+    lut = np.zeros(n, np.int32)
+    lut[kept] = np.arange(first_id, first_id + len(kept), dtype=np.int32)
+    write = free & keep[labels]
+    pasted = np.where(write, lut[labels], 0).astype(np.int32, copy=False)
+    target[write] = pasted[write]
+    return pasted, len(kept)
