@@ -106,3 +106,22 @@ def test_bad_inputs(tile):
         analyze(tile.image, PROMPTS, mpp=0.5, segmentation=seg, graph="gabriel")
     with pytest.raises(ValueError, match="no result for prompts"):
         analyze(tile.image, ["glands"], mpp=0.5, segmentation=seg)
+
+
+@pytest.mark.parametrize(("prompts", "error", "match"), [
+    ([], ValueError, "non-empty"), (["nuclei", " "], ValueError, "empty string"),
+    (["nuclei", "nuclei"], ValueError, "unique"), (["nuclei", 3], TypeError, "must be a str"),
+])
+def test_every_entry_point_checks_prompts_as_segment_does(tmp_path, tile, prompts, error, match):
+    from xpath.pipeline import ArraySlide, analyze_cohort, segment_slide
+    from xpath.segmentation import check_prompts
+
+    with pytest.raises(error, match=match):
+        check_prompts(prompts)
+    with pytest.raises(error, match=match):
+        analyze(tile.image, prompts, mpp=0.5, segmentation=_oracle(tile))
+    with pytest.raises(error, match=match):
+        segment_slide(ArraySlide(tile.image, mpp=0.5), prompts, out_dir=tmp_path, segmenter=lambda w: None)
+    if prompts:  # an empty list with the default per-slide analysis says that prompts are required
+        with pytest.raises(error, match=match):
+            analyze_cohort(["a.png"], prompts, out_dir=tmp_path)

@@ -14,6 +14,7 @@ import pandas as pd
 
 from .._types import Image, check_image, check_mpp
 from ..ontology import load_vocabulary
+from ..segmentation import check_prompts
 from ..segmentation.inference.stitching import paste_objects
 
 __all__ = ["Analysis", "analyze", "analyze_features", "combine_instances"]
@@ -293,8 +294,9 @@ def analyze(
     from .. import biomarkers
     from ..segmentation.support import check_on_unsupported, require_supported
 
+    prompts = check_prompts(prompts)
     if segmentation is None and check_on_unsupported(on_unsupported) == "raise":
-        require_supported([prompts] if isinstance(prompts, str) else list(prompts), model)
+        require_supported(prompts, model)
     if isinstance(image, (str, os.PathLike)):
         from ..io import read_image
 
@@ -306,11 +308,6 @@ def analyze(
     if name is None:
         name = Path(image.path).name.split(".")[0] if isinstance(image, Image) and image.path else "image"
     array = check_image(image)
-    if isinstance(prompts, str):
-        prompts = [prompts]
-    prompts = list(prompts)
-    if not prompts:
-        raise ValueError("prompts must hold at least one prompt, e.g. ['nuclei', 'stroma']")
     if graph not in GRAPHS:
         raise ValueError(f"graph must be one of {GRAPHS}, got {graph!r}")
     if segmentation is None:

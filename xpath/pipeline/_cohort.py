@@ -22,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..io._tables import atomic_path, write_parquet
+from ..segmentation import check_prompts
 
 __all__ = ["BACKENDS", "CohortResult", "analyze_cohort", "read_slide_table"]
 
@@ -226,12 +227,12 @@ def analyze_cohort(
         raise ValueError(f"scheduler= is only used with backend='dask', got backend={backend!r}")
     if int(n_workers) < 1:
         raise ValueError(f"n_workers must be >= 1, got {n_workers}")
+    if func is None and not prompts:
+        raise ValueError("prompts are required for the default per-slide analysis, e.g. ['nuclei', 'stroma'] "
+                         "(or pass func=image_summary for a quality-control pass)")
     if prompts is not None:
-        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        prompts = check_prompts(prompts)
     if func is None:
-        if not prompts:
-            raise ValueError("prompts are required for the default per-slide analysis, e.g. ['nuclei', 'stroma'] "
-                             "(or pass func=image_summary for a quality-control pass)")
         from ..segmentation.support import require_supported
 
         # refuse prompts the model was not trained for before any slide is opened

@@ -31,6 +31,7 @@ from .._types import Image, check_image, check_mpp
 from ..io import GeoJSONWriter
 from ..io._ometiff import write_ome_tiff
 from ..io._tables import atomic_path
+from ..segmentation import check_prompts
 from ..segmentation.inference.stitching import core_ids, paste_objects
 from ..segmentation.inference.tiling import tile_cores, tile_starts
 from ._slide_model import run_model
@@ -235,18 +236,6 @@ class _ParquetStream:
         return False
 
 
-def _check_prompts(prompts) -> list[str]:
-    if isinstance(prompts, str):
-        prompts = [prompts]
-    prompts = list(prompts) if prompts is not None else []
-    if not prompts:
-        raise ValueError("prompts must hold at least one prompt, e.g. ['nuclei', 'stroma']")
-    for p in prompts:
-        if not isinstance(p, str) or not p.strip():
-            raise ValueError(f"every prompt must be a non-empty string, got {p!r}")
-    return prompts
-
-
 def segment_slide(
     slide,
     prompts: Sequence[str],
@@ -323,7 +312,7 @@ def segment_slide(
     -------
     SlideResult
     """
-    prompts = _check_prompts(prompts)
+    prompts = check_prompts(prompts)
     if not 0.0 <= min_tissue <= 1.0:
         raise ValueError(f"min_tissue must be in [0, 1], got {min_tissue}")
     if segmenter is None:

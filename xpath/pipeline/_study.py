@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .._types import check_mpp
+from ..segmentation import check_prompts
 
 __all__ = ["DEFAULT_STUDY_PROMPTS", "ImageStudy", "select_study_features", "study_image_features"]
 
@@ -273,11 +274,7 @@ class ImageStudy:
 
     # ------------------------------------------------------------------ set-up
     def _prompts(self) -> list[str]:
-        prompts = DEFAULT_STUDY_PROMPTS if self.prompts is None else self.prompts
-        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-        if not prompts or not all(isinstance(p, str) and p.strip() for p in prompts):
-            raise ValueError(f"prompts must be non-empty strings, e.g. {list(DEFAULT_STUDY_PROMPTS)}; got {prompts!r}")
-        return prompts
+        return check_prompts(DEFAULT_STUDY_PROMPTS if self.prompts is None else self.prompts)
 
     def _model_tag(self) -> str:
         m = self.model

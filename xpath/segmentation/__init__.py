@@ -31,6 +31,7 @@ _EXPORTS = {
     "SegmenterOutput": ".modeling",
     "ImageFeatures": ".modeling",
     "resolve_prompt": ".prompts",
+    "check_prompts": ".prompts",
     "PromptResolution": ".prompts",
     # what a model knows (trained labels, refusal of the rest, presence calibration)
     "supported_prompts": ".support",
