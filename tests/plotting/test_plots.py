@@ -150,3 +150,37 @@ def test_model_plot_methods_return_axes():
     ] in c.informative
     with pytest.raises(RuntimeError, match="cv set"):
         CoxModel(cv=None).fit(c.X, c.durations, c.events).plot_km()
+
+
+def test_one_colour_per_prompt_in_every_overlay_and_in_qupath(tmp_path):
+    """Segmentation.plot, plot_overlay (and the other overlays) and the GeoJSON classification agree."""
+    import json
+
+    from xpath.io import GeoJSONWriter, class_colour
+    from xpath.segmentation import Segmentation
+
+    prompts = ["lymphocytes", "tumour nuclei", "glands"]  # positions 0, 1, 2 but not tab10's colours
+    masks = {}
+    for k, p in enumerate(prompts):
+        m = np.zeros((30, 90), bool)
+        m[5:25, 30 * k + 5: 30 * k + 25] = True
+        masks[p] = m
+    want = {p: np.asarray(class_colour(p), np.float32) / 255 for p in prompts}
+    seg = Segmentation(prompts=tuple(prompts), semantic=masks, instances={}, presence=dict.fromkeys(prompts, 1.0),
+                       classes=pd.DataFrame(), image_shape=(30, 90))
+    drawn = {"Segmentation.plot": seg.plot(alpha=1.0, legend=False).images[0].get_array(),
+             "plot_overlay": plotting.plot_overlay(None, masks, alpha=1.0, legend=False).images[0].get_array()}
+    for where, rgb in drawn.items():
+        for k, p in enumerate(prompts):
+            np.testing.assert_allclose(rgb[15, 30 * k + 15][:3], want[p], atol=1e-6, err_msg=f"{where}: {p}")
+    labels = np.zeros((30, 90), np.int32)
+    for k, p in enumerate(prompts):
+        labels[masks[p]] = k + 1
+    ax = plotting.plot_instances(None, labels, pd.Series(prompts, index=[1, 2, 3]), alpha=1.0, outline=False)
+    for k, p in enumerate(prompts):
+        np.testing.assert_allclose(ax.images[0].get_array()[15, 30 * k + 15][:3], want[p], atol=1e-6)
+    with GeoJSONWriter(tmp_path / "a.geojson") as writer:
+        writer.add_labels(labels, classes=dict(zip([1, 2, 3], prompts)))
+    features = json.loads((tmp_path / "a.geojson").read_text())["features"]
+    assert {f["properties"]["classification"]["name"]: tuple(f["properties"]["classification"]["color"])
+            for f in features} == {p: class_colour(p) for p in prompts}

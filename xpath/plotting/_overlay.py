@@ -43,15 +43,16 @@ def _outlines(labels: np.ndarray) -> np.ndarray:
     return edge & (labels > 0)
 
 
-def _colour(name: str, k: int, colors: Mapping | None):
-    import matplotlib.pyplot as plt
-
+def _colour(name: str, colors: Mapping | None):
+    """RGB in [0, 1] of ``name``: from ``colors``, else :func:`xpath.io.class_colour` (the QuPath colour)."""
     if colors is not None and name in colors:
         from matplotlib.colors import to_rgb
 
         c = colors[name]
         return np.asarray(to_rgb(c) if isinstance(c, str) or max(c) <= 1 else np.asarray(c) / 255.0, np.float32)
-    return np.asarray(plt.get_cmap("tab10")(k % 10)[:3], np.float32)
+    from ..io import class_colour
+
+    return np.asarray(class_colour(name), np.float32) / 255.0
 
 
 def plot_overlay(
@@ -79,7 +80,8 @@ def plot_overlay(
     alpha : float
         Opacity of the filled masks.
     colors : mapping, optional
-        Name → colour (matplotlib colour or ``(r, g, b)`` 0–255); default tab10 by order.
+        Name → colour (matplotlib colour or ``(r, g, b)`` 0–255); default :func:`xpath.io.class_colour`,
+        the colour a name has everywhere (``Segmentation.plot``, the QuPath GeoJSON).
     legend : bool
     title : str, optional
 
@@ -97,8 +99,8 @@ def plot_overlay(
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     names = list(dict.fromkeys([*masks, *instances]))
     handles = []
-    for k, name in enumerate(names):
-        colour = _colour(name, k, colors)
+    for name in names:
+        colour = _colour(name, colors)
         if name in masks:
             m = np.asarray(masks[name], bool)
             if m.shape != rgb.shape[:2]:
@@ -204,8 +206,8 @@ def plot_instances(
             mappable = plt.cm.ScalarMappable(norm=norm, cmap=cm)
         else:
             names = series.astype(str)
-            for k, name in enumerate(sorted(names.unique())):
-                colour = _colour(name, k, categorical_colors)
+            for name in sorted(names.unique()):
+                colour = _colour(name, categorical_colors)
                 colour_lut[ids[(names == name).to_numpy()]] = colour
                 handles.append(Patch(color=colour, label=name))
     coloured = ~np.isnan(colour_lut[labels, 0]) & (labels > 0)
@@ -280,8 +282,8 @@ def plot_graph(
 
         names = cells[color_by].astype(str).to_numpy()
         handles = []
-        for k, name in enumerate(sorted(set(names))):
-            colour = _colour(name, k, colors)
+        for name in sorted(set(names)):
+            colour = _colour(name, colors)
             sel = names == name
             ax.scatter(xy[sel, 0], xy[sel, 1], s=node_size, color=colour, zorder=3, linewidths=0)
             handles.append(Patch(color=colour, label=name))

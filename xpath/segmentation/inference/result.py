@@ -106,6 +106,9 @@ class Segmentation:
              max_side: int = 2048):
         """Overlay the masks on the image, one colour per prompt; returns the Axes.
 
+        A prompt's colour is :func:`xpath.io.class_colour` of its text, the colour it has in
+        :func:`xpath.plotting.plot_overlay` and in the QuPath GeoJSON.
+
         Instance boundaries are drawn darker. Images longer than ``max_side`` pixels are
         subsampled for display. Nothing is shown (no ``plt.show()``).
 
@@ -125,6 +128,8 @@ class Segmentation:
         import matplotlib.pyplot as plt
         from matplotlib.patches import Patch
 
+        from ...io import class_colour
+
         chosen = list(self.prompts) if prompts is None else [self._check_prompt(p) for p in prompts]
         if ax is None:
             _, ax = plt.subplots(figsize=(6, 6 * self.image_shape[0] / max(self.image_shape[1], 1)))
@@ -135,10 +140,9 @@ class Segmentation:
             rgb = self.image[view].astype(np.float32) / 255.0
         else:
             rgb = np.ones((len(range(0, h, step)), len(range(0, w, step)), 3), np.float32)
-        cmap = plt.get_cmap("tab10" if len(chosen) <= 10 else "tab20")
         handles = []
-        for k, prompt in enumerate(chosen):
-            colour = np.asarray(cmap(k % cmap.N)[:3], np.float32)
+        for prompt in chosen:
+            colour = np.asarray(class_colour(prompt), np.float32) / 255.0
             mask = self.semantic[prompt][view]
             rgb[mask] = (1 - alpha) * rgb[mask] + alpha * colour
             if prompt in self.instances:
