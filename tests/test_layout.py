@@ -40,14 +40,7 @@ KNOWN_CYCLES = {
     ("xpath.pipeline._analysis", "xpath.pipeline._slide_analysis"),
 }
 # "importer -> imported private module"
-KNOWN_PRIVATE_IMPORTS = {
-    "xpath.cli -> xpath.plotting._overlay",
-    "xpath.pipeline._analysis -> xpath.plotting._overlay",
-    "xpath.pipeline._cohort -> xpath.io._tables",
-    "xpath.pipeline._slide -> xpath.io._ometiff",
-    "xpath.pipeline._slide -> xpath.io._tables",
-    "xpath.pipeline._slide_analysis -> xpath.plotting._overlay",
-}
+KNOWN_PRIVATE_IMPORTS: set[str] = set()
 # Paths relative to xpath/
 KNOWN_LONG_MODULES: set[str] = set()
 # "path relative to xpath/:qualified function name"

@@ -99,7 +99,7 @@ def _segment(args: argparse.Namespace) -> int:
         _print_outputs(f"segmented {res.name}: {res.n_objects} objects; wrote:", res.files.values())
         return EXIT_OK
     from .io import GeoJSONWriter, atomic_path, read_image, write_ome_tiff
-    from .plotting._overlay import plot_overlay
+    from .plotting import plot_overlay
     from .segmentation import segment
 
     image = read_image(args.image, mpp=args.mpp)

@@ -152,7 +152,7 @@ class Analysis:
         **kwargs
             Passed to :func:`~xpath.plotting.plot_overlay`, ``plot_instances`` or ``plot_graph``.
         """
-        from ..plotting._overlay import plot_graph, plot_instances, plot_overlay
+        from ..plotting import plot_graph, plot_instances, plot_overlay
 
         if kind == "overlay":
             seg = self.segmentation

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..io._tables import atomic_path, write_parquet
+from ..io import atomic_path, write_parquet
 from ..segmentation import check_prompts
 
 __all__ = ["BACKENDS", "CohortResult", "analyze_cohort", "read_slide_table"]

@@ -28,9 +28,7 @@ import numpy as np
 import pandas as pd
 
 from .._types import Image, check_image, check_mpp
-from ..io import GeoJSONWriter
-from ..io._ometiff import write_ome_tiff
-from ..io._tables import atomic_path
+from ..io import GeoJSONWriter, atomic_path, write_ome_tiff
 from ..segmentation import check_prompts
 from ..segmentation.inference.stitching import core_ids, paste_objects
 from ..segmentation.inference.tiling import tile_cores, tile_starts

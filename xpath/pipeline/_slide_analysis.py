@@ -49,7 +49,7 @@ class SlideAnalysis:
 
     def plot(self, ax=None, **kwargs):
         """Cells (centroids coloured by class) over the slide's tissue mask; returns the Axes."""
-        from ..plotting._overlay import plot_graph
+        from ..plotting import plot_graph
 
         return plot_graph(self.cells, self.graph, ax=ax, **kwargs)
 
