@@ -8,8 +8,8 @@ diagnostic study over a table of images (segmentation → biomarkers → model �
 tissue, beside a black-box baseline in the same folds).
 """
 
-from ._analysis import Analysis, analyze, analyze_features, combine_instances
-from ._cohort import BACKENDS, CohortResult, analyze_cohort, read_slide_table
+from ._analysis import Analysis, analyze, combine_instances
+from ._cohort import BACKENDS, CohortResult, analyze_cohort, analyze_features, read_slide_table
 from ._slide import ArraySlide, SlideResult, segment_slide
 from ._slide_analysis import SlideAnalysis, analyze_slide
 from ._study import DEFAULT_STUDY_PROMPTS, ImageStudy, select_study_features, study_image_features

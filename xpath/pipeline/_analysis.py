@@ -17,7 +17,7 @@ from ..ontology import load_vocabulary
 from ..segmentation import check_prompts
 from ..segmentation.inference.stitching import paste_objects
 
-__all__ = ["Analysis", "analyze", "analyze_features", "combine_instances"]
+__all__ = ["Analysis", "analyze", "combine_instances"]
 
 log = logging.getLogger(__name__)
 
@@ -367,25 +367,3 @@ def analyze(
     return Analysis(image=array, mpp=mpp, prompts=tuple(prompts), segmentation=segmentation, labels=labels,
                     regions=regions, region_names=region_names, cells=cells, graph=g, spatial=spatial,
                     features=features, origin=(int(origin[0]), int(origin[1])), name=name)
-
-
-def analyze_features(path: str | os.PathLike, prompts: Sequence[str], *, mpp: float | None = None,
-                     **kwargs) -> pd.DataFrame:
-    """The per-slide function of :func:`~xpath.pipeline.analyze_cohort`: :func:`analyze` → its feature row.
-
-    Plain images are analysed whole (``mpp`` from the file or the argument); whole slides
-    (SVS, NDPI, ...) with :func:`~xpath.pipeline.analyze_slide`.
-    """
-    import tempfile
-
-    from ..io import SLIDE_SUFFIXES, read_image
-
-    if Path(path).suffix.lower() in SLIDE_SUFFIXES:
-        from ._slide_analysis import analyze_slide
-
-        with tempfile.TemporaryDirectory(prefix="xpath-slide-") as tmp:
-            result = analyze_slide(path, prompts, out_dir=tmp, mpp=mpp, progress=False, **kwargs)
-        return result.features.reset_index(drop=True)
-    image = read_image(path, mpp=mpp)
-    result = analyze(image, prompts, mpp=image.mpp, **kwargs)
-    return result.features.reset_index(drop=True)

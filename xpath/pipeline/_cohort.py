@@ -23,6 +23,8 @@ import pandas as pd
 
 from ..io import atomic_path, write_parquet
 from ..segmentation import check_prompts
+from ._analysis import analyze
+from ._slide_analysis import analyze_slide
 
 __all__ = ["BACKENDS", "CohortResult", "analyze_cohort", "read_slide_table"]
 
@@ -153,10 +155,24 @@ def _clean_partials(folder: Path) -> int:
     return removed
 
 
-def _default_func():
-    from ._analysis import analyze_features
+def analyze_features(path: str | os.PathLike, prompts: Sequence[str], *, mpp: float | None = None,
+                     **kwargs) -> pd.DataFrame:
+    """The default per-slide function of :func:`analyze_cohort`: one image or slide → its feature row.
 
-    return analyze_features
+    Plain images are analysed whole with :func:`~xpath.pipeline.analyze` (``mpp`` from the
+    file or the argument); whole slides (SVS, NDPI, ...) with :func:`~xpath.pipeline.analyze_slide`.
+    """
+    import tempfile
+
+    from ..io import SLIDE_SUFFIXES, read_image
+
+    if Path(path).suffix.lower() in SLIDE_SUFFIXES:
+        with tempfile.TemporaryDirectory(prefix="xpath-slide-") as tmp:
+            result = analyze_slide(path, prompts, out_dir=tmp, mpp=mpp, progress=False, **kwargs)
+        return result.features.reset_index(drop=True)
+    image = read_image(path, mpp=mpp)
+    result = analyze(image, prompts, mpp=image.mpp, **kwargs)
+    return result.features.reset_index(drop=True)
 
 
 def analyze_cohort(
@@ -238,7 +254,7 @@ def analyze_cohort(
         # refuse prompts the model was not trained for before any slide is opened
         require_supported(prompts, kwargs.get("model", "xpath_small"),
                           on_unsupported=kwargs.get("on_unsupported", "raise"))
-        func = _default_func()
+        func = analyze_features
     if not callable(func):
         raise TypeError(f"func must be callable, got {type(func).__name__}")
     start = time.perf_counter()
