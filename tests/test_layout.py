@@ -42,9 +42,7 @@ KNOWN_PRIVATE_IMPORTS: set[str] = set()
 # Paths relative to xpath/
 KNOWN_LONG_MODULES: set[str] = set()
 # "path relative to xpath/:qualified function name"
-KNOWN_LONG_FUNCTIONS = {
-    "explain/_report.py:BiomarkerReport._blocks",
-}
+KNOWN_LONG_FUNCTIONS: set[str] = set()
 
 
 def _module_name(path: Path) -> str:

@@ -20,6 +20,13 @@ __all__ = ["BiomarkerReport", "catalog_entries"]
 
 logger = logging.getLogger(__name__)
 
+# Figures of the model's out-of-fold performance, in the order the report shows them.
+_PERFORMANCE_FIGURES = (
+    ("km_risk_groups", "Kaplan–Meier curves of out-of-fold risk groups"),
+    ("calibration", "Calibration"),
+    ("roc", "Out-of-fold ROC curve"),
+)
+
 
 def catalog_entries(features: Sequence[str]) -> pd.DataFrame:
     """Feature-catalogue entries (definition, unit, reference) of ``features``.
@@ -321,84 +328,106 @@ class BiomarkerReport:
         return out
 
     def _blocks(self, figures: dict[str, str]) -> list[tuple]:
-        m = self.model_
+        """The report as blocks, section by section (see :meth:`render` for the block kinds)."""
         b: list[tuple] = [("h1", self.title), ("h2", "Cohort"), ("table", self.cohort_)]
         b.append(("h2", "Model performance (cross-validated, out-of-fold)"))
         if self.task_ == "survival":
-            if hasattr(m, "cv_summary_"):
-                grouped = ", grouped by patient" if self._grouped else ""
-                text = (
-                    f"{type(m).__name__}: {m.cv} folds{grouped}; 95% CI from {m.n_bootstrap} "
-                    "bootstrap resamples of patients; risk-group cut-points chosen inside each "
-                    "training fold."
-                )
-                b += [("p", text), ("table", m.cv_summary_)]
-            b += [
-                ("h2", "Multivariable Cox model (hazard ratio per SD)"),
-                ("table", m.summary[["hr", "hr_lower", "hr_upper", "p", "hr_per_unit"]]),
-            ]
-            try:
-                ph = m.check_proportional_hazards()
-                bad = list(ph.index[ph["violated"]])
-                b += [
-                    (
-                        "p",
-                        "Proportional-hazards check (Schoenfeld residuals, rank time): "
-                        + (f"p < 0.05 for {bad}." if bad else "no covariate with p < 0.05."),
-                    ),
-                    ("table", ph),
-                ]
-            except Exception as err:  # noqa: BLE001 - a failed PH test is reported, not fatal
-                b.append(("p", f"Proportional-hazards check could not run: {err}"))
-        elif hasattr(m, "summary"):
+            b += self._survival_blocks()
+        else:
+            b += self._diagnosis_blocks()
+        b += [("img", figures[name], cap) for name, cap in _PERFORMANCE_FIGURES if name in figures]
+        b += self._screen_blocks(figures)
+        b += self._shap_blocks(figures)
+        b += self._stability_blocks(figures)
+        b += [("h2", "Top biomarkers: feature catalogue"), ("table", self.catalog_)]
+        return b
+
+    def _survival_blocks(self) -> list[tuple]:
+        """Cross-validated C-indices, the multivariable Cox model and its proportional-hazards check."""
+        m = self.model_
+        b: list[tuple] = []
+        if hasattr(m, "cv_summary_"):
             grouped = ", grouped by patient" if self._grouped else ""
-            b += [
-                (
-                    "p",
-                    (
-                        f"{m.cv} folds{grouped}, 95% CI from {m.n_bootstrap} bootstrap resamples "
-                        "of patients."
-                    ),
-                ),
-                ("table", m.summary),
-                ("p", "Confusion matrix (rows = true class):"),
-                ("table", m.confusion_matrix_),
-            ]
-        for name, cap in (
-            ("km_risk_groups", "Kaplan–Meier curves of out-of-fold risk groups"),
-            ("calibration", "Calibration"),
-            ("roc", "Out-of-fold ROC curve"),
-        ):
-            if name in figures:
-                b.append(("img", figures[name], cap))
+            text = (
+                f"{type(m).__name__}: {m.cv} folds{grouped}; 95% CI from {m.n_bootstrap} "
+                "bootstrap resamples of patients; risk-group cut-points chosen inside each "
+                "training fold."
+            )
+            b += [("p", text), ("table", m.cv_summary_)]
         b += [
+            ("h2", "Multivariable Cox model (hazard ratio per SD)"),
+            ("table", m.summary[["hr", "hr_lower", "hr_upper", "p", "hr_per_unit"]]),
+        ]
+        return b + self._proportional_hazards_blocks()
+
+    def _proportional_hazards_blocks(self) -> list[tuple]:
+        try:
+            ph = self.model_.check_proportional_hazards()
+            bad = list(ph.index[ph["violated"]])
+        except Exception as err:  # noqa: BLE001 - a failed PH test is reported, not fatal
+            return [("p", f"Proportional-hazards check could not run: {err}")]
+        return [
+            (
+                "p",
+                "Proportional-hazards check (Schoenfeld residuals, rank time): "
+                + (f"p < 0.05 for {bad}." if bad else "no covariate with p < 0.05."),
+            ),
+            ("table", ph),
+        ]
+
+    def _diagnosis_blocks(self) -> list[tuple]:
+        """Cross-validated metrics and the confusion matrix of the diagnostic model."""
+        m = self.model_
+        if not hasattr(m, "summary"):
+            return []
+        grouped = ", grouped by patient" if self._grouped else ""
+        return [
+            (
+                "p",
+                (
+                    f"{m.cv} folds{grouped}, 95% CI from {m.n_bootstrap} bootstrap resamples "
+                    "of patients."
+                ),
+            ),
+            ("table", m.summary),
+            ("p", "Confusion matrix (rows = true class):"),
+            ("table", m.confusion_matrix_),
+        ]
+
+    def _screen_blocks(self, figures: dict[str, str]) -> list[tuple]:
+        b = [
             ("h2", "Univariable screen (Benjamini–Hochberg q-values)"),
             ("table", self.screen_.drop(columns=["note"], errors="ignore").head(20)),
             ("img", figures["forest_univariable"], "Forest plot, univariable effects per SD"),
         ]
         if "forest_model" in figures:
             b.append(("img", figures["forest_model"], "Forest plot, multivariable Cox model"))
-        b += [
+        return b
+
+    @staticmethod
+    def _shap_blocks(figures: dict[str, str]) -> list[tuple]:
+        b = [
             ("h2", "SHAP importance"),
             ("img", figures["shap_bar"], "Mean |SHAP value|"),
             ("img", figures["shap_beeswarm"], "SHAP beeswarm"),
         ]
-        b += [
+        return b + [
             ("img", p, f"SHAP waterfall, {k.split('_')[-1]}")
             for k, p in figures.items()
             if k.startswith("shap_waterfall")
         ]
-        if self.stability_ is not None:
-            b += [
+
+    def _stability_blocks(self, figures: dict[str, str]) -> list[tuple]:
+        if self.stability_ is None:
+            return []
+        return [
+            (
+                "h2",
                 (
-                    "h2",
-                    (
-                        "Importance stability "
-                        f"({self.stability_.attrs.get('n_resamples')} bootstrap resamples)"
-                    ),
+                    "Importance stability "
+                    f"({self.stability_.attrs.get('n_resamples')} bootstrap resamples)"
                 ),
-                ("table", self.stability_.head(20)),
-                ("img", figures["stability"], "Top-k frequency"),
-            ]
-        b += [("h2", "Top biomarkers: feature catalogue"), ("table", self.catalog_)]
-        return b
+            ),
+            ("table", self.stability_.head(20)),
+            ("img", figures["stability"], "Top-k frequency"),
+        ]
