@@ -100,3 +100,32 @@ def test_max_rows_subsamples_and_additivity_violation_raises(wdbc):
         shap_values(m, X, atol=-1.0)  # no tolerance can be met: the check is real
     with pytest.raises(ValueError, match="missing the columns"):
         shap_values(m, X.drop(columns=["mean area"]))
+
+
+@pytest.mark.parametrize(("name", "output"), [
+    ("HistGradientBoostingClassifier", "raw"), ("GradientBoostingClassifier", "raw"),
+    ("HistGradientBoostingRegressor", "raw"), ("GradientBoostingRegressor", "raw"),
+    ("RandomForestClassifier", "probability"), ("ExtraTreesClassifier", "probability"),
+    ("DecisionTreeClassifier", "probability"), ("RandomForestRegressor", "probability"),
+    ("ExtraTreesRegressor", "probability"), ("DecisionTreeRegressor", "probability"),
+])
+def test_tree_explainer_is_chosen_by_class_not_by_name(name, output):
+    from sklearn import ensemble, tree
+
+    from xpath.explain._shap import _tree_output
+
+    cls = getattr(ensemble, name, None) or getattr(tree, name)
+    assert _tree_output(cls()) == output
+    renamed = type("Custom", (cls,), {})  # a subclass may change what predict returns: model-agnostic
+    assert _tree_output(renamed()) is None
+    impostor = type(name, (), {})  # a class that only borrows the name is not a tree model
+    assert _tree_output(impostor()) is None
+
+
+def test_tree_regressor_adds_up_to_its_prediction(wdbc):
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    X, y = wdbc
+    m = HistGradientBoostingRegressor(max_iter=20, random_state=0).fit(X, y.astype(float))
+    e = shap_values(m, X.iloc[:50])
+    assert_allclose(_base_plus_sum(e), m.predict(X.iloc[:50]), atol=1e-6)

@@ -4,7 +4,8 @@ The explainer is chosen from the model:
 
 - ``CoxModel``: exact linear SHAP of the log partial hazard (higher = worse), interventional with
   the background rows: ``phi_ij = beta_j * (z_ij - mean_background(z_j))``.
-- tree ensembles (HistGradientBoosting, GradientBoosting, RandomForest, ExtraTrees, DecisionTree):
+- tree ensembles (HistGradientBoosting, GradientBoosting, RandomForest, ExtraTrees, DecisionTree,
+  classifiers and regressors; those classes exactly, not their subclasses):
   ``shap.TreeExplainer`` (path-dependent) on the raw output (log-odds for boosting, probability
   for forests).
 - linear models (``coef_``, e.g. LogisticRegression): ``shap.LinearExplainer`` on the log-odds.
@@ -27,20 +28,35 @@ __all__ = ["shap_values"]
 
 logger = logging.getLogger(__name__)
 
-_TREES_RAW_DECISION = (
-    "HistGradientBoostingClassifier",
-    "GradientBoostingClassifier",
-    "HistGradientBoostingRegressor",
-    "GradientBoostingRegressor",
-)
-_TREES_PROBA = (
-    "RandomForestClassifier",
-    "ExtraTreesClassifier",
-    "DecisionTreeClassifier",
-    "RandomForestRegressor",
-    "ExtraTreesRegressor",
-    "DecisionTreeRegressor",
-)
+
+
+def _tree_output(estimator) -> str | None:
+    """Which output TreeSHAP explains for ``estimator``: ``"raw"``, ``"probability"`` or ``None`` (not a tree model).
+
+    ``"raw"``: gradient boosting (``HistGradientBoosting*``, ``GradientBoosting*``), explained
+    on its raw output (log-odds for classifiers); ``"probability"``: forests and single trees
+    (``RandomForest*``, ``ExtraTrees*``, ``DecisionTree*``), on the probability (classifiers)
+    or the prediction. The classes are matched exactly, not with ``isinstance``: a subclass
+    may change the output that TreeSHAP would explain, so it is explained model-agnostically.
+
+    Examples
+    --------
+    >>> from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestRegressor
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> [_tree_output(m) for m in (HistGradientBoostingClassifier(), RandomForestRegressor(), LogisticRegression())]
+    ['raw', 'probability', None]
+    """
+    from sklearn import ensemble, tree
+
+    raw = (ensemble.HistGradientBoostingClassifier, ensemble.GradientBoostingClassifier,
+           ensemble.HistGradientBoostingRegressor, ensemble.GradientBoostingRegressor)
+    probability = (ensemble.RandomForestClassifier, ensemble.ExtraTreesClassifier, tree.DecisionTreeClassifier,
+                   ensemble.RandomForestRegressor, ensemble.ExtraTreesRegressor, tree.DecisionTreeRegressor)
+    if type(estimator) in raw:
+        return "raw"
+    if type(estimator) in probability:
+        return "probability"
+    return None
 
 
 def _split_pipeline(model):
@@ -173,14 +189,14 @@ def _explain_estimator(shap, fitted, df: pd.DataFrame, bg_rows: np.ndarray, bar)
             f"({df.shape[1]} → {Xt.shape[1]}); "
             "SHAP values on the original features need column-wise preprocessing"
         )
-    cls = type(final).__name__
     fitted_names = getattr(final, "feature_names_in_", None)
 
     def frame(Z):  # the estimator was fitted on a DataFrame: give it one (no feature-name warning)
         return pd.DataFrame(Z, columns=fitted_names) if fitted_names is not None else Z
 
-    if cls in _TREES_RAW_DECISION or cls in _TREES_PROBA:
-        return _explain_trees(shap, final, Xt, frame, bar)
+    output = _tree_output(final)
+    if output is not None:
+        return _explain_trees(shap, final, output, Xt, frame, bar)
     if hasattr(final, "coef_") and hasattr(final, "decision_function"):
         masker = shap.maskers.Independent(Xt[bg_rows], max_samples=len(bg_rows))
         explainer = shap.LinearExplainer(final, masker)
@@ -197,14 +213,13 @@ def _explain_estimator(shap, fitted, df: pd.DataFrame, bg_rows: np.ndarray, bar)
     return values, base, f(Xt), kind
 
 
-def _explain_trees(shap, final, Xt: np.ndarray, frame, bar):
-    """Path-dependent TreeSHAP on the raw output (boosting) or the probability (forests, trees)."""
-    cls = type(final).__name__
+def _explain_trees(shap, final, output: str, Xt: np.ndarray, frame, bar):
+    """Path-dependent TreeSHAP on the ``output`` of :func:`_tree_output`: raw (boosting) or probability."""
     explainer = shap.TreeExplainer(final, feature_perturbation="tree_path_dependent")
     parts = [np.asarray(explainer.shap_values(Xt[s], check_additivity=False)) for s in bar]
     values = np.concatenate(parts, axis=0)
     base = np.asarray(explainer.expected_value, float)
-    if cls in _TREES_RAW_DECISION:
+    if output == "raw":
         out = final.decision_function if hasattr(final, "decision_function") else final.predict
         fx = out(frame(Xt))
         kind = "raw output (log-odds for classifiers)"
