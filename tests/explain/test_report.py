@@ -138,3 +138,22 @@ def test_render_before_fit_and_bad_outcome():
         BiomarkerReport().render("/nonexistent/never")
     with pytest.raises(TypeError, match="fit\\(X, durations, events\\)"):
         BiomarkerReport().fit(pd.DataFrame({"a": [1.0, 2.0]}))
+
+
+@pytest.mark.parametrize("task", ["survival", "diagnosis"])
+def test_a_model_fitted_without_cv_gets_no_out_of_fold_sections(tmp_path, task):
+    c = synthetic_cohort(80, n_null=3, seed=1)
+    if task == "survival":
+        model, outcome, cv_text = CoxModel(cv=None), (c.durations, c.events), "harrell_c"
+    else:
+        model, outcome, cv_text = DiagnosticModel("logistic", cv=None), (c.y,), "Confusion matrix"
+    r = BiomarkerReport(model=model, stability_resamples=0, top_k=3).fit(c.X, *outcome)
+    assert r.model_.cross_validated_ is False
+    out = r.render(tmp_path / task)
+    md = (out / "report.md").read_text()
+    assert cv_text not in md and "folds" not in md
+    assert not {"km_risk_groups.png", "calibration.png", "roc.png"} & {p.name for p in out.iterdir()}
+    # the same model with cv: the sections are there, and a refit without cv takes them away again
+    refit = model.set_params(cv=3).fit(c.X, *outcome)
+    assert refit.cross_validated_ is True
+    assert refit.set_params(cv=None).fit(c.X, *outcome).cross_validated_ is False

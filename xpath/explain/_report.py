@@ -89,7 +89,9 @@ class BiomarkerReport:
     model : CoxModel or DiagnosticModel, optional
         The model to validate and explain (default: ``CoxModel`` for survival, penalised with
         ``penalizer=0.1`` when there are fewer than 10 events per feature;
-        ``DiagnosticModel("hgb")`` for diagnosis). Its ``cv`` and ``n_bootstrap`` are used as set.
+        ``DiagnosticModel("hgb")`` for diagnosis). Its ``cv`` and ``n_bootstrap`` are used as set;
+        the out-of-fold sections and figures appear when its ``cross_validated_`` says the
+        fit ran the cross-validation.
     top_k : int
         Biomarkers listed (and the k of the stability count).
     stability_resamples : int
@@ -286,7 +288,7 @@ class BiomarkerReport:
         m = self.model_
         if self.task_ == "survival":
             save("forest_model", lambda ax: m.plot(ax=ax), (6.5, 0.35 * min(20, df.shape[1]) + 1.4))
-            if hasattr(m, "oof_group_"):
+            if m.cross_validated_:
                 save("km_risk_groups", lambda ax: m.plot_km(ax=ax), (6.5, 5))
                 k = int(np.argmin(np.abs(m.times_ - np.median(m.times_))))
                 save(
@@ -296,7 +298,7 @@ class BiomarkerReport:
                     ),
                     (4.8, 4.5),
                 )
-        elif hasattr(m, "oof_proba_") and m.classes_.size == 2:
+        elif m.cross_validated_ and m.classes_.size == 2:
             save("roc", lambda ax: m.plot(ax=ax), (4.8, 4.5))
             save("calibration", lambda ax: m.plot_calibration(ax=ax), (4.8, 4.5))
         save(
@@ -346,7 +348,7 @@ class BiomarkerReport:
         """Cross-validated C-indices, the multivariable Cox model and its proportional-hazards check."""
         m = self.model_
         b: list[tuple] = []
-        if hasattr(m, "cv_summary_"):
+        if m.cross_validated_:
             grouped = ", grouped by patient" if self._grouped else ""
             text = (
                 f"{type(m).__name__}: {m.cv} folds{grouped}; 95% CI from {m.n_bootstrap} "
@@ -378,7 +380,7 @@ class BiomarkerReport:
     def _diagnosis_blocks(self) -> list[tuple]:
         """Cross-validated metrics and the confusion matrix of the diagnostic model."""
         m = self.model_
-        if not hasattr(m, "summary"):
+        if not m.cross_validated_:
             return []
         grouped = ", grouped by patient" if self._grouped else ""
         return [

@@ -86,6 +86,9 @@ class DiagnosticModel(ClassifierMixin, BaseEstimator):
     feature_names_in_ : list of str
     pipeline_ : sklearn.pipeline.Pipeline
         Fitted on every row.
+    cross_validated_ : bool
+        Whether ``fit`` ran the cross-validation (``cv`` set), so that the out-of-fold
+        attributes below describe this fit.
     oof_proba_ : (n, n_classes) ndarray
         Out-of-fold class probabilities (columns in ``classes_`` order).
     oof_fold_ : (n,) ndarray
@@ -145,6 +148,7 @@ class DiagnosticModel(ClassifierMixin, BaseEstimator):
         self._y = y
         if self.cv is not None:
             self._cross_validate(df, y, g)
+        self.cross_validated_ = self.cv is not None
         self.pipeline_ = build_pipeline(self.estimator, seed=self.seed).fit(df, y)
         return self
 

@@ -93,6 +93,9 @@ class CoxModel(BaseEstimator):
     n_events_, n_samples_ : int
     risk_cutpoints_ : (risk_groups - 1,) ndarray
         Quantile cut-points of the training risk, used by :meth:`predict_risk_group`.
+    cross_validated_ : bool
+        Whether ``fit`` ran the cross-validation (``cv`` set), so that the out-of-fold
+        attributes below describe this fit.
     oof_risk_, oof_group_ : (n,) ndarray
         Out-of-fold risk scores (higher = worse) and risk groups (0 = lowest). Only with ``cv``.
     oof_survival_ : (n, len(times_)) ndarray
@@ -237,6 +240,7 @@ class CoxModel(BaseEstimator):
         )
         if self.cv is not None:
             self._cross_validate(df, t, e, g)
+        self.cross_validated_ = self.cv is not None
         self._fit_lifelines(df, t, e)
         train_risk = self.predict_risk(df)
         self.risk_cutpoints_ = self._cutpoints(train_risk)
