@@ -259,3 +259,26 @@ def test_property_families_select_columns():
         cols = cell_table(lab, mpp=1.0, properties=(fam,)).columns
         assert {c.split(".")[1] for c in cols if c.startswith("nucleus.")} == {fam}
     assert set(PROPERTY_FAMILIES) >= {"stain", "texture"}
+
+
+def test_default_properties_are_every_family_the_input_allows():
+    """``properties=None`` is decided by the image, not by which tuple object is passed."""
+    from xpath.biomarkers import DEFAULT_PROPERTIES
+
+    lab = np.zeros((16, 16), np.int32)
+    lab[3:9, 3:9] = 1
+    image = np.full((16, 16, 3), 180, np.uint8)
+    image[lab > 0] = (90, 40, 140)
+
+    def families(table):
+        return {c.split(".")[1] for c in table.columns if c.startswith("nucleus.")}
+
+    assert families(cell_table(lab, image, mpp=0.5)) == set(DEFAULT_PROPERTIES)
+    assert families(cell_table(lab, mpp=0.5)) == set(DEFAULT_PROPERTIES) - {"stain", "texture"}
+    # a copy of the default tuple names the families explicitly, as any list does: with the image it measures
+    # the same columns as the default, without it naming the image families is the documented error
+    explicit = tuple(list(DEFAULT_PROPERTIES))
+    assert list(cell_table(lab, image, mpp=0.5, properties=explicit).columns) == list(
+        cell_table(lab, image, mpp=0.5).columns)
+    with pytest.raises(ValueError, match="need the image"):
+        cell_table(lab, mpp=0.5, properties=list(DEFAULT_PROPERTIES))

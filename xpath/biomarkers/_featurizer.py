@@ -10,7 +10,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from tqdm.auto import tqdm
 
 from ._aggregate import aggregate
-from ._table import DEFAULT_PROPERTIES, cell_table
+from ._table import cell_table
 
 __all__ = ["MorphologyFeaturizer"]
 
@@ -26,8 +26,8 @@ class MorphologyFeaturizer(TransformerMixin, BaseEstimator):
     ----------
     mpp : float
         µm per pixel of every sample.
-    properties : sequence of str
-        Feature families (see :func:`cell_table`).
+    properties : sequence of str, optional
+        Feature families (see :func:`cell_table`; ``None``: every family each sample allows).
     stats : sequence of str
         Statistics over objects (see :func:`aggregate`).
     progress : bool
@@ -48,7 +48,7 @@ class MorphologyFeaturizer(TransformerMixin, BaseEstimator):
     1
     """
 
-    def __init__(self, mpp: float = 0.5, properties: Sequence[str] = DEFAULT_PROPERTIES,
+    def __init__(self, mpp: float = 0.5, properties: Sequence[str] | None = None,
                  stats: Sequence[str] = ("mean", "std", "q50"), progress: bool = False):
         self.mpp = mpp
         self.properties = properties

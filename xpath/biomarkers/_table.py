@@ -18,11 +18,15 @@ __all__ = ["DEFAULT_PROPERTIES", "PROPERTY_FAMILIES", "cell_table"]
 logger = logging.getLogger(__name__)
 
 PROPERTY_FAMILIES = ("shape", "moments", "fourier", "wdbc", "stain", "texture")
+# What properties=None measures when the image is given; without it, the families that need none.
 DEFAULT_PROPERTIES = PROPERTY_FAMILIES
 _NEEDS_IMAGE = ("stain", "texture")
 
 
 def _check_properties(properties: Any, has_image: bool) -> tuple:
+    """The families to measure: ``None`` is every family the input allows; named ones are checked."""
+    if properties is None:
+        return DEFAULT_PROPERTIES if has_image else tuple(p for p in DEFAULT_PROPERTIES if p not in _NEEDS_IMAGE)
     if isinstance(properties, str):
         properties = (properties,)
     if not isinstance(properties, Sequence):
@@ -31,12 +35,9 @@ def _check_properties(properties: Any, has_image: bool) -> tuple:
     unknown = [p for p in properties if p not in PROPERTY_FAMILIES]
     if unknown:
         raise ValueError(f"properties has unknown name(s) {unknown}; known families: {PROPERTY_FAMILIES}")
-    if not has_image:
-        if properties is DEFAULT_PROPERTIES:
-            properties = tuple(p for p in properties if p not in _NEEDS_IMAGE)
-        elif any(p in _NEEDS_IMAGE for p in properties):
-            raise ValueError(f"properties {[p for p in properties if p in _NEEDS_IMAGE]} need the image; "
-                             "pass image=(H, W, 3) uint8 RGB")
+    if not has_image and any(p in _NEEDS_IMAGE for p in properties):
+        raise ValueError(f"properties {[p for p in properties if p in _NEEDS_IMAGE]} need the image; "
+                         "pass image=(H, W, 3) uint8 RGB")
     return tuple(dict.fromkeys(properties))
 
 
@@ -87,7 +88,7 @@ def cell_table(
     mpp: float,
     classes: Any = None,
     class_names: Mapping | None = None,
-    properties: Sequence[str] = DEFAULT_PROPERTIES,
+    properties: Sequence[str] | None = None,
     compartment: str = "nucleus",
     cytoplasm_um: float | None = None,
 ) -> pd.DataFrame:
@@ -110,12 +111,13 @@ def cell_table(
         pixels; 0 = no class).
     class_names : mapping, optional
         ``class value -> name`` applied to the values found through ``classes``.
-    properties : sequence of str
+    properties : sequence of str, optional
         Feature families from ``PROPERTY_FAMILIES``: ``shape`` (size, perimeter, axes,
         convex hull, Feret, circularity...), ``moments`` (Hu), ``fourier`` (radial-profile
         harmonics), ``wdbc`` (Street et al. 1993 nuclear features), ``stain`` (H&E
-        deconvolution statistics), ``texture`` (GLCM/Haralick). With the default and no
-        image, the image families are left out; naming them without an image is an error.
+        deconvolution statistics), ``texture`` (GLCM/Haralick). ``None`` (default): every
+        family the input allows, ``DEFAULT_PROPERTIES`` with an image and those that need
+        none without it; naming an image family without an image is an error.
     compartment : str
         Prefix of the feature columns (``"nucleus"``, ``"cell"``, ``"gland"``...).
     cytoplasm_um : float, optional
