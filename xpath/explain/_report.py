@@ -34,17 +34,11 @@ def catalog_entries(features: Sequence[str]) -> pd.DataFrame:
     Looks each name up in ``xpath.biomarkers.feature_catalog()``, dropping trailing ``.stat``
     components until a match (``nucleus.shape.area_um2.mean`` → ``nucleus.shape.area_um2``); a
     per-class prefix (``tumour:nucleus.shape.area_um2.mean``) is looked up without the class.
-    When the catalogue is unavailable or has no entry, the row says so; this never raises.
+    A feature the catalogue has no entry for gets a row that says so.
     """
-    try:
-        from ..biomarkers import feature_catalog
+    from ..biomarkers import feature_catalog
 
-        catalog = feature_catalog()
-    except Exception as err:  # noqa: BLE001 - the catalogue is optional: any failure means names only
-        logger.info("feature catalogue unavailable (%s); listing names only", err)
-        catalog = {}
-    if not isinstance(catalog, dict):
-        catalog = {}
+    catalog = feature_catalog()
     # template names such as "region.density_per_mm2.{class}.{region}" match any filled-in name
     templates = [
         (re.compile("^" + re.sub(r"\\\{[^}]*\\\}", r"[^.]+", re.escape(k)) + "$"), k)
@@ -64,7 +58,7 @@ def catalog_entries(features: Sequence[str]) -> pd.DataFrame:
             if hit is not None:
                 entry, matched = catalog[hit], hit
                 break
-        if isinstance(entry, dict):
+        if entry is not None:
             rows.append(
                 (
                     f,
@@ -142,8 +136,8 @@ class BiomarkerReport:
         """Run the analysis: ``fit(X, durations, events)`` or ``fit(X, y)``."""
         from sklearn.base import clone
 
-        from ..models import CoxModel, DiagnosticModel
         from .._types import check_groups, check_labels_1d, check_survival, check_table
+        from ..models import CoxModel, DiagnosticModel
         from ._screen import univariable_screen
         from ._shap import shap_values
         from ._stability import importance_stability

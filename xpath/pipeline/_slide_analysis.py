@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,8 +15,6 @@ from ._analysis import _IMMUNE_WORDS, _TUMOUR_WORDS, _build_graph, _find_class
 from ._slide import SlideResult, segment_slide
 
 __all__ = ["SlideAnalysis", "analyze_slide"]
-
-log = logging.getLogger(__name__)
 
 
 @dataclass

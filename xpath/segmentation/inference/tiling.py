@@ -20,7 +20,6 @@ Instances are built on the blended maps by
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -39,8 +38,6 @@ __all__ = [
     "tile_cores",
     "tile_starts",
 ]
-
-logger = logging.getLogger(__name__)
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> np.ndarray:
