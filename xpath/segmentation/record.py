@@ -212,6 +212,7 @@ def plot_reliability(rows: pd.DataFrame, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from ..io import atomic_path
     from .calibration import reliability_table
 
     families = sorted(rows.family.unique())
@@ -233,7 +234,8 @@ def plot_reliability(rows: pd.DataFrame, path: str) -> None:
                xlim=(0, 1), ylim=(0, 1))
         ax.legend(loc="upper left", fontsize="small")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
 
 
@@ -259,7 +261,10 @@ def main(argv: list[str] | None = None) -> int:
         rows += validation_tile_rows(predictor, records, source, assumed)
     rows = pd.DataFrame(rows)
     if args.rows:
-        rows.to_csv(args.rows, index=False)
+        from ..io import atomic_path
+
+        with atomic_path(args.rows, suffix=".csv") as tmp:
+            rows.to_csv(tmp, index=False)
     record = measure_vocabulary(rows, trained)
     pd.set_option("display.width", 160)
     print(f"{len(rows)} (tile, label) rows from {rows.image.nunique()} validation images")
