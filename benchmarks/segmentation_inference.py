@@ -108,8 +108,7 @@ def bench_prompts(model_name: str, repeats: int) -> None:
 def bench_throughput(model_name: str, repeats: int) -> None:
     import torch
 
-    from xpath.segmentation import segment
-    from xpath.segmentation import tile_starts
+    from xpath.segmentation import segment, tile_starts
 
     torch.manual_seed(0)
     model = _trained_model(model_name).eval()

@@ -7,8 +7,8 @@ import pytest
 from scipy import ndimage
 
 from xpath.datasets import synthetic_tissue
-from xpath.segmentation.metrics import contingency, panoptic_quality
 from xpath.segmentation.inference.postprocess import instances_from_maps, remove_small_instances
+from xpath.segmentation.metrics import contingency, panoptic_quality
 
 
 @pytest.fixture(scope="module")
