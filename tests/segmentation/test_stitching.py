@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xpath.segmentation.inference.stitching import centroids, core_ids, paste_objects
+from xpath.segmentation.inference.stitching import centroids, core_ids, merge_objects
 from xpath.segmentation.inference.tiling import tile_cores, tile_starts
 
 
@@ -59,17 +59,17 @@ def test_paste_objects_fills_free_pixels_and_drops_objects_seen_already():
     new[:, 0:3] = 4  # the same object seen again: no pixel free
     new[:, 3:6] = 7  # a third of it on the old object: 2/3 free
     new[:, 8:10] = 9  # all free
-    pasted, n = paste_objects(out, new, first_id=2, min_free=0.7)
+    pasted, n = merge_objects(out, new, first_id=2, min_free=0.7)
     assert n == 1 and (out[:, 8:10] == 2).all() and set(np.unique(out)) == {0, 1, 2}
     assert (pasted == np.where(out == 2, 2, 0)).all()
     # with min_free 0.5 the 2/3-free object is kept, on its free pixels only, and ids follow the old ids
     out2 = np.zeros((4, 10), np.int32)
     out2[:, 0:4] = 1
-    _, n = paste_objects(out2, new, first_id=2, min_free=0.5)
+    _, n = merge_objects(out2, new, first_id=2, min_free=0.5)
     assert n == 2 and (out2[:, 3] == 1).all() and (out2[:, 4:6] == 2).all() and (out2[:, 8:10] == 3).all()
     # only the ids asked for
     out3 = np.zeros((4, 10), np.int32)
-    _, n = paste_objects(out3, new, np.array([9]), first_id=1)
+    _, n = merge_objects(out3, new, np.array([9]), first_id=1)
     assert n == 1 and set(np.unique(out3)) == {0, 1} and (out3[:, 8:10] == 1).all()
     with pytest.raises(ValueError, match="shape"):
-        paste_objects(out3, new[:, :5], first_id=1)
+        merge_objects(out3, new[:, :5], first_id=1)

@@ -15,7 +15,7 @@ import pandas as pd
 from .._types import Image, check_image, check_mpp
 from ..ontology import load_vocabulary
 from ..segmentation import check_prompts
-from ..segmentation.inference.stitching import paste_objects
+from ..segmentation.inference.stitching import merge_objects
 
 __all__ = ["Analysis", "analyze", "combine_instances"]
 
@@ -53,8 +53,8 @@ def combine_instances(
     Prompts are taken in order: an object of a later prompt fills only pixels no earlier
     object holds, and is dropped if less than ``min_free`` of it is free (it is the same
     nucleus seen by two prompts; the rule of
-    :func:`~xpath.segmentation.inference.stitching.paste_objects`). Give specific prompts ("lymphocytes") before generic ones
-    ("nuclei") so that the specific class wins.
+    :func:`~xpath.segmentation.inference.stitching.merge_objects`). Give specific prompts
+    ("lymphocytes") before generic ones ("nuclei") so that the specific class wins.
 
     Returns
     -------
@@ -80,7 +80,7 @@ def combine_instances(
             out = np.zeros(lab.shape, np.int32)
         if lab.shape != out.shape:
             raise ValueError(f"instances of {prompt!r} have shape {lab.shape}, expected {out.shape}")
-        _, n_kept = paste_objects(out, lab, first_id=next_id, min_free=min_free)
+        _, n_kept = merge_objects(out, lab, first_id=next_id, min_free=min_free)
         next_id += n_kept
         names.extend([prompt] * n_kept)
     if out is None:

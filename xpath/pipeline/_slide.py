@@ -30,7 +30,7 @@ import pandas as pd
 from .._types import Image, check_image, check_mpp
 from ..io import GeoJSONWriter, atomic_path, write_ome_tiff
 from ..segmentation import check_prompts
-from ..segmentation.inference.stitching import core_ids, paste_objects
+from ..segmentation.inference.stitching import core_ids, merge_objects
 from ..segmentation.inference.tiling import tile_cores, tile_starts
 from ._slide_model import run_model
 from ._slide_model import to_slide_frame as _to_slide_frame
@@ -438,14 +438,14 @@ def _paste_owned(store, labels, first_id, y, x, ry0, ry1, rx0, rx1, min_free=0.5
     ``first_id, first_id + 1, ...``. They fill only pixels no earlier window claimed; an
     owned object with less than ``min_free`` of its pixels free duplicates an object already
     kept (neighbouring windows disagreed near their border) and is dropped
-    (:func:`~xpath.segmentation.inference.stitching.paste_objects`). Returns the window's
+    (:func:`~xpath.segmentation.inference.stitching.merge_objects`). Returns the window's
     pasted labels (clipped to the slide) and the kept ids.
     """
     owned = core_ids(labels, (ry0, ry1), (rx0, rx1))
     H, W = store.shape
     part = labels[: min(labels.shape[0], H - y), : min(labels.shape[1], W - x)]
     view = store[y : y + part.shape[0], x : x + part.shape[1]]
-    pasted, n_kept = paste_objects(view, part, owned, first_id=first_id, min_free=min_free)
+    pasted, n_kept = merge_objects(view, part, owned, first_id=first_id, min_free=min_free)
     return pasted, np.arange(first_id, first_id + n_kept, dtype=np.int64)
 
 

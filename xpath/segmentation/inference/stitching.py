@@ -16,7 +16,7 @@ import numpy as np
 
 from .postprocess import instances_from_maps
 
-__all__ = ["InstanceStitcher", "centroids", "core_ids", "paste_objects"]
+__all__ = ["InstanceStitcher", "centroids", "core_ids", "merge_objects"]
 
 
 class InstanceStitcher:
@@ -142,7 +142,7 @@ class InstanceStitcher:
         ids = core_ids(labels, rows, cols, origin=(y0, x0))
         if len(ids):
             h, w = labels.shape
-            _, n_kept = paste_objects(self.out[y0: y0 + h, x0: x0 + w], labels, ids, first_id=self.n_objects + 1)
+            _, n_kept = merge_objects(self.out[y0: y0 + h, x0: x0 + w], labels, ids, first_id=self.n_objects + 1)
             self.n_objects += n_kept
 
 
@@ -191,7 +191,7 @@ def core_ids(labels: np.ndarray, rows: tuple[int, int], cols: tuple[int, int], *
     return ids[(cy >= rows[0]) & (cy < rows[1]) & (cx >= cols[0]) & (cx < cols[1])].astype(np.int64)
 
 
-def paste_objects(target: np.ndarray, labels: np.ndarray, ids: np.ndarray | None = None, *, first_id: int,
+def merge_objects(target: np.ndarray, labels: np.ndarray, ids: np.ndarray | None = None, *, first_id: int,
                   min_free: float = 0.0) -> tuple[np.ndarray, int]:
     """Write objects of ``labels`` into ``target`` on the pixels that ``target`` still has at 0.
 
@@ -225,7 +225,7 @@ def paste_objects(target: np.ndarray, labels: np.ndarray, ids: np.ndarray | None
     --------
     >>> out = np.zeros((1, 6), np.int32); out[0, :2] = 1
     >>> new = np.array([[5, 5, 0, 6, 6, 6]])
-    >>> pasted, n = paste_objects(out, new, first_id=2, min_free=0.5)
+    >>> pasted, n = merge_objects(out, new, first_id=2, min_free=0.5)
     >>> out.tolist(), n
     ([[1, 1, 0, 2, 2, 2]], 1)
     """
