@@ -10,8 +10,8 @@ import torch
 
 from xpath.datasets import synthetic_tissue
 from xpath.segmentation import TextPromptPredictor, create_model
-from xpath.segmentation.modeling.box_prior import box_prior_logits
 from xpath.segmentation.inference.objects import ObjectPrediction, check_object_prompts, select_object
+from xpath.segmentation.modeling.box_prior import box_prior_logits
 
 DISCS = [(40, 40, 12), (40, 90, 12), (110, 60, 16), (150, 150, 10)]  # (y, x, radius) in input pixels
 
