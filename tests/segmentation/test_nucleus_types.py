@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xpath.segmentation.nucleus_types import assign_types, type_masks, type_table
+from xpath.segmentation.inference.nucleus_types import assign_types, type_masks, type_table
 
 
 def _three_nuclei():
@@ -44,3 +44,29 @@ def test_shapes_must_agree_and_empty_maps_work():
         assign_types(inst, {"a": np.zeros((5, 5))})
     types, mean = assign_types(np.zeros((4, 4), np.int32), {"a": np.ones((4, 4))})
     assert types.tolist() == [-1] and mean.shape == (1, 1)
+
+
+def test_type_prompts_of_one_image_never_overlap_and_share_the_nuclei_map():
+    import torch
+
+    from xpath.datasets import synthetic_tissue
+    from xpath.segmentation import TextPromptPredictor, create_model
+
+    torch.manual_seed(0)
+    tissue = synthetic_tissue(2, size=(256, 256), mpp=0.5)
+    pred = TextPromptPredictor(create_model("xpath_tiny", device="cpu")).set_image(tissue.image, mpp=0.5)
+    prompts = ["lymphocytes", "epithelial nuclei", "spindle-shaped nuclei"]
+    seg = pred.predict(prompts, threshold=0.3)
+    maps = [seg.instances[p] for p in prompts]
+    for i in range(3):
+        for j in range(i + 1, 3):
+            assert not ((maps[i] > 0) & (maps[j] > 0)).any()
+        assert (seg.semantic[prompts[i]] == (maps[i] > 0)).all()
+    table = seg.nucleus_types
+    assert table is not None and list(table.columns[:2]) == ["instance", "type"]
+    assert {f"p_{p}" for p in prompts} <= set(table.columns)
+    for p, m in zip(prompts, maps):  # each type's instances are the table's nuclei of that type, ids kept
+        assert set(np.unique(m)) - {0} == set(table.loc[table["type"] == p, "instance"])
+    both = pred.predict(["nuclei", "lymphocytes"], threshold=0.3)  # the all-nuclei prompt asked: its map is shared
+    assert set(np.unique(both.instances["lymphocytes"])) <= set(np.unique(both.instances["nuclei"]))
+    assert pred.predict(["nuclei"]).nucleus_types is None

@@ -42,7 +42,7 @@ def test_stain_shift_pales_haematoxylin_and_keeps_magnitude_zero():
 
 def test_macenko_maps_a_stain_shifted_image_back_towards_the_original():
     from xpath.datasets import sample_he
-    from xpath.segmentation.stain import macenko_normalize
+    from xpath.segmentation.inference.stain import macenko_normalize
 
     image = np.asarray(sample_he().array)[:256, :256]
     pale = stain_shift(image, 0.5, "pale")

@@ -38,10 +38,12 @@ import pandas as pd
 
 from ..._types import check_boxes, check_image, check_mpp
 from ..prompts import check_prompts
-from ..stain import macenko_normalize
+from ...ontology import GENERIC_OBJECT
 from ..support import PromptPlan, model_vocabulary, plan_prompts
+from .nucleus_types import GENERIC_NUCLEI_PROMPT, label_object, split_by_type, type_prompt_indices
 from .objects import ObjectPrediction, check_object_prompts, decode_objects, paste_objects
 from .result import Segmentation, classes_table
+from .stain import macenko_normalize
 from .stitching import InstanceStitcher
 from .tiling import Band, extract_tile, predict_tiled, tile_batches, tile_starts
 
@@ -100,7 +102,7 @@ class TextPromptPredictor:
         the accuracy cost given in docs/model_card.md).
     stain_normalization : {None, "macenko"}
         Remix each image's H&E to a reference before segmenting it
-        (:func:`~xpath.segmentation.stain.macenko_normalize`). Off by default: whether it helps
+        (:func:`~xpath.segmentation.inference.stain.macenko_normalize`). Off by default: whether it helps
         is measured in docs/model_card.md.
 
     Examples
@@ -325,20 +327,46 @@ class TextPromptPredictor:
         check_threshold(threshold)
         boxes, points = self._spatial(boxes, points, len(prompts))
         plans, inst_idx = self._plan(prompts, instances, on_unsupported)
+        typed = [] if boxes is not None or points is not None else type_prompt_indices(plans, inst_idx)
+        run_plans, run_inst, generic = self._with_generic_nuclei(plans, inst_idx, typed)
         hw, ww = self._work.shape[:2]
-        semantic = {p: np.zeros((hw, ww), bool) for p in prompts}
-        probs = {p: np.zeros((hw, ww), np.float16) for p in prompts} if return_probabilities else {}
-        inst_out = {prompts[i]: np.zeros((hw, ww), np.int32) for i in inst_idx}
-        presence = self._run_tiles(self._work, plans, inst_idx, semantic, inst_out, probs, boxes=boxes,
+        keys = [plan.prompt for plan in run_plans]
+        semantic = {p: np.zeros((hw, ww), bool) for p in keys}
+        wanted = keys[: len(prompts)] if return_probabilities else [plans[k].prompt for k in typed]
+        probs = {p: np.zeros((hw, ww), np.float16) for p in dict.fromkeys(wanted + [plans[k].prompt for k in typed])}
+        inst_out = {keys[i]: np.zeros((hw, ww), np.int32) for i in run_inst}
+        presence = self._run_tiles(self._work, run_plans, run_inst, semantic, inst_out, probs, boxes=boxes,
                                    points=points, threshold=threshold, marker_threshold=marker_threshold,
-                                   min_area_um2=min_area_um2)
+                                   min_area_um2=min_area_um2)  # typed prompts (a hidden one among them) have no boxes
+        types = None
+        if typed:
+            types = split_by_type(inst_out[keys[generic]], [plans[k].prompt for k in typed], semantic, inst_out, probs,
+                                  threshold=threshold)
+            for key in keys[len(prompts):]:  # the hidden all-nuclei prompt
+                semantic.pop(key), inst_out.pop(key), probs.pop(key, None)
+            if not return_probabilities:
+                probs.clear()
+        presence = presence[: len(prompts)]
         if presence_threshold is not None:
             for k, p in enumerate(prompts):
                 if presence[k] < presence_threshold:
                     semantic[p][:] = False
                     if p in inst_out:
                         inst_out[p][:] = 0
-        return self._result(plans, semantic, inst_out, probs, presence, threshold)
+        return self._result(plans, semantic, inst_out, probs, presence, threshold, nucleus_types=types)
+
+    def _with_generic_nuclei(self, plans: list[PromptPlan], inst_idx: list[int],
+                             typed: list[int]) -> tuple[list[PromptPlan], list[int], int | None]:
+        """The plans to decode and their instance prompts: with a hidden all-nuclei prompt appended when
+        nucleus-type prompts must share one map and none of the prompts is the all-nuclei one; and its index."""
+        if not typed:
+            return plans, inst_idx, None
+        generic = next((k for k in inst_idx if k not in typed and plans[k].text is not None
+                        and label_object(plans[k].label) == GENERIC_OBJECT), None)
+        if generic is not None:
+            return plans, inst_idx, generic
+        (hidden,) = plan_prompts([GENERIC_NUCLEI_PROMPT], self.model, on_unsupported="nearest")
+        return [*plans, hidden], [*inst_idx, len(plans)], len(plans)
 
     def predict_objects(self, boxes: Any = None, points: Any = None, point_labels: Any = None,
                         prompt: str | None = None, *, threshold: float = 0.5) -> ObjectPrediction:
@@ -523,7 +551,8 @@ class TextPromptPredictor:
                     maps[:, [slot[c0 + k] for k in local]] = dist
         return maps, presence
 
-    def _result(self, plans, semantic, inst_out, probs, presence, threshold) -> Segmentation:
+    def _result(self, plans, semantic, inst_out, probs, presence, threshold, *,
+                nucleus_types: pd.DataFrame | None = None) -> Segmentation:
         h, w = self._image.shape[:2]
         if self._work.shape[:2] != (h, w):  # back to the input resolution (nearest neighbour)
             ri = _nearest_index(h, self._work.shape[0])[:, None]
@@ -545,6 +574,7 @@ class TextPromptPredictor:
             classes=classes_table(rows), image_shape=(h, w), probabilities=probs,
             mpp=self._mpp if self._mpp is not None else self.model_mpp, threshold=threshold,
             model=str(getattr(self.model.config, "name", type(self.model).__name__)), image=self._image,
+            nucleus_types=nucleus_types,
         )
 
 

@@ -58,6 +58,12 @@ class Segmentation:
         Probability threshold of the semantic masks.
     model : str
         Name of the model configuration that produced the result.
+    nucleus_types : pandas.DataFrame or None
+        When nucleus-type prompts were asked for together with instances: one row per nucleus of
+        the shared all-nuclei map — ``instance``, ``type`` (the prompt it was given, ``None`` when no
+        type reached the threshold) and ``p_<prompt>`` (its mean probability of each type). The type
+        prompts' instance maps are disjoint sets of these nuclei, ids kept
+        (:mod:`~xpath.segmentation.inference.nucleus_types`).
     image : numpy.ndarray or None
         The input image (a reference, not a copy), used by :meth:`plot`.
     """
@@ -73,6 +79,7 @@ class Segmentation:
     threshold: float = 0.5
     model: str = ""
     image: np.ndarray | None = field(default=None, repr=False, compare=False)
+    nucleus_types: pd.DataFrame | None = field(default=None, repr=False, compare=False)
 
     def __repr__(self) -> str:
         return (

@@ -11,12 +11,16 @@ probability of each type (:func:`type_table`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["assign_types", "type_masks", "type_table"]
+__all__ = ["GENERIC_NUCLEI_PROMPT", "assign_types", "label_object", "split_by_type", "type_masks", "type_prompt_indices",
+           "type_table"]
+
+#: The all-nuclei prompt decoded (hidden) for its instance map when only type prompts are asked for.
+GENERIC_NUCLEI_PROMPT = "nuclei-level nucleus in unspecified pathology"
 
 
 def _mean_per_instance(instances: np.ndarray, prob: np.ndarray, n: int) -> np.ndarray:
@@ -86,3 +90,37 @@ def type_table(types: np.ndarray, mean: np.ndarray, names: list[str]) -> pd.Data
     for j, name in enumerate(names):
         table[f"p_{name}"] = mean[1:, j]
     return table
+
+
+def label_object(label: str | None) -> str | None:
+    """The object of a canonical label prompt (``None`` when it is not one)."""
+    from ...ontology import split_template
+
+    parts = split_template(label) if label else None
+    return None if parts is None else parts[1]
+
+
+def type_prompt_indices(plans: Sequence, inst_idx: Sequence[int]) -> list[int]:
+    """Indices of the decoded nucleus-type prompts among a predictor's plans: instance prompts at the
+    nuclei/cell level whose label is a nucleus type (not the all-nuclei label)."""
+    from ...ontology import GENERIC_OBJECT
+
+    out = []
+    for k in inst_idx:
+        plan = plans[k]
+        obj = label_object(plan.label)
+        if plan.text is not None and plan.structure in ("nuclei", "cell") and obj not in (None, GENERIC_OBJECT):
+            out.append(k)
+    return out
+
+
+def split_by_type(shared: np.ndarray, names: list[str], semantic: dict, instances: dict, probabilities: dict, *,
+                  threshold: float) -> pd.DataFrame:
+    """Give each type prompt (``names``) its nuclei of the ``shared`` instance map, in place: ``instances[name]``
+    and ``semantic[name]`` become that type's instances (disjoint across names), from ``probabilities[name]``.
+    Returns :func:`type_table`."""
+    types, mean = assign_types(shared, {n: probabilities[n] for n in names}, threshold=threshold)
+    for name, labels in type_masks(shared, types, names).items():
+        instances[name] = labels
+        semantic[name] = labels > 0
+    return type_table(types, mean, names)
