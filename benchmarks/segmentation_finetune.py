@@ -95,7 +95,9 @@ def test_dice(model, records, *, raw: bool = False) -> pd.DataFrame:
     from xpath.segmentation.metrics import dice
 
     if raw:
-        model.trained_vocabulary = None
+        from xpath.segmentation import ModelVocabulary
+
+        model.trained_vocabulary = ModelVocabulary(())  # no record: every prompt decoded as typed
     predictor = TextPromptPredictor(model, progress=False)
     rows = []
     for rec in records:
