@@ -108,6 +108,18 @@ def test_cli_end_to_end_on_a_tiny_model(folder, small_replay, tmp_path, capsys):
     assert np.isfinite(row.dice) and row.n_val >= 1
     model = create_model(out)  # an ordinary checkpoint
     assert model.config.name == "xpath_tiny" and STROMA in model.config.vocabulary
+    # the new label has its own decoder branch; the old labels keep the base's weights, so their Dice is unchanged
+    assert model.config.label_branches == [STROMA] and model.branch_of("stroma") == "0"
+    assert model.branch_of("nuclei") is None
+    with torch.random.fork_rng():
+        torch.manual_seed(0)  # how the fine-tune built its untrained base
+        base = create_model("xpath_tiny")
+    for name in ("pixel_decoder", "joint", "heads", "text_proj"):
+        ours, theirs = getattr(model, name).state_dict(), getattr(base, name).state_dict()
+        assert all(torch.equal(ours[k], theirs[k]) for k in theirs), name
+    trained = model.branches["0"].heads.state_dict()
+    assert any(not torch.equal(trained[k], base.heads.state_dict()[k]) for k in trained)
+    assert all(r["dice_after"] == r["dice_before"] for r in summary["old_labels"])
     image, _ = _tissue(7)
     seg = segment(image, ["stroma in colon"], model=str(out), mpp=0.5, progress=False)
     assert seg.semantic["stroma in colon"].shape == image.shape[:2]

@@ -36,7 +36,10 @@ What it does, in order (everything that can be wrong with the data is found in s
    (AdamW, linear warmup, cosine decay over the planned steps) and training stops at the time limit
    in any case; a checkpoint about every 30 s. Killed, the same call (or command) resumes from the
    last checkpoint.
-6. **Measure after**, then write ``MODEL.pt``: an ordinary checkpoint (``create_model(path)``,
+6. **Keep the old labels as they were**: the trained parts become the new label's own decoder branch
+   (:mod:`~xpath.segmentation.modeling.branch`) and the base's parts are put back, so every old
+   label is answered by exactly the weights it had (a base's own branches are carried over).
+7. **Measure after**, then write ``MODEL.pt``: an ordinary checkpoint (``create_model(path)``,
    ``segment(..., model=PATH)``, ``--model PATH``) whose record lists the new label with its held-out
    Dice beside the old labels, whose ``extra["finetune"]`` holds the numbers before and after, with the
    new prompt's text embeddings cached; and ``MODEL.md``, its model card.
@@ -62,6 +65,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..modeling.branch import BRANCH_PARTS, DecoderBranch
 from .user_data import AnnotatedFolder, hold_out, read_annotated_folder
 
 __all__ = ["DEFAULT_MINUTES", "TRAINED_PARTS", "FinetuneResult", "FinetuneSettings", "finetune"]
@@ -71,7 +75,8 @@ log = logging.getLogger(__name__)
 #: Time budget when neither ``minutes`` nor ``steps`` is given.
 DEFAULT_MINUTES = 10.0
 #: The parts of a :class:`~xpath.segmentation.modeling.TextPromptSegmenter` a fine-tune trains.
-TRAINED_PARTS = ("pixel_decoder", "joint", "heads", "text_proj", "prompt_proj", "class_text_proj")
+#: They become the new label's branch, so they are the branch's parts (or some of them).
+TRAINED_PARTS = BRANCH_PARTS
 _STATE_FILE = "finetune.json"
 _STATE_VERSION = 1
 
@@ -216,15 +221,47 @@ def _load_base(model, device, seed: int = 0) -> tuple[Any, str]:
 def _freeze(model, trainable) -> None:
     from .encoder_cache import keep_frozen
 
-    unknown = [name for name in trainable if not hasattr(model, name)]
+    unknown = [name for name in trainable if name not in BRANCH_PARTS]
     if unknown:
-        raise ValueError(f"trainable parts {unknown} are not parts of the model")
+        raise ValueError(f"trainable parts {unknown} are not parts of a label branch; choose among {list(BRANCH_PARTS)}")
     for name, module in model.named_children():
         if name not in trainable:
             keep_frozen(module)
     for name, p in model.named_parameters():
         if name.split(".")[0] not in trainable:
             p.requires_grad_(False)
+
+
+def _detach_branches(model) -> dict:
+    """Remove ``model``'s label branches; returns them by label."""
+    carried = {label: model.branches[str(i)] for i, label in enumerate(model.config.label_branches)}
+    model.config.label_branches = []
+    model.branches.clear()
+    model._routes.clear()
+    return carried
+
+
+def _without(record, labels):
+    """``record`` without the trained labels whose canonical prompts are ``labels``."""
+    from ..support import ModelVocabulary
+
+    if record is None or not labels:
+        return record
+    return ModelVocabulary(tuple(t for t in record.labels if t.label.prompt not in labels),
+                           dict(record.presence_calibration))
+
+
+def _branch_off(model, base_parts: DecoderBranch, carried: dict, label) -> None:
+    """Make ``model``'s trained decoder parts the branch of ``label``, put the base's parts back and
+    re-attach the base's own branches: every old label is then decoded by the weights it had."""
+    trained = DecoderBranch.copy_of(model)
+    for name in BRANCH_PARTS:
+        getattr(model, name).load_state_dict(getattr(base_parts, name).state_dict())
+    for old, branch in carried.items():
+        if old != label.prompt:
+            model.attach_branch(old, branch)
+    model.attach_branch(label.prompt, trained)
+    model.eval()
 
 
 def _weights_digest(model) -> str:
@@ -449,13 +486,16 @@ def _run(net, base_name, folder, held, out, run, *, settings, steps, minutes, re
     from ..support import model_vocabulary
     from .encoder_cache import EncoderCache
     from .finetune_data import build_finetune_sets
+    from .finetune_report import finetune_record
     from .trainer import Trainer
 
     base_record = model_vocabulary(net)
+    carried = _detach_branches(net)  # the base's own label branches: not trained, put back as they are
+    base_parts = DecoderBranch.copy_of(net)  # before any resumed weights load
     _freeze(net, settings.trainable)
     with EncoderCache(net.image_encoder) as cache:
-        sets = build_finetune_sets(net, folder, held, settings, base_record=base_record, replay=replay,
-                                   cache=cache, progress=progress)
+        sets = build_finetune_sets(net, folder, held, settings, base_record=_without(base_record, carried),
+                                   replay=replay, cache=cache, progress=progress)
         log.info("%.1f min in: %d tiles encoded; %s", (time.perf_counter() - t_start) / 60, len(cache),
                  sets.describe())
         if getattr(net.text_encoder, "frozen", False):
@@ -482,6 +522,8 @@ def _run(net, base_name, folder, held, out, run, *, settings, steps, minutes, re
         finally:
             trainer.close()
         log.info("%.1f min in: trained %d steps; measuring", (time.perf_counter() - t_start) / 60, fit["step"])
+        _branch_off(net, base_parts, carried, folder.label)
+        net.trained_vocabulary = finetune_record(base_record, folder.label, before["new"])  # routes its prompts
         after = _measure(net, sets, settings.batch_size)
     return _finish(net, base_name, folder, held, out, run, sets, before, after, fit["step"], settings, replay,
                    base_record, t_start, device)
