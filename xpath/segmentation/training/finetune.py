@@ -103,8 +103,9 @@ class FinetuneSettings:
     synonym_prob : float
         Probability that a prompt is drawn as a paraphrase of its label ("stroma", "stroma in colon").
     max_steps : int
-        Most steps a ``minutes`` budget plans (a fast machine stops there): past a few hundred steps on a
-        few tiles the old labels drift (measured on 2 cores: 400 steps keep them, 1800 do not).
+        Most steps a ``minutes`` budget plans (a fast machine stops there rather than fit a few tiles for
+        ever). The old labels do not drift however long it trains: they keep the base's weights
+        (:mod:`~xpath.segmentation.modeling.branch`).
     anchor : float
         Weight of the L2 pull of the trained weights towards the base weights (L2-SP, Li et al. 2018):
         ``anchor * sum((w - w_base)**2)`` is added to the loss.
@@ -125,7 +126,7 @@ class FinetuneSettings:
     synonym_prob: float = 0.3
     warmup_steps: int = 10
     min_area: int = 16
-    max_steps: int = 500
+    max_steps: int = 1500
     anchor: float = 0.0
     checkpoint_every: int | None = None
     seed: int = 0
@@ -506,7 +507,8 @@ def _run(net, base_name, folder, held, out, run, *, settings, steps, minutes, re
         else:
             before = _measure(net, sets, settings.batch_size)
             run.state["before"] = before
-        reserve = 1.3 * before["seconds"] + 30.0  # measuring after, saving, caching the prompt embeddings
+        # measuring after (the new label's branch decodes beside the base: about twice the work), saving, caching
+        reserve = 2.5 * before["seconds"] + 30.0
         per_step = run.state.get("seconds_per_step") or _seconds_per_step(net, sets, settings)
         planned, limit = _plan_steps(run.state.get("steps", steps), minutes, time.perf_counter() - t_start,
                                      reserve, per_step, settings.max_steps)
