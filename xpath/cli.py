@@ -1,4 +1,4 @@
-"""The ``xpath`` command line: segment, analyze, cohort, study, prompts, train, report, demo.
+"""The ``xpath`` command line: segment, analyze, cohort, study, prompts, train, finetune, report, demo.
 
 Exit codes (stable, for scripts):
 
@@ -240,6 +240,25 @@ def _train(args: argparse.Namespace) -> int:
     return int(train_main(argv) or 0)
 
 
+def _finetune(args: argparse.Namespace) -> int:
+    from .segmentation.training.finetune import finetune
+
+    result = finetune(args.base, {"images": args.images, "masks": args.masks, "geojson": args.geojson},
+                      prompt=args.prompt, minutes=args.minutes, steps=args.steps, out=args.out, mpp=args.mpp,
+                      structure=args.structure, replay=not args.no_replay, progress=not args.no_progress,
+                      device=args.device, restart=args.restart)
+    new = result.new_label.iloc[0] if len(result.new_label) else None
+    print(f"taught {result.label.prompt!r} in {result.steps} steps ({result.minutes:.1f} min): Dice on the "
+          f"{len(result.val_images)} held-out image(s) {new.dice_before:.3f} before, {new.dice_after:.3f} after"
+          if new is not None else f"taught {result.label.prompt!r} in {result.steps} steps")
+    if len(result.old_labels):
+        print("old labels, Dice on the replay sample's validation images (before -> after):")
+        for row in result.old_labels.itertuples():
+            print(f"  {row.label:48s} {row.dice_before:.3f} -> {row.dice_after:.3f} ({row.change:+.3f}, n={row.n})")
+    _print_outputs("wrote:", [result.path, result.card])
+    return EXIT_OK
+
+
 def _report(args: argparse.Namespace) -> int:
     import pandas as pd
 
@@ -307,6 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_image_commands(sub)
     _add_study_command(sub)
     _add_model_and_report_commands(sub)
+    _add_finetune_command(sub)
     return parser
 
 
@@ -422,6 +442,36 @@ def _add_model_and_report_commands(sub) -> None:
     p = sub.add_parser("demo", help="run the main job on the built-in sample data")
     p.add_argument("--out", default="outputs", help="output folder (default: outputs)")
     p.set_defaults(func=_demo)
+
+
+def _add_finetune_command(sub) -> None:
+    """``finetune``: teach a model a new label from a folder of annotated images."""
+    p = sub.add_parser("finetune", help="teach a model a new prompt from a few annotated images (minutes, on a CPU)",
+                       description="Fine-tune a segmentation model on your annotated images so that it learns a "
+                                   "new label, with replay of its own training data so that it keeps the old ones. "
+                                   "Writes an ordinary checkpoint (use it with --model) and a model card beside it; "
+                                   "killed, the same command resumes.")
+    p.add_argument("--images", required=True, metavar="DIR", help="folder of images (NAME.png|jpg|tif)")
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--masks", metavar="DIR", help="folder of same-named masks (0/1, 0/255 or instance labels; "
+                                                      "0 = background)")
+    group.add_argument("--geojson", metavar="DIR", help="folder of same-named QuPath GeoJSON exports instead of masks")
+    p.add_argument("--prompt", required=True, metavar="TEXT", help="what the masks show, e.g. 'stroma in colon'")
+    p.add_argument("--out", required=True, metavar="MODEL.pt", help="the checkpoint to write")
+    p.add_argument("--mpp", type=float, default=None, help="µm per pixel of the images, if the files do not record it")
+    p.add_argument("--minutes", type=float, default=None,
+                   help="time budget of the whole run (default 10 when --steps is not given)")
+    p.add_argument("--steps", type=int, default=None, help="training steps (default: as many as --minutes allow)")
+    p.add_argument("--base", default="xpath_small", help="the model to teach: a registered name (its shipped "
+                                                         "weights) or a checkpoint file (default xpath_small)")
+    p.add_argument("--structure", choices=("tissue", "cell", "nuclei"), default=None,
+                   help="the label's structure where the prompt does not say it (e.g. --prompt tumor)")
+    p.add_argument("--no-replay", action="store_true",
+                   help="train on your images alone (no replay of the base model's data: old labels unprotected)")
+    p.add_argument("--restart", action="store_true", help="start afresh instead of resuming an unfinished run")
+    p.add_argument("--device", default=None, help="torch device (default: CUDA, then MPS, then CPU)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_finetune)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -80,6 +80,12 @@ _EXPORTS = {
     "BalancedSampler": ".training.sampler",
     "Trainer": ".training.trainer",
     "validation_dice": ".training.validation",
+    # fine-tuning a new label (training/finetune.py, user_data.py)
+    "finetune": ".training.finetune",
+    "FinetuneResult": ".training.finetune",
+    "FinetuneSettings": ".training.finetune",
+    "AnnotatedFolder": ".training.user_data",
+    "read_annotated_folder": ".training.user_data",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -27,7 +27,7 @@ from .heads import SegmentationHeads
 from .joint import JointModule
 from .pixel_decoder import PixelDecoder
 from .prompt_encoder import SpatialPromptEncoder
-from .registry import get_config
+from .registry import get_config, list_models
 from .segmenter import TextPromptSegmenter
 from .text_encoder import HFTextEncoder
 
@@ -112,8 +112,9 @@ def create_model(name: str, checkpoint: str | Path | None = None, device=None, *
 
     Parameters
     ----------
-    name : str
-        One of :func:`~xpath.segmentation.list_models`.
+    name : str or Path
+        One of :func:`~xpath.segmentation.list_models`, or a checkpoint file (``.pt``), e.g. one
+        written by :func:`~xpath.segmentation.finetune`: the model it holds, whatever its name.
     checkpoint : str or Path, optional
         A file written by :func:`~xpath.segmentation.save_checkpoint`; its config must be of
         model ``name`` (the checkpoint's config wins over the registered one). ``"default"``:
@@ -141,6 +142,11 @@ def create_model(name: str, checkpoint: str | Path | None = None, device=None, *
     >>> "xpath_tiny" in list_models()
     True
     """
+    if isinstance(name, os.PathLike) or (isinstance(name, str) and name not in list_models()
+                                         and (name.endswith((".pt", ".pth", ".ckpt")) or Path(name).is_file())):
+        if checkpoint is not None or overrides:
+            raise ValueError(f"create_model({str(name)!r}) loads that checkpoint: it takes no checkpoint= or overrides")
+        return load_checkpoint(name, device=device)
     config = get_config(name, **overrides)
     if isinstance(checkpoint, str) and checkpoint == "default":
         checkpoint = default_checkpoint(name)

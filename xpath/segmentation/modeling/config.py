@@ -121,6 +121,9 @@ class SegmenterConfig:
         Pixel-decoder transformer layers, the coarse levels they mix, their FFN width.
     vocabulary : list of str
         Canonical prompts the model was trained with (empty until trained).
+    label_branches : list of str
+        Labels (canonical prompts) answered by their own copy of the decoder parts, in branch
+        order (a fine-tune's new labels; :mod:`~xpath.segmentation.modeling.branch`).
     """
 
     name: str
@@ -143,6 +146,7 @@ class SegmenterConfig:
     pixel_levels: int = 2
     pixel_ffn_dim: int = 1024
     vocabulary: list = field(default_factory=list)
+    label_branches: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not isinstance(self.encoder, tuple(ENCODER_CONFIGS.values())):
@@ -179,8 +183,9 @@ class SegmenterConfig:
         for k in ("mean", "std"):
             if k in d:
                 d[k] = tuple(d[k])
-        if "vocabulary" in d:
-            d["vocabulary"] = list(d["vocabulary"])
+        for k in ("vocabulary", "label_branches"):
+            if k in d:
+                d[k] = list(d[k])
         return cls(**d)
 
 

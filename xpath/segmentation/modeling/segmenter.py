@@ -11,6 +11,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .box_prior import box_prior_logits
+from .branch import DecoderBranch
 from .heads import SegmentationHeads
 from .joint import JointModule
 from .pixel_decoder import PixelDecoder
@@ -40,6 +41,9 @@ class ImageFeatures:
     attention_cache : dict
         Prompt-independent keys/values of the joint module's cross-attention, filled by the
         first decode without gradients and reused by the next ones.
+    branches : dict
+        Branch key → the features of that label branch's own pixel decoder
+        (:mod:`~xpath.segmentation.modeling.branch`); empty for a model without branches.
     """
 
     levels: list[torch.Tensor]
@@ -47,6 +51,7 @@ class ImageFeatures:
     pixel_distance: torch.Tensor
     input_size: tuple[int, int]
     attention_cache: dict = field(default_factory=dict, repr=False, compare=False)
+    branches: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def batch_size(self) -> int:
@@ -55,7 +60,8 @@ class ImageFeatures:
     def take(self, index: int) -> ImageFeatures:
         """The features of image ``index`` alone, as a batch of one (the attention cache starts empty)."""
         i = slice(index, index + 1)
-        return ImageFeatures([lv[i] for lv in self.levels], self.pixel[i], self.pixel_distance[i], self.input_size)
+        return ImageFeatures([lv[i] for lv in self.levels], self.pixel[i], self.pixel_distance[i], self.input_size,
+                             branches={key: f.take(index) for key, f in self.branches.items()})
 
 
 @dataclass
@@ -114,6 +120,42 @@ def spatial_prompts(boxes: torch.Tensor | None, points: torch.Tensor | None) -> 
     return found
 
 
+_PER_PROMPT = ("mask_logits", "distance_logits", "presence_logits", "similarity", "selected", "spatial")
+
+
+def _merge_prompts(outs: list[SegmenterOutput], positions: list[list[int]]) -> SegmenterOutput:
+    """One output from outputs of prompt subsets (``positions[k]``: where ``outs[k]``'s prompts go); the
+    candidates are those of the first (the base parts' where any prompt took them)."""
+    p = sum(len(at) for at in positions)
+    merged = {}
+    for name in _PER_PROMPT:
+        parts = [getattr(o, name) for o in outs]
+        if all(x is None for x in parts):
+            merged[name] = None
+            continue
+        if name == "spatial":
+            parts = [x if x is not None else torch.zeros(o.presence_logits.shape, dtype=torch.bool,
+                                                          device=o.presence_logits.device) for x, o in zip(parts, outs)]
+        first = parts[0]
+        full = first.new_zeros((first.shape[0], p, *first.shape[2:]))
+        for x, at in zip(parts, positions):
+            full[:, at] = x
+        merged[name] = full
+    return SegmenterOutput(**merged, candidate_logits_s4=outs[0].candidate_logits_s4, input_size=outs[0].input_size)
+
+
+def _concat_images(outs: list[SegmenterOutput]) -> SegmenterOutput:
+    """One output of a batch from the outputs of its images decoded one by one."""
+    merged = {}
+    for name in (*_PER_PROMPT, "candidate_logits_s4"):
+        parts = [getattr(o, name) for o in outs]
+        if name == "spatial" and any(x is not None for x in parts):
+            parts = [x if x is not None else torch.zeros(o.presence_logits.shape, dtype=torch.bool,
+                                                          device=o.presence_logits.device) for x, o in zip(parts, outs)]
+        merged[name] = None if any(x is None for x in parts) else torch.cat(parts)
+    return SegmenterOutput(**merged, input_size=outs[0].input_size)
+
+
 def upsample_stride4(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Bilinear ×4 upsampling of ``(B, C, h, w)`` stride-4 logits, cropped to ``size`` ``(H, W)``."""
     h, w = x.shape[-2:]
@@ -162,6 +204,11 @@ class TextPromptSegmenter(nn.Module):
         # global embedding → the class space of the class head. A learned projection (rather than
         # the raw text space) separates prompts that a frozen sentence encoder embeds close together.
         self.class_text_proj = nn.Linear(text_dim, heads.class_embed.out_features)
+        # a fine-tune's new labels, each with its own copy of the decoder parts (branch.py); key i answers
+        # config.label_branches[i]. Built here as copies so that a checkpoint's weights load into them.
+        self.branches = nn.ModuleDict({str(i): DecoderBranch.copy_of(self)
+                                       for i in range(len(getattr(config, "label_branches", ())))})
+        self._routes: dict = {}  # (text, id of the trained vocabulary) → branch key or None
         self.register_buffer("pixel_mean", torch.tensor(config.mean).view(1, 3, 1, 1) * 255, persistent=False)
         self.register_buffer("pixel_std", torch.tensor(config.std).view(1, 3, 1, 1) * 255, persistent=False)
 
@@ -201,8 +248,39 @@ class TextPromptSegmenter(nn.Module):
         if ph or pw:
             x = F.pad(x, (0, pw, 0, ph))  # zeros = the mean colour after normalisation
         feats = self.image_encoder(x)  # 4 × (B, C_i, Hp/s, Wp/s)
-        levels, pixel, pixel_distance = self.pixel_decoder(feats)
-        return ImageFeatures(levels, pixel, pixel_distance, (int(h), int(w)))
+        size = (int(h), int(w))
+        branches = {key: ImageFeatures(*branch.pixel_decoder(feats), size) for key, branch in self.branches.items()}
+        return ImageFeatures(*self.pixel_decoder(feats), size, branches=branches)
+
+    # ----------------------------------------------------------------- label branches
+    def attach_branch(self, label: str, branch: DecoderBranch) -> None:
+        """Answer the prompts of ``label`` (a canonical prompt) with ``branch`` from now on (recorded in
+        ``config.label_branches``; replaces that label's branch if it had one)."""
+        labels = self.config.label_branches
+        if label not in labels:
+            labels.append(label)
+        self.branches[str(labels.index(label))] = branch.to(self.device)
+        self._routes.clear()
+
+    def branch_of(self, text: str) -> str | None:
+        """Key of the label branch that decodes the prompt ``text``, or ``None`` for the base parts.
+
+        ``text`` routes to the branch of label ``L`` when it is ``L`` or when the model's support rule
+        maps it to ``L`` (:func:`~xpath.segmentation.check_prompt_support`).
+        """
+        if not self.branches or not text or text == OBJECT_PROMPT:
+            return None
+        key = (text, id(self.trained_vocabulary))
+        if key not in self._routes:
+            labels = self.config.label_branches
+            label = text if text in labels else None
+            if label is None and self.trained_vocabulary is not None:
+                from ..support import check_prompt_support
+
+                (support,) = check_prompt_support([text], self)
+                label = support.label.prompt if support.supported else None
+            self._routes[key] = str(labels.index(label)) if label in labels else None
+        return self._routes[key]
 
     # ----------------------------------------------------------------- prompts
     @staticmethod
@@ -260,23 +338,45 @@ class TextPromptSegmenter(nn.Module):
         p = len(lists[0])
         boxes = self._check_spatial(boxes, "boxes", (b, p, 4))
         points = self._check_spatial(points, "points", (b, p, None, 3))
+        if not self.branches:
+            return self._decode_with(self, features, lists, boxes, points, all_candidates)
+        if any(lst != lists[0] for lst in lists):  # prompts differ per image: route image by image
+            outs = [self.decode(features.take(i), [lists[i]], None if boxes is None else boxes[i: i + 1],
+                                None if points is None else points[i: i + 1], all_candidates=all_candidates)
+                    for i in range(b)]
+            return _concat_images(outs)
+        routes = [self.branch_of(text) for text in lists[0]]
+        outs, positions = [], []
+        for key in sorted(set(routes), key=lambda r: (r is not None, r or "")):  # the base parts first
+            at = [j for j, r in enumerate(routes) if r == key]
+            parts, feats = (self, features) if key is None else (self.branches[key], features.branches[key])
+            outs.append(self._decode_with(parts, feats, [[lst[j] for j in at] for lst in lists],
+                                          None if boxes is None else boxes[:, at],
+                                          None if points is None else points[:, at], all_candidates))
+            positions.append(at)
+        return outs[0] if len(outs) == 1 else _merge_prompts(outs, positions)
+
+    def _decode_with(self, parts, features: ImageFeatures, lists: list[list[str]], boxes, points,
+                     all_candidates: bool) -> SegmenterOutput:
+        """:meth:`decode` through the decoder parts ``parts`` (this model's, or a label branch's)."""
+        b, p = len(lists), len(lists[0])
         flat = [s for lst in lists for s in lst]
         text = self.text_encoder(flat)  # tokens (B*P, T, Dt)
         t = text.tokens.shape[1]
-        tokens = self.text_proj(text.tokens).reshape(b, p * t, -1)  # (B, P*T, D)
+        tokens = parts.text_proj(text.tokens).reshape(b, p * t, -1)  # (B, P*T, D)
         pad = ~text.mask.reshape(b, p * t)  # (B, P*T) True = padding
         pooled = text.pooled.reshape(b, p, -1)  # (B, P, Dt)
-        prompt_tokens = self.prompt_proj(pooled)  # (B, P, D)
+        prompt_tokens = parts.prompt_proj(pooled)  # (B, P, D)
         size = features.input_size
         sp_tokens, sp_pad = self.spatial(boxes, points, prompt_tokens, size)
         context = torch.cat([tokens, sp_tokens], 1)
         context_pad = torch.cat([pad, sp_pad], 1)
         cache = None if torch.is_grad_enabled() else features.attention_cache  # never across a weight update
-        queries, prompt_out = self.joint(features.levels, prompt_tokens, context, context_pad, cache=cache)
+        queries, prompt_out = parts.joint(features.levels, prompt_tokens, context, context_pad, cache=cache)
         spatial = spatial_prompts(boxes, points)
         bias = None if boxes is None else box_prior_logits(boxes, tuple(features.pixel.shape[-2:]), 4)
-        out = self.heads(queries, prompt_out, self.class_text_proj(pooled), features.pixel, features.pixel_distance,
-                         all_candidates=all_candidates, spatial=spatial, spatial_bias=bias)
+        out = parts.heads(queries, prompt_out, parts.class_text_proj(pooled), features.pixel, features.pixel_distance,
+                          all_candidates=all_candidates, spatial=spatial, spatial_bias=bias)
         return SegmenterOutput(
             mask_logits=upsample_stride4(out.masks, size),
             distance_logits=upsample_stride4(out.distance, size),

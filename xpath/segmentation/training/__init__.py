@@ -15,6 +15,10 @@ One idea per module, in the order a run uses them:
 - :mod:`~.distributed` — torchrun's process group and the per-rank random states;
 - :mod:`~.run_dir` — atomic checkpoint directories under ``OUT/checkpoints``;
 - :mod:`~.trainer` — ``Trainer``, the loop that ties them together;
+- :mod:`~.finetune` — ``finetune``: a new label from a folder of annotated images, with replay
+  (:mod:`~.user_data` reads and checks the folder, :mod:`~.replay` the shipped sample of the default
+  model's data, :mod:`~.finetune_data` mixes them, :mod:`~.encoder_cache` keeps the frozen encoder's
+  outputs, :mod:`~.finetune_report` writes the record and the model card);
 - ``__main__`` — the command line, ``python -m xpath.segmentation.training --config CONFIG.yaml``
   (what ``xpath train`` runs).
 

@@ -134,11 +134,15 @@ class Trainer:
     datasets : (SegmentationDataset, SegmentationDataset or None), optional
         Train on these (e.g. built from your own triples with
         :func:`~xpath.segmentation.training.records.build_records`) instead of ``config.data.sources``.
+    sample_weights : array-like, optional
+        Sampling weight of each training tile, instead of ``config.data.balance`` (e.g. a fine-tune
+        that gives its new data half the draws and the replayed old data the other half).
     """
 
     def __init__(self, config: TrainConfig, *, model=None, loss_fn: Callable | None = None,
                  out_dir: str | Path | None = None, progress: bool = True,
-                 callbacks: list[Callable] | None = None, datasets: tuple | None = None) -> None:
+                 callbacks: list[Callable] | None = None, datasets: tuple | None = None,
+                 sample_weights=None) -> None:
         self.config = config
         self.out_dir = Path(out_dir or config.out_dir)
         self.progress = progress
@@ -146,6 +150,7 @@ class Trainer:
         self._model_arg = model
         self._loss_fn = loss_fn
         self._datasets = datasets
+        self._sample_weights = sample_weights
         self.step = 0
         self.history: list[dict] = []
 
@@ -176,8 +181,15 @@ class Trainer:
         self._last_val: dict | None = None
         self._warm_text_cache()
         d = cfg.data
-        self.weights = balance_weights(self.train_set.tile_labels(), by=d.balance, power=d.balance_power,
-                                       sources=[self.train_set.records[r].source for r in self.train_set.tiles[:, 0]])
+        if self._sample_weights is not None:
+            self.weights = np.asarray(self._sample_weights, np.float64)
+            if self.weights.shape != (len(self.train_set),):
+                raise ValueError(f"sample_weights must have one weight per training tile ({len(self.train_set)}), "
+                                 f"got shape {self.weights.shape}")
+        else:
+            sources = [self.train_set.records[r].source for r in self.train_set.tiles[:, 0]]
+            self.weights = balance_weights(self.train_set.tile_labels(), by=d.balance, power=d.balance_power,
+                                           sources=sources)
 
         o = cfg.optim
         self.optimizer = torch.optim.AdamW(_param_groups(self.model, o.weight_decay), lr=o.lr, betas=tuple(o.betas))
@@ -388,8 +400,11 @@ class Trainer:
         self._barrier()
         return result
 
-    def fit(self, *, resume: bool = False, max_steps: int | None = None) -> dict:
+    def fit(self, *, resume: bool = False, max_steps: int | None = None, time_limit_s: float | None = None) -> dict:
         """Train until ``train.steps`` (or ``max_steps``, the schedule unchanged).
+
+        ``time_limit_s`` stops earlier, after the first step that ends that many seconds after the loop
+        started (validated and checkpointed like the last step, so a later ``resume`` continues from it).
 
         Returns
         -------
@@ -416,12 +431,16 @@ class Trainer:
                     bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.2e}")
                     self._log(row)
                     self._write_train_csv(row)
-                if (cfg.val_every and self.step % cfg.val_every == 0) or self.step == stop:
+                last = self.step == stop or (time_limit_s is not None
+                                             and self._any(time.perf_counter() - t0 >= time_limit_s))
+                if (cfg.val_every and self.step % cfg.val_every == 0) or last:
                     val = self.validate()
-                if (cfg.ckpt_every and self.step % cfg.ckpt_every == 0) or self.step == stop:
+                if (cfg.ckpt_every and self.step % cfg.ckpt_every == 0) or last:
                     ckpt = self.save_checkpoint()
                 for cb in self.callbacks:
                     cb(self, self.step)
+                if last:
+                    break
         finally:
             bar.close()
         return {"step": self.step, "val": val, "checkpoint": str(ckpt) if ckpt else None, "out_dir": str(self.out_dir)}
@@ -442,6 +461,16 @@ class Trainer:
         t = torch.tensor(list(values.values()), dtype=torch.float64, device=self.dist.device)
         dist.all_reduce(t)
         return dict(zip(values, (t / self.dist.world_size).tolist()))
+
+    def _any(self, flag: bool) -> bool:
+        """Whether ``flag`` holds on any rank (so that every rank stops at the same step)."""
+        if not self.dist.distributed:
+            return bool(flag)
+        import torch.distributed as dist
+
+        t = torch.tensor([float(flag)], device=self.dist.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item() > 0)
 
     def _log(self, row: dict) -> None:
         if not self.dist.is_main:
