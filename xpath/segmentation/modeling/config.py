@@ -121,6 +121,11 @@ class SegmenterConfig:
         Pixel-decoder transformer layers, the coarse levels they mix, their FFN width.
     vocabulary : list of str
         Canonical prompts the model was trained with (empty until trained).
+    spatial_trained : bool
+        Whether its box/point path was trained (a training run with spatial prompts sets it).
+        Without it, boxes and points do not enter the decoder: a prompt decodes its text, and
+        ``predict_objects`` takes each object from the text answer
+        (:mod:`~xpath.segmentation.inference.objects`).
     """
 
     name: str
@@ -143,6 +148,7 @@ class SegmenterConfig:
     pixel_levels: int = 2
     pixel_ffn_dim: int = 1024
     vocabulary: list = field(default_factory=list)
+    spatial_trained: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.encoder, tuple(ENCODER_CONFIGS.values())):

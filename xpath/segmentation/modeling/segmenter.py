@@ -260,6 +260,8 @@ class TextPromptSegmenter(nn.Module):
         p = len(lists[0])
         boxes = self._check_spatial(boxes, "boxes", (b, p, 4))
         points = self._check_spatial(points, "points", (b, p, None, 3))
+        if not getattr(self.config, "spatial_trained", False):  # an untrained box/point path is not used
+            boxes = points = None
         flat = [s for lst in lists for s in lst]
         text = self.text_encoder(flat)  # tokens (B*P, T, Dt)
         t = text.tokens.shape[1]
