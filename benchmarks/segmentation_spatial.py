@@ -2,6 +2,7 @@
 
     python benchmarks/segmentation_spatial.py [--checkpoint default|PATH] [--config configs/xpath_small_default_stage7.yaml]
                                               [--max-objects 60] [--limit N] [--seed 0] [--out rows.csv]
+                                              [--decoder]
 
 Prompts come from the ground truth of the images the config holds out (never trained on):
 
@@ -18,7 +19,10 @@ For every object, in the same run:
 - ``filled_box``: IoU of the box itself (filled) with the object — the baseline a box must beat.
 
 Printed: mean IoU per source and prompt kind, and the ratio of ``predict_objects`` time to
-text-only time on the same images.
+text-only time on the same images. A checkpoint whose box path was not trained answers boxes from
+its text answer (see :mod:`xpath.segmentation.inference.objects`); ``--decoder`` forces the object
+decoder instead (``config.spatial_trained = True``: for a checkpoint trained with spatial prompts
+before the flag existed, such as stage 7, or to measure the untrained path).
 """
 
 from __future__ import annotations
@@ -125,9 +129,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=None, help="images per source")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None, help="write the per-object rows to this CSV")
+    ap.add_argument("--decoder", action="store_true", help="decode boxes and points by the object decoder")
     args = ap.parse_args(argv)
 
     model = create_model("xpath_small", checkpoint=args.checkpoint)
+    if args.decoder:
+        model.config.spatial_trained = True
+    print(f"spatial prompts: {'object decoder' if model.config.spatial_trained else 'from the text answer'}")
     predictor = TextPromptPredictor(model, progress=False)
     rng = np.random.default_rng(args.seed)
     rows, times = [], []

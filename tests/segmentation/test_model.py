@@ -109,8 +109,14 @@ def test_spatial_prompts_change_the_output(tiny, rng):
     points = torch.tensor([[[[20.0, 20.0, 1.0], [5.0, 50.0, 0.0]], [[nan] * 3, [nan] * 3]]])
     with torch.no_grad():
         plain = tiny(x, PROMPTS)
-        none_given = tiny(x, PROMPTS, boxes=torch.full((1, 2, 4), nan), points=torch.full((1, 2, 2, 3), nan))
-        boxed = tiny(x, PROMPTS, boxes=boxes, points=points)
+        untrained = tiny(x, PROMPTS, boxes=boxes, points=points)  # spatial_trained is False: not used
+        tiny.config.spatial_trained = True
+        try:
+            none_given = tiny(x, PROMPTS, boxes=torch.full((1, 2, 4), nan), points=torch.full((1, 2, 2, 3), nan))
+            boxed = tiny(x, PROMPTS, boxes=boxes, points=points)
+        finally:
+            tiny.config.spatial_trained = False
+    torch.testing.assert_close(untrained.mask_logits, plain.mask_logits)
     torch.testing.assert_close(none_given.mask_logits, plain.mask_logits)  # NaN = no token
     assert not torch.allclose(boxed.candidate_logits_s4, plain.candidate_logits_s4)
     assert torch.isfinite(boxed.mask_logits).all()

@@ -159,3 +159,56 @@ def test_real_tiny_model_answers_boxes_and_points():
     assert not out.masks[0][:, 120:].any()  # nothing beyond the first box's neighbourhood
     pts = pred.predict_objects(points=[[[30.0, 30.0]]])
     assert pts.masks.shape == (1, 300, 280) and np.isfinite(pts.scores).all()
+
+
+# ---------------------------------------------------------------------------- a model without a trained box path
+GLAND = (100, 100, 45)  # (y, x, radius): a "gland" holding the small "nucleus" NUCLEUS
+NUCLEUS = (100, 120, 8)
+
+
+class AnswerStandIn(ObjectStandIn):
+    """A model with a record of nuclei and glands whose box/point path was never trained: "nuclei" answers the
+    red channel, "glands" the green one; it records every decode's prompts and whether boxes reached it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from xpath.ontology import load_vocabulary
+        from xpath.segmentation import ModelVocabulary, TrainedLabel
+
+        voc = load_vocabulary()
+        self.config.spatial_trained = False
+        self.trained_vocabulary = ModelVocabulary(tuple(TrainedLabel(voc.lookup(p)) for p in (
+            "nuclei-level nucleus in unspecified pathology", "tissue-level gland in colon pathology")))
+        self.calls = []
+
+    def decode(self, feats, prompts, boxes=None, points=None, **options):
+        self.calls.append((list(prompts), boxes is not None or points is not None))
+        x = feats.x
+        b = x.shape[0]
+        logits = torch.cat([torch.where((x[:, :1] if p == "nuclei" else x[:, 1:2]) > 0.5, 8.0, -8.0) for p in prompts], 1)
+        return SimpleNamespace(mask_logits=logits, distance_logits=logits, presence_logits=torch.zeros(b, len(prompts)))
+
+
+def _disc(shape, y, x, r):
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    return (yy - y) ** 2 + (xx - x) ** 2 <= r * r
+
+
+def test_without_a_trained_box_path_objects_come_from_the_text_answer():
+    model = AnswerStandIn()
+    nucleus, gland = _disc((200, 200), *NUCLEUS), _disc((200, 200), *GLAND)
+    image = np.zeros((200, 200, 3), np.uint8)
+    image[nucleus, 0] = 255
+    image[gland, 1] = 255
+    pred = TextPromptPredictor(model, progress=False).set_image(image, mpp=0.5)
+    (y, x, r), (gy, gx, gr) = NUCLEUS, GLAND
+    model.calls.clear()
+    out = pred.predict_objects(boxes=[[x - r - 1, y - r - 1, x + r + 1, y + r + 1],
+                                      [gx - gr - 2, gy - gr - 2, gx + gr + 2, gy + gr + 2]])
+    assert _iou(out.masks[0], nucleus) > 0.95  # the box of a nucleus: the nucleus, not the gland around it
+    assert _iou(out.masks[1], gland) > 0.95  # the box of the gland: the gland
+    assert model.calls and all(c == (["nuclei", "glands"], False) for c in model.calls)  # the structures, no boxes
+    point = pred.predict_objects(points=[[[x + 0.5, y + 0.5]]])
+    assert _iou(point.masks[0], nucleus) > 0.95  # a point: the innermost object under it
+    with_text = pred.predict_objects(boxes=[[x - r - 1, y - r - 1, x + r + 1, y + r + 1]], prompt="glands")
+    assert with_text.masks[0].any() and not (with_text.masks[0] & ~gland).any()  # the glands, clipped to the box

@@ -15,6 +15,13 @@ What is kept of the decoded probability map (``> threshold``), per object:
   first one); a component holding a negative point is dropped;
 
 always clipped to the box's neighbourhood (:func:`~xpath.segmentation.modeling.box_prior.box_neighbourhood`).
+
+A model whose box/point path was not trained (``config.spatial_trained`` false: the shipped
+weights) answers from its text answer instead, by the same rules: with text, the probability
+map of that text on the window; without, the map of each structure the model knows
+(:func:`structure_prompts`: "nuclei", "glands", ...), and per object the structure whose kept
+object fits the prompt best — for a box the highest IoU of the object's bounding box with the
+box, for points the smallest object (the innermost, a nucleus rather than its gland).
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from ..modeling.segmenter import OBJECT_PROMPT
 from .tiling import extract_tile, tile_starts
 
 __all__ = ["ObjectPrediction", "check_object_prompts", "choose_window", "decode_objects", "paste_objects",
-           "select_object"]
+           "select_object", "structure_prompts"]
 
 _OBJECT_CHUNK = 32  # objects decoded per call
 _POINT_REACH = 8.0  # px: a component this close to a lone positive point still counts as hit
@@ -254,15 +261,21 @@ def _window_features(predictor, cached: dict, y: int, x: int, side: int):
     return predictor._encode(extract_tile(predictor._work, y, x, side)[None])
 
 
-def decode_objects(predictor, boxes: np.ndarray | None, points: np.ndarray | None, text: str | None, *,
-                   threshold: float) -> tuple[list[tuple[int, int, np.ndarray]], np.ndarray]:
-    """Decode ``N`` spatial prompts (work pixels) on their windows.
+def structure_prompts(model) -> list[str]:
+    """One prompt per structure ``model`` was trained on, for objects prompted without text: the generic
+    nucleus of each structure ("nuclei", "cells") and every tissue label ("glands"); empty without a record."""
+    from ...ontology import GENERIC_OBJECT
+    from ..support import example_prompt, model_vocabulary
 
-    Returns, per object, ``(y, x, mask)`` — the window origin and its ``(side, side)`` bool mask
-    in work pixels — and the ``(N,)`` scores.
-    """
-    import torch
+    record = model_vocabulary(model)
+    if record is None:
+        return []
+    labels = [t.label for t in record.labels if t.label.object == GENERIC_OBJECT or t.label.structure == "tissue"]
+    return list(dict.fromkeys(example_prompt(label) for label in labels))
 
+
+def _window_groups(predictor, boxes: np.ndarray | None, points: np.ndarray | None) -> tuple[dict, dict]:
+    """The predictor's cached tiles, and the objects (indices) grouped by the window ``(y, x, side)`` that holds them."""
     work = predictor._work
     n = len(boxes) if boxes is not None else len(points)
     cached = _cached_features(predictor)
@@ -276,9 +289,28 @@ def decode_objects(predictor, boxes: np.ndarray | None, points: np.ndarray | Non
     for i in range(n):
         extent = _extent(None if boxes is None else boxes[i], None if points is None else points[i])
         groups[choose_window(extent, work.shape[:2], predictor.tile, origins)].append(i)
+    return cached, groups
+
+
+def decode_objects(predictor, boxes: np.ndarray | None, points: np.ndarray | None, text: str | None, *,
+                   threshold: float) -> tuple[list[tuple[int, int, np.ndarray]], np.ndarray]:
+    """Decode ``N`` spatial prompts (work pixels) on their windows.
+
+    Returns, per object, ``(y, x, mask)`` — the window origin and its ``(side, side)`` bool mask
+    in work pixels — and the ``(N,)`` scores.
+    """
+    model = predictor.model
+    if not getattr(model.config, "spatial_trained", True):
+        texts = [text] if text is not None else structure_prompts(model)
+        if texts:
+            return _objects_from_answers(predictor, boxes, points, texts, with_text=text is not None,
+                                         threshold=threshold)
+    import torch
+
+    n = len(boxes) if boxes is not None else len(points)
+    cached, groups = _window_groups(predictor, boxes, points)
     found: list = [None] * n
     scores = np.zeros(n)
-    model = predictor.model
     for (y, x, side), members in groups.items():
         feats = _window_features(predictor, cached, y, x, side)
         offset = np.array([x, y], np.float64)
@@ -299,6 +331,58 @@ def decode_objects(predictor, boxes: np.ndarray | None, points: np.ndarray | Non
                 found[i] = (y, x, mask)
                 scores[i] = float(prob[j][mask].mean()) if mask.any() else 0.0
     return found, scores
+
+
+def _objects_from_answers(predictor, boxes, points, texts: list[str], *, with_text: bool,
+                          threshold: float) -> tuple[list[tuple[int, int, np.ndarray]], np.ndarray]:
+    """:func:`decode_objects` for a model without a trained box/point path: each window decodes ``texts`` once,
+    and each object is kept from the best-fitting text's probability map (the module docstring)."""
+    import torch
+
+    n = len(boxes) if boxes is not None else len(points)
+    cached, groups = _window_groups(predictor, boxes, points)
+    found: list = [None] * n
+    scores = np.zeros(n)
+    for (y, x, side), members in groups.items():
+        feats = _window_features(predictor, cached, y, x, side)
+        with torch.inference_mode():
+            out = predictor.model.decode(feats, texts, all_candidates=False)
+        prob = torch.sigmoid(out.mask_logits[0].float()).cpu().numpy()  # (T, side, side)
+        offset = np.array([x, y], np.float64)
+        for i in members:
+            box = None if boxes is None else boxes[i] - np.tile(offset, 2)
+            pts = None if points is None else np.concatenate([points[i][:, :2] - offset, points[i][:, 2:]], -1)
+            masks = [select_object(p, box=box, points=pts, with_text=with_text, threshold=threshold) for p in prob]
+            k = _best_fit(masks, box)
+            found[i] = (y, x, masks[k])
+            scores[i] = float(prob[k][masks[k]].mean()) if masks[k].any() else 0.0
+    return found, scores
+
+
+def _best_fit(masks: list[np.ndarray], box: np.ndarray | None) -> int:
+    """Index of the mask that answers a prompt best: for a box the highest IoU of its bounding box with the box,
+    for points alone the smallest non-empty one."""
+    sizes = np.array([m.sum() for m in masks])
+    if not sizes.any():
+        return 0
+    if box is None:
+        return int(np.argmin(np.where(sizes > 0, sizes, np.inf)))
+    fits = []
+    for m, size in zip(masks, sizes):
+        if size == 0:
+            fits.append(-1.0)
+            continue
+        ys, xs = np.nonzero(m.any(1))[0], np.nonzero(m.any(0))[0]
+        fits.append(_box_iou(np.array([xs[0], ys[0], xs[-1] + 1, ys[-1] + 1], float), box))
+    return int(np.argmax(fits))
+
+
+def _box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
 
 
 def paste_objects(found: list[tuple[int, int, np.ndarray]], work_shape: tuple[int, int],

@@ -124,6 +124,11 @@ class SegmenterConfig:
     label_branches : list of str
         Labels (canonical prompts) answered by their own copy of the decoder parts, in branch
         order (a fine-tune's new labels; :mod:`~xpath.segmentation.modeling.branch`).
+    spatial_trained : bool
+        Whether its box/point path was trained (a training run with spatial prompts sets it).
+        Without it, boxes and points do not enter the decoder: a prompt decodes its text, and
+        ``predict_objects`` takes each object from the text answer
+        (:mod:`~xpath.segmentation.inference.objects`).
     """
 
     name: str
@@ -147,6 +152,7 @@ class SegmenterConfig:
     pixel_ffn_dim: int = 1024
     vocabulary: list = field(default_factory=list)
     label_branches: list = field(default_factory=list)
+    spatial_trained: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.encoder, tuple(ENCODER_CONFIGS.values())):

@@ -338,6 +338,8 @@ class TextPromptSegmenter(nn.Module):
         p = len(lists[0])
         boxes = self._check_spatial(boxes, "boxes", (b, p, 4))
         points = self._check_spatial(points, "points", (b, p, None, 3))
+        if not getattr(self.config, "spatial_trained", False):  # an untrained box/point path is not used
+            boxes = points = None
         if not self.branches:
             return self._decode_with(self, features, lists, boxes, points, all_candidates)
         if any(lst != lists[0] for lst in lists):  # prompts differ per image: route image by image

@@ -176,6 +176,9 @@ class Trainer:
             self.train_set, self.val_set = build_datasets(cfg, mpp=getattr(mcfg, "mpp", None),
                                                           tile_size=int(cfg.data.tile_size or mcfg.image_size),
                                                           vocabulary=getattr(mcfg, "vocabulary", ()) or ())
+        augment = getattr(cfg.data, "augment", None)
+        if augment is not None and augment.spatial_prob > 0 and hasattr(mcfg, "spatial_trained"):
+            mcfg.spatial_trained = True  # its checkpoints decode boxes and points through the object path
         if hasattr(mcfg, "vocabulary"):  # the checkpoint records the labels the model was trained on
             mcfg.vocabulary = [lab.prompt for lab in self.train_set.vocabulary]
         self._last_val: dict | None = None
