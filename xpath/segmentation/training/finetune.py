@@ -331,9 +331,10 @@ def _measure(model, sets, batch_size: int) -> dict:
     return out
 
 
-def _seconds_per_step(model, sets, settings: FinetuneSettings, batches: int = 3) -> float:
+def _seconds_per_step(model, sets, settings: FinetuneSettings, batches: int = 5) -> float:
     """Wall time of one training step: tiles drawn as training draws them, made, collated, forward, loss and
-    backward (no update); the mean over ``batches`` after one warm-up batch, plus a tenth for the update."""
+    backward (no update); the fastest of ``batches`` after one warm-up batch (a busy machine's slow moments
+    would plan too few steps; the time limit stops a run that is slower), plus a tenth for the update."""
     from .dataset import collate_batch
     from .losses import segmentation_loss
 
@@ -351,7 +352,7 @@ def _seconds_per_step(model, sets, settings: FinetuneSettings, batches: int = 3)
         segmentation_loss(out, targets)[0].backward()
         times.append(time.perf_counter() - t0)
     model.zero_grad(set_to_none=True)
-    return float(np.mean(times[1:])) * 1.1
+    return float(np.min(times[1:])) * 1.1
 
 
 def _plan_steps(steps, minutes, elapsed: float, reserve: float, per_step: float,
