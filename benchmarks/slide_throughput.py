@@ -99,7 +99,7 @@ def stage_clock(slide_type):
         (stitching, "instances_from_maps", "watershed"), (bio, "cell_table", "features"),
         (analysis_mod, "_build_graph", "graph"), (bio, "cell_spatial_stats", "graph"),
         (bio, "image_spatial_features", "graph"), (bio, "aggregate", "graph"),
-        (GeoJSONWriter, "add_labels", "writes"), (GeoJSONWriter, "add_mask", "writes"),
+        (GeoJSONWriter, "add_labels", "writes"), (GeoJSONWriter, "add_mask", "writes"), (xio, "trace_rings", "writes"),
         (GeoJSONWriter, "close", "writes"), (slide_mod._ParquetStream, "append", "writes"),
         (slide_mod._ParquetStream, "close", "writes"), (slide_mod, "write_ome_tiff", "writes"),
         (xio, "write_parquet", "writes"),

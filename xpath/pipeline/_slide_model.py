@@ -154,8 +154,14 @@ def write_objects(source: SlideSource, stores: dict, outputs, *, measure, window
 
     Windows of ``window`` px overlap by ``2 · margin``; a window owns the objects whose
     centroid lies in its core and that do not touch its inner edges (objects up to
-    ``margin`` px across are therefore whole in the window that owns them).
+    ``margin`` px across are therefore whole in the window that owns them). Objects that two
+    prompts share (a nucleus type's nuclei are nuclei of the all-nuclei map: same ids, same
+    pixels, checked per window) are traced and measured once and written under each prompt;
+    ``measure`` must therefore give each object's row (``id`` column) from its own pixels, as
+    :func:`~xpath.biomarkers.cell_table` does.
     """
+    from ..io import trace_rings
+
     H, W = source.shape[:2]
     window = max(int(window), 4 * margin + 1)
     wy, wx = tile_starts(H, window, 2 * margin), tile_starts(W, window, 2 * margin)
@@ -169,23 +175,45 @@ def write_objects(source: SlideSource, stores: dict, outputs, *, measure, window
             if not any(lab.any() for lab in labs.values()):
                 continue
             image = None
-            for p, lab in labs.items():
-                own = _owned(lab, (ay[i] - y, by[i] - y, ax[j] - x, bx[j] - x), inner=(y > 0, x > 0, y + window < H,
-                                                                                    x + window < W))
+            owned = {p: _owned(lab, (ay[i] - y, by[i] - y, ax[j] - x, bx[j] - x),
+                               inner=(y > 0, x > 0, y + window < H, x + window < W)) for p, lab in labs.items()}
+            written: list[dict] = []  # what this window traced and measured, per distinct set of objects
+            of: dict[str, dict] = {}
+            for p in sorted(owned, key=lambda q: -len(owned[q])):  # a map before the maps of its subsets
+                own, lab = owned[p], labs[p]
                 if not len(own):
                     continue
-                is_own = np.zeros(int(lab.max()) + 1, bool)
-                is_own[own] = True
-                part = np.where(is_own[lab], lab, 0)
+                of[p] = next((d for d in written if _same_objects(d["part"], lab, own)), None)
+                if of[p] is None:
+                    is_own = np.zeros(int(lab.max()) + 1, bool)
+                    is_own[own] = True
+                    of[p] = {"part": np.where(is_own[lab], lab, 0), "rings": None, "table": None}
+                    written.append(of[p])
+                    if outputs.writer is not None:
+                        of[p]["rings"] = trace_rings(of[p]["part"])
+                    if outputs.cells is not None:
+                        if image is None:
+                            image = source.read(y, x, lab.shape[0], lab.shape[1])
+                        of[p]["table"] = measure(of[p]["part"], image, mpp=mpp, ids=own)
+            for p, done in ((p, of[p]) for p in labs if p in of):  # written in the prompts' order
+                own = owned[p]
                 n_objects[p] += len(own)
                 if outputs.writer is not None:
-                    outputs.writer.add_labels(part, ids=own, classes=p, origin=(x * ds, y * ds), downsample=ds)
+                    outputs.writer.add_labels(done["part"], ids=own, classes=p, origin=(x * ds, y * ds), downsample=ds,
+                                              rings=done["rings"])
                 if outputs.cells is not None:
-                    if image is None:
-                        image = source.read(y, x, lab.shape[0], lab.shape[1])
-                    table = measure(part, image, mpp=mpp, ids=own)
+                    table = done["table"]
+                    table = table[np.isin(table["id"].to_numpy(), own)]
                     outputs.cells.append(to_slide_frame(table, p, x, y, mpp, ds))
     return n_objects
+
+
+def _same_objects(part: np.ndarray, lab: np.ndarray, own: np.ndarray) -> bool:
+    """Whether the objects ``own`` of ``lab`` are objects of ``part`` with the same ids and the very same pixels."""
+    n = max(int(part.max()), int(lab.max())) + 1
+    is_own = np.zeros(n, bool)
+    is_own[own] = True
+    return bool(np.array_equal(np.where(is_own[part], part, 0), np.where(is_own[lab], lab, 0)))
 
 
 def _owned(lab: np.ndarray, core, *, inner) -> np.ndarray:
