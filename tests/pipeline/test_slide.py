@@ -143,6 +143,18 @@ def test_real_sample_slide_end_to_end_with_classical_nuclei(tmp_path):
     assert np.array_equal(geojson_to_labels(det, lab.shape, downsample=seg.downsample), lab)
 
 
+def test_tissue_saturation_is_skimage_hsv_saturation():
+    """tissue_mask reads the saturation from a (max, min) table: the values of skimage's rgb2hsv, bit for bit."""
+    from skimage.color import rgb2hsv
+
+    from xpath.pipeline._tissue import _saturation_lut
+
+    img = np.random.default_rng(0).integers(0, 256, (64, 80, 3), dtype=np.uint8)
+    img[:4] = 0
+    img[4:8] = 37  # grey: no saturation
+    np.testing.assert_array_equal(_saturation_lut()[img.max(2), img.min(2)], rgb2hsv(img)[..., 1].astype(np.float32))
+
+
 # ---------------------------------------------------------------- the model's path (one grid over the tissue)
 @pytest.fixture(scope="module")
 def small_slide():
