@@ -186,15 +186,17 @@ def test_stitcher_sums_are_the_whole_map_bincount_across_strips_and_blocks(gt_di
     gt = synthetic_tissue(7, size=(300, 180), mpp=0.5, touching=0.5).instances
     prob = (gt > 0).astype(np.float32)
     dist = gt_distance(gt) + np.random.default_rng(0).uniform(0, 1e-3, gt.shape).astype(np.float32)
-    extra = np.random.default_rng(1).random((2, *gt.shape)).astype(np.float16)
+    extra = np.random.default_rng(1).random((2, *gt.shape)).astype(np.float32)
     out = np.zeros(gt.shape, np.int32)
-    st = InstanceStitcher(out, strip=48, margin=40, block=50, n_sums=2, mpp=0.5, min_area_um2=5.0)
+    st = InstanceStitcher(out, strip=48, margin=40, block=50, n_sums=2, sum_dtype=np.float16, mpp=0.5,
+                          min_area_um2=5.0)
     for y in range(0, gt.shape[0], 37):
         st.push(y, prob[y: y + 37], dist[y: y + 37], sums=extra[:, y: y + 37])
     st.finish()
     n = int(out.max())
     assert n == st.n_objects > 40 and len(st.area) == n + 1
     np.testing.assert_array_equal(st.area, np.bincount(out.ravel(), minlength=n + 1) * (np.arange(n + 1) > 0))
+    extra = extra.astype(np.float16)  # the sums are of the values rounded to sum_dtype
     for k in range(2):
         want = np.bincount(out.ravel(), weights=extra[k].ravel().astype(np.float64), minlength=n + 1)
         np.testing.assert_array_equal(st.sums[1:, k], want[1:])

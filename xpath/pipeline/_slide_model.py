@@ -183,11 +183,11 @@ def write_objects(source: SlideSource, stores: dict, outputs, *, measure, window
                 own, lab = owned[p], labs[p]
                 if not len(own):
                     continue
-                of[p] = next((d for d in written if _same_objects(d["part"], lab, own)), None)
+                of[p] = next((d for d in written if _same_objects(d, lab, own)), None)
                 if of[p] is None:
                     is_own = np.zeros(int(lab.max()) + 1, bool)
                     is_own[own] = True
-                    of[p] = {"part": np.where(is_own[lab], lab, 0), "rings": None, "table": None}
+                    of[p] = {"part": np.where(is_own[lab], lab, 0), "ids": own, "rings": None, "table": None}
                     written.append(of[p])
                     if outputs.writer is not None:
                         of[p]["rings"] = trace_rings(of[p]["part"])
@@ -208,8 +208,12 @@ def write_objects(source: SlideSource, stores: dict, outputs, *, measure, window
     return n_objects
 
 
-def _same_objects(part: np.ndarray, lab: np.ndarray, own: np.ndarray) -> bool:
-    """Whether the objects ``own`` of ``lab`` are objects of ``part`` with the same ids and the very same pixels."""
+def _same_objects(done: dict, lab: np.ndarray, own: np.ndarray) -> bool:
+    """Whether the objects ``own`` of ``lab`` are objects of ``done["part"]`` (which holds the objects
+    ``done["ids"]``) with the same ids and the very same pixels."""
+    if not np.isin(own, done["ids"]).all():  # ids it lacks (e.g. another type's nuclei): no pixel comparison
+        return False
+    part = done["part"]
     n = max(int(part.max()), int(lab.max())) + 1
     is_own = np.zeros(n, bool)
     is_own[own] = True

@@ -499,8 +499,9 @@ class TextPromptPredictor:
         type table.
 
         Every instance prompt but the nucleus types ``typed`` gets its own watershed; the types get none: the
-        stitcher of ``shared`` sums their probabilities over each of its nuclei (rounded to float16, as the
-        probability maps are kept) and each nucleus goes to the type it votes for, ids kept.
+        stitcher of ``shared`` sums their probabilities over each of its nuclei (rounded to float16, the
+        precision of the probability maps predict() returns) and each nucleus goes to the type it votes for,
+        ids kept.
         """
         n_p = len(prompts)
         stitched = [i for i in inst_idx if i not in set(typed)]  # prompts with a watershed (distance channel)
@@ -508,7 +509,8 @@ class TextPromptPredictor:
         if typed and shared not in into:  # a hidden all-nuclei prompt: its map is built in the first type's
             into[shared] = inst_out[prompts[typed[0]]]
         stitchers = {i: InstanceStitcher(into[i], strip=max(self.tile, 2 * self.margin), margin=self.margin,
-                                         n_sums=len(typed) if i == shared else 0, threshold=threshold,
+                                         n_sums=len(typed) if i == shared else 0, sum_dtype=np.float16,
+                                         threshold=threshold,
                                          marker_threshold=marker_threshold, min_area_um2=min_area_um2,
                                          mpp=self.model_mpp) for i in stitched if i in into}
         channel = {i: n_p + j for j, i in enumerate(stitched)}  # prompt -> its distance channel
@@ -523,7 +525,7 @@ class TextPromptPredictor:
                 if p in probs:
                     probs[p][rows, cols] = core[k]
             for i, st in stitchers.items():
-                sums = band.data[typed].astype(np.float16) if i == shared else None
+                sums = band.data[typed] if i == shared else None
                 st.push(band.y, band.data[i], band.data[channel[i]], x=band.x, core=band.core, sums=sums)
 
         fn = functools.partial(self._decode_tiles, prompts=texts, inst_idx=stitched, boxes=boxes, points=points,

@@ -47,6 +47,10 @@ class InstanceStitcher:
         summed over the pixels each object is written on (:attr:`area`, :attr:`sums`): e.g. the
         nucleus-type probabilities voted per nucleus (:mod:`~xpath.segmentation.inference.nucleus_types`),
         computed while the object's rows are in memory, so no full-size copy of the maps is kept.
+    sum_dtype : numpy dtype, optional
+        Round the values to this dtype before summing (e.g. ``float16``, the precision in which
+        probability maps are returned, so the sums equal those over the returned maps); only the
+        pixels of objects are rounded. Default: the values as pushed.
     **kwargs
         Passed to :func:`~xpath.segmentation.inference.postprocess.instances_from_maps`
         (``threshold``, ``marker_threshold``, ``min_area_um2``, ``mpp``, ...).
@@ -63,7 +67,7 @@ class InstanceStitcher:
     """
 
     def __init__(self, out: np.ndarray, *, strip: int, margin: int, block: int | None = None, n_sums: int = 0,
-                 **kwargs) -> None:
+                 sum_dtype=None, **kwargs) -> None:
         if out.ndim != 2 or out.dtype != np.int32:
             raise ValueError(f"out must be a (H, W) int32 array, got shape {out.shape} dtype {out.dtype}")
         block = strip if block is None else block
@@ -74,6 +78,7 @@ class InstanceStitcher:
         if n_sums < 0:
             raise ValueError(f"n_sums must be >= 0, got {n_sums}")
         self.kwargs, self.n_sums = kwargs, int(n_sums)
+        self.sum_dtype = None if sum_dtype is None else np.dtype(sum_dtype)
         self.height, self.width = out.shape
         self.n_objects = 0
         self._area: list[np.ndarray] = [np.zeros(1, np.int64)]  # per kept object, in id order (id 0 first)
@@ -96,7 +101,7 @@ class InstanceStitcher:
         ``x``: the image column of ``prob[:, 0]``; ``core``: the columns ``[a, b)`` this
         panel answers for (default: all columns given). A new ``(x, core)`` starts a new
         panel, after the previous one got all its rows. ``sums``: ``(n_sums, h, w)`` maps
-        to sum per object (kept as given, e.g. ``float16``).
+        to sum per object.
         """
         prob, dist = np.asarray(prob, np.float32), np.asarray(dist, np.float32)
         if self.n_sums:
@@ -191,7 +196,10 @@ class InstanceStitcher:
         self._area.append(np.bincount(idx, minlength=n_kept))
         sums = np.zeros((n_kept, self.n_sums))
         for k in range(self.n_sums):
-            sums[:, k] = np.bincount(idx, weights=extra[k].ravel()[nz].astype(np.float64), minlength=n_kept)
+            values = extra[k].ravel()[nz]
+            if self.sum_dtype is not None:
+                values = values.astype(self.sum_dtype)
+            sums[:, k] = np.bincount(idx, weights=values.astype(np.float64), minlength=n_kept)
         self._sums.append(sums)
 
 
