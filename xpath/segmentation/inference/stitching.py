@@ -88,11 +88,12 @@ class InstanceStitcher:
     def _start_panel(self, x: int, core: tuple[int, int]) -> None:
         self._x, self._panel_core = int(x), (int(core[0]), int(core[1]))
         self._y0 = 0
-        self._prob = self._dist = self._extra = None
+        self._rows = None  # (2 + n_sums, capacity, width) float32: probability, distance, sums; rows reused
+        self._n = 0  # rows held, from image row _y0
         self._core = 0
 
     def _rows_have(self) -> int:
-        return self._y0 + (0 if self._prob is None else self._prob.shape[0])
+        return self._y0 + self._n
 
     def push(self, y: int, prob: np.ndarray, dist: np.ndarray, *, x: int = 0,
              core: tuple[int, int] | None = None, sums: np.ndarray | None = None) -> None:
@@ -118,14 +119,18 @@ class InstanceStitcher:
             self._start_panel(x, core)
         if y != self._rows_have():
             raise ValueError(f"rows must arrive in order: expected y={self._rows_have()}, got {y}")
-        if self._prob is None:
-            self._prob, self._dist = prob.copy(), dist.copy()
-            self._extra = None if sums is None else np.array(sums)
-        else:
-            self._prob = np.concatenate([self._prob, prob], 0)
-            self._dist = np.concatenate([self._dist, dist], 0)
-            if sums is not None:
-                self._extra = np.concatenate([self._extra, sums], 1)
+        h, w = prob.shape
+        if self._rows is None or self._rows.shape[2] != w or self._n + h > self._rows.shape[1]:
+            grown = np.empty((2 + self.n_sums, max(self._n + h, 2 * self._n, self.strip + 2 * self.margin), w),
+                             np.float32)
+            if self._rows is not None and self._n:
+                grown[:, : self._n] = self._rows[:, : self._n]
+            self._rows = grown
+        self._rows[0, self._n: self._n + h] = prob
+        self._rows[1, self._n: self._n + h] = dist
+        if sums is not None:
+            self._rows[2:, self._n: self._n + h] = sums
+        self._n += h
         self._run()
 
     @property
@@ -148,7 +153,7 @@ class InstanceStitcher:
 
     def _run(self) -> None:
         have = self._rows_have()
-        width = self._prob.shape[1]
+        width = self._rows.shape[2]
         a, b = self._panel_core
         while self._core < self.height:
             c0, c1 = self._core, min(self._core + self.strip, self.height)
@@ -161,18 +166,18 @@ class InstanceStitcher:
                 b1 = min(b0 + self.block, b)
                 x0 = max(b0 - self.margin, self._x)
                 x1 = min(b1 + self.margin, self._x + width)
-                prob = self._prob[r0:r1, x0 - self._x: x1 - self._x]
+                window = self._rows[:, r0:r1, x0 - self._x: x1 - self._x]
+                prob = window[0]
                 if "foreground" not in self.kwargs and not (prob > self.kwargs.get("threshold", 0.5)).any():
                     continue  # no foreground (e.g. glass, tiles not run): no objects, skip the watershed
-                labels = instances_from_maps(prob, self._dist[r0:r1, x0 - self._x: x1 - self._x], **self.kwargs)
-                extra = None if self._extra is None else self._extra[:, r0:r1, x0 - self._x: x1 - self._x]
-                self._keep(labels, w0, x0, (c0, c1), (b0, b1), extra)
+                labels = instances_from_maps(prob, window[1], **self.kwargs)
+                self._keep(labels, w0, x0, (c0, c1), (b0, b1), window[2:] if self.n_sums else None)
             self._core = c1
             drop = max(0, c1 - self.margin - self._y0)
             if drop:
-                self._prob, self._dist = self._prob[drop:].copy(), self._dist[drop:].copy()
-                if self._extra is not None:
-                    self._extra = self._extra[:, drop:].copy()
+                rest = self._n - drop
+                self._rows[:, :rest] = self._rows[:, drop: self._n]  # overlapping move: numpy buffers it
+                self._n = rest
                 self._y0 += drop
 
     def _keep(self, labels: np.ndarray, y0: int, x0: int, rows: tuple[int, int], cols: tuple[int, int],
