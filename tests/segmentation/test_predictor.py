@@ -243,6 +243,7 @@ def test_type_prompts_share_one_watershed_on_sources_as_in_predict(rng, gt_dista
     for p in prompts:
         np.testing.assert_array_equal(out[p], want.instances[p])
     types = ["lymphocytes", "blue epithelial nuclei"]
+    assert pred.nucleus_type_prompts(prompts) == dict.fromkeys(types, "nuclei" if "nuclei" in prompts else None)
     a, b = (want.instances[p] for p in types)
     assert a.max() > 0 and b.max() > 0 and not ((a > 0) & (b > 0)).any()
     ids = a + b if "nuclei" not in prompts else want.instances["nuclei"]

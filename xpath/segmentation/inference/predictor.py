@@ -418,6 +418,19 @@ class TextPromptPredictor:
         prompts = check_prompts(prompts)
         return [prompts[i] for i in self._plan(prompts, instances, on_unsupported)[1]]
 
+    def nucleus_type_prompts(self, prompts: Sequence[str] | str, instances: bool | str = "auto", *,
+                             on_unsupported: str = "raise") -> dict[str, str | None]:
+        """The nucleus-type prompts among ``prompts`` (without boxes or points), each with the prompt whose
+        instance map they split (:mod:`~xpath.segmentation.inference.nucleus_types`): the all-nuclei prompt
+        asked, or ``None`` when it is a hidden one. Their instances are nuclei of that map: same ids, same
+        pixels."""
+        prompts = check_prompts(prompts)
+        plans, inst_idx = self._plan(prompts, instances, on_unsupported)
+        typed = type_prompt_indices(plans, inst_idx)
+        _, _, generic = self._with_generic_nuclei(plans, inst_idx, typed)
+        shared = prompts[generic] if generic is not None and generic < len(prompts) else None
+        return {prompts[k]: shared for k in typed}
+
     def predict_source(self, source: Any, prompts: Sequence[str] | str, *, out: dict, keep: Any = None,
                        threshold: float = 0.5, instances: bool | str = "auto", marker_threshold: float = 0.4,
                        min_area_um2: float = 10.0, read_ahead: int = 2,
@@ -430,7 +443,7 @@ class TextPromptPredictor:
 
         ``source``: ``shape`` ``(H, W, 3)`` and ``tiles(origins, tile) -> (B, tile, tile, 3)``
         uint8 (see :func:`~xpath.segmentation.inference.tiling.predict_tiled`). ``out``: per prompt an
-        ``(H, W)`` array of zeros (e.g. memory-mapped), ``int32`` ids 1..N for the
+        ``(H, W)`` array of zeros (e.g. memory-mapped), ``int32`` ids for the
         :meth:`instance_prompts`, a bool or uint8 mask for the others. The other options are
         those of :meth:`predict`; nucleus-type prompts share one instance map as in :meth:`predict` (one
         watershed for all of them; their arrays hold their nuclei, with the ids of that map). Returns the
