@@ -26,7 +26,7 @@ import math
 import numpy as np
 
 from ..segmentation.inference.stitching import core_ids
-from ..segmentation.inference.tiling import tile_cores, tile_starts
+from ..segmentation.inference.tiling import prefetch, tile_cores, tile_starts
 
 __all__ = ["SlideSource", "tissue_tiles"]
 
@@ -176,13 +176,15 @@ def write_objects(source: SlideSource, stores: dict, outputs, *, measure, window
     (ay, by), (ax, bx) = tile_cores(wy, window, H), tile_cores(wx, window, W)
     n_objects = {p: 0 for p in stores}
     ds, mpp = source.downsample, source.mpp
-    for i, y in enumerate(wy):
-        for j, x in enumerate(wx):
-            y, x = int(y), int(x)
+    jobs = [(i, j, int(y), int(x)) for i, y in enumerate(wy) for j, x in enumerate(wx)
+            if any(np.asarray(s[y: y + window, x: x + window]).any() for s in stores.values())]
+    # the pixels to measure on are read a window ahead, in a thread, while this one is measured
+    images = prefetch(lambda job: source.read(job[2], job[3], min(window, H - job[2]), min(window, W - job[3])),
+                        jobs if outputs.cells is not None else [], 1)
+    try:
+        for i, j, y, x in jobs:
             labs = {p: np.asarray(s[y: y + window, x: x + window]) for p, s in stores.items()}
-            if not any(lab.any() for lab in labs.values()):
-                continue
-            image = None
+            image = next(images) if outputs.cells is not None else None
             done: dict[str, dict] = {}  # per prompt: owned ids, their label map, outlines, rows
             for p, lab in labs.items():
                 if p in nuclei_of:
@@ -197,8 +199,6 @@ def write_objects(source: SlideSource, stores: dict, outputs, *, measure, window
                 if outputs.writer is not None:
                     done[p]["rings"] = trace_rings(done[p]["part"])
                 if outputs.cells is not None:
-                    if image is None:
-                        image = source.read(y, x, lab.shape[0], lab.shape[1])
                     done[p]["table"] = measure(done[p]["part"], image, mpp=mpp, ids=own)
             for p, r in nuclei_of.items():  # a type's objects: the nuclei map's owned nuclei that it holds
                 if r in done:
@@ -219,6 +219,8 @@ def write_objects(source: SlideSource, stores: dict, outputs, *, measure, window
                     table = d["table"] if p not in nuclei_of else d["table"][np.isin(d["table"]["id"].to_numpy(),
                                                                                       d["own"])]
                     outputs.cells.append(to_slide_frame(table, p, x, y, mpp, ds))
+    finally:
+        images.close()
     return n_objects
 
 

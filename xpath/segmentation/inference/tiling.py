@@ -34,6 +34,7 @@ __all__ = [
     "extract_tile",
     "plan_panels",
     "predict_tiled",
+    "prefetch",
     "tile_batches",
     "tile_cores",
     "tile_starts",
@@ -340,10 +341,11 @@ def _tiles_of(image, origins: Sequence[tuple[int, int]], tile: int) -> np.ndarra
     return np.stack([extract_tile(image, y, x, tile) for y, x in origins])
 
 
-def _read_ahead(read: Callable, jobs: list, depth: int):
+def prefetch(read: Callable, jobs: list, depth: int):
     """Yield ``read(job)`` per job in order, up to ``depth`` jobs ahead in a thread (0: in this one).
 
-    Slide decoding and resizing release the GIL, so reads overlap with the model's compute.
+    Slide decoding and resizing release the GIL, so reads overlap with the model's compute (or
+    with measuring the objects of the window before).
     """
     if depth <= 0:
         yield from map(read, jobs)
@@ -427,7 +429,7 @@ def predict_tiled(
     wx = dict(zip(xs.tolist(), axis_weights(xs, tile, width)))
     step = height if keep is None else tile  # with gaps, bands of at most one tile of rows
     jobs = [origins for _, batches in plan for origins in batches]
-    reads = _read_ahead(lambda origins: _tiles_of(image, origins, tile), jobs, read_ahead)
+    reads = prefetch(lambda origins: _tiles_of(image, origins, tile), jobs, read_ahead)
     scal = None
     bar = None
     if progress:
