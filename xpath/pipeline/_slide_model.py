@@ -176,8 +176,9 @@ def write_objects(source: SlideSource, stores: dict, outputs, *, measure, window
     (ay, by), (ax, bx) = tile_cores(wy, window, H), tile_cores(wx, window, W)
     n_objects = {p: 0 for p in stores}
     ds, mpp = source.downsample, source.mpp
+    own_maps = [s for p, s in stores.items() if p not in nuclei_of]  # a type's objects are in its nuclei map
     jobs = [(i, j, int(y), int(x)) for i, y in enumerate(wy) for j, x in enumerate(wx)
-            if any(np.asarray(s[y: y + window, x: x + window]).any() for s in stores.values())]
+            if any(np.asarray(s[y: y + window, x: x + window]).any() for s in own_maps)]
     # the pixels to measure on are read a window ahead, in a thread, while this one is measured
     images = prefetch(lambda job: source.read(job[2], job[3], min(window, H - job[2]), min(window, W - job[3])),
                         jobs if outputs.cells is not None else [], 1)
