@@ -46,7 +46,7 @@ def write_ome_tiff(
     level : int, optional
         Compression level of the codec (zlib: 1 fastest … 9 smallest); default the codec's.
         Whole-slide label maps are mostly zeros: level 1 writes them 3× faster than zlib's
-        default 6, in files about twice as large (still a few kB per 256² tile).
+        default 6, in files 2–4× as large (the sample slide's three maps: 2.2 MB, 0.66 MB at 6).
     origin : (int, int)
         ``(x, y)`` of the mask's top-left in level-0 slide pixels, kept in the OME
         description (``Plane PositionX/Y`` in pixels).
