@@ -16,8 +16,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["GENERIC_NUCLEI_PROMPT", "assign_types", "label_object", "split_into", "type_masks", "type_prompt_indices",
-           "type_table", "types_from_sums"]
+__all__ = ["GENERIC_NUCLEI_PROMPT", "assign_types", "label_object", "plan_types", "split_into", "type_masks",
+           "type_prompt_indices", "type_table", "types_from_sums"]
 
 #: The all-nuclei prompt decoded (hidden) for its instance map when only type prompts are asked for.
 GENERIC_NUCLEI_PROMPT = "nuclei-level nucleus in unspecified pathology"
@@ -142,3 +142,27 @@ def type_prompt_indices(plans: Sequence, inst_idx: Sequence[int]) -> list[int]:
         if plan.text is not None and plan.structure in ("nuclei", "cell") and obj not in (None, GENERIC_OBJECT):
             out.append(k)
     return out
+
+
+def plan_types(plans: Sequence, inst_idx: Sequence[int], model, *,
+               spatial: bool = False) -> tuple[list[int], list, list[int], int | None]:
+    """How a predictor's plans split nuclei by type: ``(typed, plans, inst_idx, shared)``.
+
+    ``typed``: the indices of the nucleus-type prompts (none with boxes or points, ``spatial``);
+    ``plans`` and ``inst_idx`` to decode, with a hidden all-nuclei prompt (:data:`GENERIC_NUCLEI_PROMPT`)
+    appended when there are type prompts and none of the prompts is the all-nuclei one; ``shared``:
+    the index of the all-nuclei prompt whose instance map the types split (``None`` without types).
+    """
+    from ...ontology import GENERIC_OBJECT
+    from ..support import plan_prompts
+
+    typed = [] if spatial else type_prompt_indices(plans, inst_idx)
+    plans, inst_idx = list(plans), list(inst_idx)
+    if not typed:
+        return typed, plans, inst_idx, None
+    shared = next((k for k in inst_idx if k not in typed and plans[k].text is not None
+                   and label_object(plans[k].label) == GENERIC_OBJECT), None)
+    if shared is not None:
+        return typed, plans, inst_idx, shared
+    (hidden,) = plan_prompts([GENERIC_NUCLEI_PROMPT], model, on_unsupported="nearest")
+    return typed, [*plans, hidden], [*inst_idx, len(plans)], len(plans)

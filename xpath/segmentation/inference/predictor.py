@@ -37,22 +37,14 @@ import numpy as np
 import pandas as pd
 
 from ..._types import check_boxes, check_image, check_mpp
-from ...ontology import GENERIC_OBJECT
 from ..prompts import check_prompts
 from ..support import PromptPlan, model_vocabulary, plan_prompts
-from .nucleus_types import (
-    GENERIC_NUCLEI_PROMPT,
-    label_object,
-    split_into,
-    type_prompt_indices,
-    type_table,
-    types_from_sums,
-)
+from .nucleus_types import plan_types, split_into, type_table, types_from_sums
 from .objects import ObjectPrediction, check_object_prompts, decode_objects, paste_objects
-from .result import Segmentation, classes_table
+from .result import Segmentation, classes_table, count_ids
 from .stain import macenko_normalize
 from .stitching import InstanceStitcher
-from .tiling import Band, extract_tile, predict_tiled, tile_batches, tile_starts
+from .tiling import Band, extract_tile, nearest_index, predict_tiled, resize_uint8, tile_batches, tile_starts
 
 __all__ = ["TextPromptPredictor", "check_threshold"]
 
@@ -60,21 +52,6 @@ logger = logging.getLogger(__name__)
 
 _MPP_TOLERANCE = 0.02  # relative mpp difference below which the image is not resized
 _PROMPT_CHUNK = 16  # prompts decoded per call (bounds the (B, P, t, t) output tensors)
-
-
-def _resize_uint8(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize an RGB uint8 image to ``size`` ``(H, W)`` (area filter when shrinking, bilinear else)."""
-    from PIL import Image as PILImage
-
-    h, w = size
-    down = h < image.shape[0]
-    resample = PILImage.Resampling.BOX if down else PILImage.Resampling.BILINEAR
-    return np.asarray(PILImage.fromarray(image).resize((w, h), resample=resample))
-
-
-def _nearest_index(n_out: int, n_in: int) -> np.ndarray:
-    """Row (or column) indices that map an output grid of ``n_out`` onto an input of ``n_in`` (nearest)."""
-    return np.minimum(((np.arange(n_out) + 0.5) * (n_in / n_out)).astype(np.int64), n_in - 1)
 
 
 class TextPromptPredictor:
@@ -208,7 +185,7 @@ class TextPromptPredictor:
             size = (max(1, round(img.shape[0] * scale)), max(1, round(img.shape[1] * scale)))
             logger.info("resizing image %s at %.3g µm/px to %s at the model's %.3g µm/px",
                         img.shape[:2], mpp, size, self.model_mpp)
-            work = _resize_uint8(img, size)
+            work = resize_uint8(img, size)
         if self.stain_normalization == "macenko":
             work = macenko_normalize(work)
         self._image, self._work, self._mpp = img, work, mpp
@@ -334,8 +311,8 @@ class TextPromptPredictor:
         check_threshold(threshold)
         boxes, points = self._spatial(boxes, points, len(prompts))
         plans, inst_idx = self._plan(prompts, instances, on_unsupported)
-        typed = [] if boxes is not None or points is not None else type_prompt_indices(plans, inst_idx)
-        run_plans, run_inst, generic = self._with_generic_nuclei(plans, inst_idx, typed)
+        typed, run_plans, run_inst, generic = plan_types(plans, inst_idx, self.model,
+                                                         spatial=boxes is not None or points is not None)
         hw, ww = self._work.shape[:2]
         keys = [plan.prompt for plan in plans]  # outputs of the prompts asked (a hidden all-nuclei one has none)
         semantic = {p: np.zeros((hw, ww), bool) for p in keys}
@@ -352,20 +329,6 @@ class TextPromptPredictor:
                     if p in inst_out:
                         inst_out[p][:] = 0
         return self._result(plans, semantic, inst_out, probs, presence, threshold, nucleus_types=types)
-
-    def _with_generic_nuclei(self, plans: list[PromptPlan], inst_idx: list[int],
-                             typed: list[int]) -> tuple[list[PromptPlan], list[int], int | None]:
-        """The plans to decode and their instance prompts: with a hidden all-nuclei prompt appended when
-        nucleus-type prompts must share one map and none of the prompts is the all-nuclei one; and the index
-        of the all-nuclei prompt whose instance map the types share (``None`` without type prompts)."""
-        if not typed:
-            return plans, inst_idx, None
-        generic = next((k for k in inst_idx if k not in typed and plans[k].text is not None
-                        and label_object(plans[k].label) == GENERIC_OBJECT), None)
-        if generic is not None:
-            return plans, inst_idx, generic
-        (hidden,) = plan_prompts([GENERIC_NUCLEI_PROMPT], self.model, on_unsupported="nearest")
-        return [*plans, hidden], [*inst_idx, len(plans)], len(plans)
 
     def predict_objects(self, boxes: Any = None, points: Any = None, point_labels: Any = None,
                         prompt: str | None = None, *, threshold: float = 0.5) -> ObjectPrediction:
@@ -426,8 +389,7 @@ class TextPromptPredictor:
         pixels."""
         prompts = check_prompts(prompts)
         plans, inst_idx = self._plan(prompts, instances, on_unsupported)
-        typed = type_prompt_indices(plans, inst_idx)
-        _, _, generic = self._with_generic_nuclei(plans, inst_idx, typed)
+        typed, _, _, generic = plan_types(plans, inst_idx, self.model)
         shared = prompts[generic] if generic is not None and generic < len(prompts) else None
         return {prompts[k]: shared for k in typed}
 
@@ -459,8 +421,7 @@ class TextPromptPredictor:
             if arr is None or tuple(arr.shape) != shape or inst != (arr.dtype == np.int32):
                 raise ValueError(f"out[{p!r}] must be a {shape} {'int32' if inst else 'bool or uint8'} array, got "
                                  f"{None if arr is None else (tuple(arr.shape), str(arr.dtype))}")
-        typed = type_prompt_indices(plans, inst_idx)
-        run_plans, run_inst, generic = self._with_generic_nuclei(plans, inst_idx, typed)
+        typed, run_plans, run_inst, generic = plan_types(plans, inst_idx, self.model)
         semantic = {p: out[p] for p in prompts if out[p].dtype != np.int32}
         inst_out = {prompts[i]: out[prompts[i]] for i in inst_idx}
         presence, _ = self._run_tiles(source, run_plans, run_inst, semantic, inst_out, {}, keep=keep,
@@ -602,8 +563,8 @@ class TextPromptPredictor:
                 nucleus_types: pd.DataFrame | None = None) -> Segmentation:
         h, w = self._image.shape[:2]
         if self._work.shape[:2] != (h, w):  # back to the input resolution (nearest neighbour)
-            ri = _nearest_index(h, self._work.shape[0])[:, None]
-            ci = _nearest_index(w, self._work.shape[1])[None, :]
+            ri = nearest_index(h, self._work.shape[0])[:, None]
+            ci = nearest_index(w, self._work.shape[1])[None, :]
             semantic = {p: m[ri, ci] for p, m in semantic.items()}
             inst_out = {p: m[ri, ci] for p, m in inst_out.items()}
             probs = {p: m[ri, ci] for p, m in probs.items()}
@@ -612,7 +573,7 @@ class TextPromptPredictor:
         for k, plan in enumerate(plans):
             p = plan.prompt
             pres[p] = float(presence[k])
-            n_inst = _count_ids(inst_out[p]) if p in inst_out else None
+            n_inst = count_ids(inst_out[p]) if p in inst_out else None
             rows.append({"prompt": p, "label": plan.label, "structure": plan.structure, "status": plan.status,
                          "presence": pres[p], "n_instances": pd.NA if n_inst is None else n_inst,
                          "area_fraction": float(semantic[p].mean())})
@@ -629,12 +590,3 @@ def check_threshold(threshold: float) -> None:
     """Raise unless the mask threshold is a probability strictly between 0 and 1."""
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"threshold must be in (0, 1), got {threshold}")
-
-
-def _count_ids(labels: np.ndarray, rows: int = 256) -> int:
-    """Number of distinct non-zero ids, a band of rows at a time (bincount would copy it all to int64)."""
-    seen = np.zeros(int(labels.max(initial=0)) + 1, bool)
-    for y in range(0, labels.shape[0], rows):
-        seen[labels[y: y + rows].ravel()] = True
-    return int(np.count_nonzero(seen[1:]))
-

@@ -32,9 +32,11 @@ __all__ = [
     "RowBlender",
     "axis_weights",
     "extract_tile",
+    "nearest_index",
     "plan_panels",
     "predict_tiled",
     "prefetch",
+    "resize_uint8",
     "tile_batches",
     "tile_cores",
     "tile_starts",
@@ -113,6 +115,21 @@ def axis_weights(starts: np.ndarray, tile: int, length: int) -> list[np.ndarray]
                 w[n - ov:] *= _ramp(ov)[::-1][-n:]
         out.append(w)
     return out
+
+
+def resize_uint8(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize an RGB uint8 image to ``size`` ``(H, W)`` (area filter when shrinking, bilinear else)."""
+    from PIL import Image as PILImage
+
+    h, w = size
+    down = h < image.shape[0]
+    resample = PILImage.Resampling.BOX if down else PILImage.Resampling.BILINEAR
+    return np.asarray(PILImage.fromarray(image).resize((w, h), resample=resample))
+
+
+def nearest_index(n_out: int, n_in: int) -> np.ndarray:
+    """Row (or column) indices that map an output grid of ``n_out`` onto an input of ``n_in`` (nearest)."""
+    return np.minimum(((np.arange(n_out) + 0.5) * (n_in / n_out)).astype(np.int64), n_in - 1)
 
 
 def extract_tile(image: np.ndarray, y: int, x: int, tile: int) -> np.ndarray:
