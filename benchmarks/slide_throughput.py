@@ -6,6 +6,8 @@ Run (CPU; 10–20 minutes on 2 shared cores)::
     .venv/bin/python benchmarks/slide_throughput.py --no-baseline --mpp 0.5
     .venv/bin/python benchmarks/slide_throughput.py --synthetic-size 0   # sample slide only
     .venv/bin/python benchmarks/slide_throughput.py --reference          # + AJI against predict() on the whole image
+    git archive REF xpath | tar -x -C /tmp/prev                         # an earlier version of the package, then
+    .venv/bin/python benchmarks/slide_throughput.py --no-baseline --previous /tmp/prev --rounds 3
 
 For each slide (the sample slide CMU-1-Small-Region, 20× at 0.499 µm/px, and a synthetic
 slide of tissue islands on glass), in one process, side by side:
@@ -14,7 +16,11 @@ slide of tissue islands on glass), in one process, side by side:
   tissue, tiles read ahead, prompt embeddings from the checkpoint);
 - ``baseline``: the path before (the same model as a per-window ``segmenter`` over
   2048-px windows, each tiled by its own predictor; the text encoder loaded). On the
-  synthetic slide only with ``--synthetic-baseline``.
+  synthetic slide only with ``--synthetic-baseline``;
+- ``previous`` (with ``--previous DIR``): the new path of another version of the package (a
+  source tree holding ``xpath/``), imported in this same process: the two versions' modules
+  are swapped in ``sys.modules`` between runs, and with ``--rounds N`` the versions alternate
+  ``N`` times (medians reported), so both see the same machine load.
 
 Printed: wall and CPU seconds, s/mm² of tissue (tissue area from the tissue mask), tiles
 encoded against tiles needed (model-grid tiles that touch tissue), the share of wall time
@@ -99,7 +105,7 @@ def stage_clock(slide_type):
         (stitching, "instances_from_maps", "watershed"), (bio, "cell_table", "features"),
         (analysis_mod, "_build_graph", "graph"), (bio, "cell_spatial_stats", "graph"),
         (bio, "image_spatial_features", "graph"), (bio, "aggregate", "graph"),
-        (GeoJSONWriter, "add_labels", "writes"), (GeoJSONWriter, "add_mask", "writes"),
+        (GeoJSONWriter, "add_labels", "writes"), (GeoJSONWriter, "add_mask", "writes"), (xio, "trace_rings", "writes"),
         (GeoJSONWriter, "close", "writes"), (slide_mod._ParquetStream, "append", "writes"),
         (slide_mod._ParquetStream, "close", "writes"), (slide_mod, "write_ome_tiff", "writes"),
         (xio, "write_parquet", "writes"),
@@ -160,8 +166,38 @@ def synthetic_slide(size: int, seed: int = 0):
     return ArraySlide(image, mpp=0.5, path=f"synthetic_{size}.png")
 
 
+class Versions:
+    """Two versions of the package in one process: ``use("previous")`` imports ``xpath`` from another source
+    tree (its modules swapped into ``sys.modules``), ``use("new")`` brings this checkout's back."""
+
+    def __init__(self, previous: str | None) -> None:
+        self.roots = {"new": None, "previous": str(Path(previous).resolve()) if previous else None}
+        self.saved: dict[str, dict] = {"new": {}, "previous": {}}
+        self.active = "new"
+        if previous and not (Path(previous) / "xpath" / "__init__.py").exists():
+            raise SystemExit(f"--previous {previous}: no xpath/__init__.py there (git archive REF xpath | tar -x -C DIR)")
+
+    def use(self, name: str) -> None:
+        if name == self.active:
+            return
+        import importlib
+
+        self.saved[self.active] = {k: sys.modules.pop(k) for k in list(sys.modules) if k.split(".")[0] == "xpath"}
+        if self.roots[self.active]:
+            sys.path.remove(self.roots[self.active])
+        if self.roots[name]:
+            sys.path.insert(0, self.roots[name])
+        sys.modules.update(self.saved[name])
+        importlib.invalidate_caches()
+        self.active = name
+        import xpath
+
+        where = Path(xpath.__file__).resolve().parent.parent
+        assert self.roots[name] is None or where == Path(self.roots[name]), (name, where)
+
+
 def run_path(path: str, spec: str, *, mpp, synthetic_size: int, out_dir: Path) -> dict:
-    """One analysis of the slide by ``path`` ("new" or "baseline"); seconds, stages, tiles."""
+    """One analysis of the slide by ``path`` ("new", "previous" or "baseline"); seconds, stages, tiles."""
     from xpath.pipeline import analyze_slide
     from xpath.segmentation import api
 
@@ -175,7 +211,7 @@ def run_path(path: str, spec: str, *, mpp, synthetic_size: int, out_dir: Path) -
             clock.seconds["load"] += time.perf_counter() - t
             res = analyze_slide(slide, list(PROMPTS), out_dir=out_dir, segmenter=segmenter, progress=False)
             encoded = segmenter.predictor.tiles_encoded
-        else:
+        else:  # "new", or "previous" with the other version imported
             res = analyze_slide(slide, list(PROMPTS), out_dir=out_dir, mpp=mpp, progress=False)
             encoded = res.segmentation.tiles_encoded
         wall, cpu = time.perf_counter() - w0, time.process_time() - c0
@@ -307,10 +343,31 @@ def report(spec: str, runs: dict, needed: int, rss: dict) -> None:
               f"{r['encoded'] / needed:6.2f} {rss.get(name, float('nan')):7.2f} {r['cells']:6d}  {shares}")
         if r["reader_thread"]:
             print(f"{'':9s} reader thread (overlapped with the model): read {r['reader_thread'].get('read', 0):.1f} s")
-    if "baseline" in runs:
-        b, n = runs["baseline"], runs["new"]
-        print(f"new / baseline: wall {n['wall'] / b['wall']:.2f}, cpu {n['cpu'] / b['cpu']:.2f}, "
-              f"s/mm² {n['wall'] / area:.1f} vs {b['wall'] / area:.1f}")
+    for name, r in runs.items():  # what a busy machine inflates least: the model's share is its threads waiting
+        print(f"{name:9s} outside the model (wall − encode − decode): {_outside(r):.1f} s")
+    for other in ("baseline", "previous"):
+        if other in runs:
+            b, n = runs[other], runs["new"]
+            print(f"new / {other}: wall {n['wall'] / b['wall']:.2f}, cpu {n['cpu'] / b['cpu']:.2f}, "
+                  f"outside the model {_outside(n) / _outside(b):.2f}, s/mm² {n['wall'] / area:.1f} vs "
+                  f"{b['wall'] / area:.1f}")
+
+
+def _outside(run: dict) -> float:
+    return run["wall"] - run["stages"].get("encode", 0.0) - run["stages"].get("decode", 0.0)
+
+
+def _median_run(runs: list[dict]) -> dict:
+    """The median of wall, CPU and each stage's seconds over rounds (the rest from the first run)."""
+    import statistics
+
+    out = dict(runs[0])
+    out["wall"] = statistics.median(r["wall"] for r in runs)
+    out["cpu"] = statistics.median(r["cpu"] for r in runs)
+    for key in ("stages", "reader_thread"):
+        names = {k for r in runs for k in r[key]}
+        out[key] = {k: statistics.median(r[key].get(k, 0.0) for r in runs) for k in names}
+    return out
 
 
 def main(argv=None) -> None:
@@ -326,6 +383,10 @@ def main(argv=None) -> None:
     parser.add_argument("--reference", action="store_true",
                         help="also compare both paths with predict() on the whole slide image (the model's own answer "
                              "on one grid; slow)")
+    parser.add_argument("--previous", default=None,
+                        help="a source tree of another version (holding xpath/): its path runs in this process too")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="runs per path, alternating (medians of wall, CPU and stage seconds are reported)")
     parser.add_argument("--child", choices=["new", "baseline"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -335,16 +396,29 @@ def main(argv=None) -> None:
         return
     import torch
 
+    if args.rounds < 1:
+        parser.error(f"--rounds must be >= 1, got {args.rounds}")
+    versions = Versions(args.previous)
     print(f"torch threads {torch.get_num_threads()}")
     specs = [args.slide] if args.slide else ["sample"] + (["synthetic"] if args.synthetic_size else [])
     rate = encoder_rate(args.repeats)
     for spec in specs:
         with tempfile.TemporaryDirectory() as tmp:
-            runs = {}
             baseline = not args.no_baseline and (spec != "synthetic" or args.synthetic_baseline)
-            for path in ("baseline", "new") if baseline else ("new",):
-                runs[path] = run_path(path, spec, mpp=args.mpp, synthetic_size=args.synthetic_size,
-                                      out_dir=Path(tmp) / path)
+            paths = (("baseline",) if baseline else ()) + (("previous",) if args.previous else ()) + ("new",)
+            rounds: dict[str, list[dict]] = defaultdict(list)
+            for r in range(args.rounds):
+                for path in paths:
+                    versions.use("previous" if path == "previous" else "new")
+                    rounds[path].append(run_path(path, spec, mpp=args.mpp, synthetic_size=args.synthetic_size,
+                                                 out_dir=Path(tmp) / f"{path}{r}"))
+            versions.use("new")
+            runs = {path: _median_run(rs) for path, rs in rounds.items()}
+            if args.rounds > 1:
+                for path, rs in rounds.items():
+                    print(f"{path}: wall per round " + ", ".join(f"{x['wall']:.1f}" for x in rs) + " s; cpu "
+                          + ", ".join(f"{x['cpu']:.1f}" for x in rs) + " s; outside the model "
+                          + ", ".join(f"{_outside(x):.1f}" for x in rs) + " s")
             needed = tiles_needed(spec, args.synthetic_size, runs["new"]["mpp"])
             rss = {} if args.no_rss else {p: peak_rss(p, spec, args.mpp, args.synthetic_size) for p in runs}
             report(spec, runs, needed, rss)

@@ -36,6 +36,16 @@ class TestCheckImage:
         assert out[0, 0].tolist() == [100, 50, 0]
         assert out[0, 1].tolist() == [255, 255, 255]
 
+    def test_opaque_rgba_is_its_rgb(self):
+        img = np.random.default_rng(0).integers(0, 256, (5, 7, 4), dtype=np.uint8)
+        img[..., 3] = 255
+        out = check_image(img)
+        assert out.flags.c_contiguous and np.array_equal(out, img[..., :3])
+        img[0, 0, 3] = 0  # one transparent pixel: composited, the rest unchanged
+        out = check_image(img)
+        assert out[0, 0].tolist() == [255, 255, 255] and np.array_equal(out.reshape(-1, 3)[1:],
+                                                                         img[..., :3].reshape(-1, 3)[1:])
+
     def test_grayscale_refused_unless_allowed(self):
         gray = np.arange(6, dtype=np.uint8).reshape(2, 3)
         with pytest.raises(ValueError, match="allow_grayscale=True"):

@@ -131,6 +131,8 @@ def check_image(image: Any, *, name: str = "image", allow_grayscale: bool = Fals
         )
 
     if image.shape[2] == 4:
+        if (image[..., 3] == 255).all():  # opaque (a slide read inside the scan): compositing changes nothing
+            return np.ascontiguousarray(image[..., :3])
         alpha = image[..., 3:4].astype(np.float32) / 255.0
         rgb = image[..., :3].astype(np.float32) * alpha + 255.0 * (1.0 - alpha)
         image = np.rint(rgb).astype(np.uint8)

@@ -48,6 +48,20 @@ def test_hole_and_diagonal_contact():
     assert len(np.unique(rings.component)) == 2
 
 
+def test_rings_without_holes_bound_one_component_each():
+    """Without holes the components are not labelled (each ring is one): the same partition as skimage's."""
+    lab = synthetic_tissue(1, size=200, mpp=0.25).instances.astype(np.int32)
+    lab[:12, :12] = 0
+    lab[2:5, 2:5] = lab[5:8, 5:8] = 9999  # one object, two components touching at a corner
+    rings = trace_rings(lab)
+    assert rings.exterior.all() and len(rings) > int(lab.max() > 0)
+    filled = _fill_components(rings, lab.shape)
+    want = connected_components(lab, connectivity=1)
+    pairs = np.unique(np.stack([filled.ravel(), want.ravel()], 1), axis=0)
+    assert len(pairs) == len(np.unique(filled)) == len(np.unique(want))  # one-to-one
+    assert len(rings) == int(want.max()) and (filled[3, 3] != filled[6, 6])
+
+
 @pytest.mark.parametrize("n_labels", [2, 5])
 def test_fill_inverts_trace_on_random_labels(rng, n_labels):
     lab = rng.integers(0, n_labels, (50, 61)).astype(np.int32)  # holes, pinches, islands everywhere

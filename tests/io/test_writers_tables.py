@@ -38,6 +38,8 @@ def test_ome_tiff_from_memmap(tmp_path):
     out = write_ome_tiff(tmp_path / "mm.ome.tif", mm)
     arr, meta = read_ome_tiff(out)
     assert arr.shape == (1, 600, 400) and (arr[0] == 7).sum() == 100 * 40 and meta["channels"] is None
+    fast = write_ome_tiff(tmp_path / "fast.ome.tif", mm, level=1)  # the slide outputs' level: same pixels
+    assert np.array_equal(read_ome_tiff(fast)[0], arr)
 
 
 def test_ome_tiff_bad_input(tmp_path):
@@ -45,6 +47,8 @@ def test_ome_tiff_bad_input(tmp_path):
         write_ome_tiff(tmp_path / "x.ome.tif", np.zeros((4, 4), np.float32))
     with pytest.raises(ValueError, match="same shape"):
         write_ome_tiff(tmp_path / "x.ome.tif", {"a": np.zeros((4, 4), bool), "b": np.zeros((5, 4), bool)})
+    with pytest.raises(ValueError, match="level must be an int"):
+        write_ome_tiff(tmp_path / "x.ome.tif", np.zeros((4, 4), bool), compression="none", level=1)
     assert not list(tmp_path.iterdir())
 
 

@@ -143,6 +143,18 @@ def test_real_sample_slide_end_to_end_with_classical_nuclei(tmp_path):
     assert np.array_equal(geojson_to_labels(det, lab.shape, downsample=seg.downsample), lab)
 
 
+def test_tissue_saturation_is_skimage_hsv_saturation():
+    """tissue_mask reads the saturation from a (max, min) table: the values of skimage's rgb2hsv, bit for bit."""
+    from skimage.color import rgb2hsv
+
+    from xpath.pipeline._tissue import _saturation_lut
+
+    img = np.random.default_rng(0).integers(0, 256, (64, 80, 3), dtype=np.uint8)
+    img[:4] = 0
+    img[4:8] = 37  # grey: no saturation
+    np.testing.assert_array_equal(_saturation_lut()[img.max(2), img.min(2)], rgb2hsv(img)[..., 1].astype(np.float32))
+
+
 # ---------------------------------------------------------------- the model's path (one grid over the tissue)
 @pytest.fixture(scope="module")
 def small_slide():
@@ -163,10 +175,11 @@ def model_run(small_slide, tmp_path_factory):
     def measure(labels, image, *, mpp, ids):
         return cell_table(labels, image, mpp=mpp)
 
-    res = segment_slide(ArraySlide(small_slide, mpp=0.25, path="small.png"), ["nuclei", "glands"], measure=measure,
+    prompts = ["nuclei", "lymphocytes", "tumor nuclei", "glands"]
+    res = segment_slide(ArraySlide(small_slide, mpp=0.25, path="small.png"), prompts, measure=measure,
                         out_dir=out, tile=640, progress=False)
     predictor = TextPromptPredictor(load_model("xpath_small"), cache_tiles=0, panel_tiles=16)
-    ref = predictor.set_image(small_slide, mpp=0.25).predict(["nuclei", "glands"])  # every tile, glass too
+    ref = predictor.set_image(small_slide, mpp=0.25).predict(prompts)  # every tile, glass too
     return res, ref
 
 
@@ -194,8 +207,9 @@ def test_model_path_equals_the_predictor_on_the_whole_image(model_run, small_sli
     assert res.n_objects["nuclei"] == len(np.unique(lab)) - 1 == int(lab.max()) > 20
     # the ownership windows (640 px) cut the slide: every object is measured once, whole
     assert np.array_equal(masks["glands"][:, :1388] > 0, ref.semantic["glands"][:, :1388])  # blends differ on glass
-    cells = res.cells().set_index("id")
-    assert len(cells) == res.n_objects["nuclei"] and set(cells["prompt"]) == {"nuclei"}
+    cells = res.cells()
+    cells = cells[cells["prompt"] == "nuclei"].set_index("id")
+    assert len(cells) == res.n_objects["nuclei"]
     expected = cell_table(lab, small_slide, mpp=0.25).set_index("id")
     cols = [c for c in expected.columns if c.startswith("nucleus.")]
     got = cells.loc[expected.index, cols].to_numpy(float)
@@ -204,10 +218,39 @@ def test_model_path_equals_the_predictor_on_the_whole_image(model_run, small_sli
     assert res.presence["nuclei"] == pytest.approx(ref.presence["nuclei"], abs=1e-6)
 
 
+def test_model_path_nucleus_types_split_the_nuclei_as_predict_does(model_run, small_slide):
+    """One nucleus, one type on the slide path too: each type prompt's objects are predict()'s (on the whole
+    image), disjoint nuclei of the 'nuclei' map with its ids, and their rows are those nuclei's rows."""
+    from xpath.biomarkers import cell_table
+    from xpath.segmentation.metrics import aji
+
+    res, ref = model_run
+    masks = res.masks()
+    nuclei = masks["nuclei"].astype(np.int32)
+    types = [masks[p].astype(np.int32) for p in ("lymphocytes", "tumor nuclei")]
+    assert min(int((t > 0).sum()) for t in types) > 0
+    assert not ((types[0] > 0) & (types[1] > 0)).any()
+    cells = res.cells()
+    for p, lab in zip(("lymphocytes", "tumor nuclei"), types):
+        assert aji(ref.instances[p], lab) == 1.0 and np.array_equal(lab > 0, ref.instances[p] > 0)
+        assert np.array_equal(lab[lab > 0], nuclei[lab > 0])  # the nuclei's own ids and pixels
+        ids = np.unique(lab)[1:]
+        assert res.n_objects[p] == len(ids) and ((nuclei == ids[:, None, None]).sum((1, 2)) ==
+                                                 (lab == ids[:, None, None]).sum((1, 2))).all()
+        rows = cells[cells["prompt"] == p].set_index("id").sort_index()
+        assert rows.index.tolist() == ids.tolist()
+        expected = cell_table(lab, small_slide, mpp=0.25).set_index("id")
+        cols = [c for c in expected.columns if c.startswith("nucleus.")]
+        np.testing.assert_allclose(rows.loc[expected.index, cols].to_numpy(float), expected[cols].to_numpy(float),
+                                   rtol=0, atol=1e-6)
+        assert res.presence[p] == pytest.approx(ref.presence[p], abs=1e-6)
+
+
 def test_model_path_geojson_is_the_label_map(model_run):
     res, _ = model_run
-    lab = res.masks()["nuclei"]
+    masks = res.masks()
     table = read_geojson(res.files["geojson"])
-    det = table[table.object_type == "detection"]
-    assert len(det) == res.n_objects["nuclei"]
-    assert np.array_equal(geojson_to_labels(det, lab.shape, object_types=["detection"]), lab)
+    for p in ("nuclei", "lymphocytes", "tumor nuclei"):  # a nucleus and its type: one outline, two features
+        det = table[(table.object_type == "detection") & (table["class"] == p)]
+        assert len(det) == res.n_objects[p] > 0
+        assert np.array_equal(geojson_to_labels(det, masks[p].shape, object_types=["detection"]), masks[p])

@@ -218,6 +218,47 @@ def test_predict_source_writes_into_given_arrays_as_predict_would(rng):
         pred.predict_source(_Source(img), ["red"], out=out, threshold=1.5)
 
 
+@pytest.mark.parametrize("prompts", [["lymphocytes", "blue epithelial nuclei"],
+                                     ["nuclei", "lymphocytes", "blue epithelial nuclei"]])
+def test_type_prompts_share_one_watershed_on_sources_as_in_predict(rng, gt_distance, monkeypatch, prompts):
+    """Nucleus types read on demand (a slide) split the all-nuclei map as predict() does (a hidden one when
+    'nuclei' is not asked): the same instances, disjoint, for one prompt's watershed; the per-nucleus vote
+    taken while stitching equals assign_types on the whole image's probabilities."""
+    from xpath.segmentation.inference import stitching
+    from xpath.segmentation.inference.nucleus_types import assign_types
+
+    gt = synthetic_tissue(3, size=(150, 230), mpp=1.0, touching=0.5).instances  # nuclei ~8 px across
+    img = np.zeros((*gt.shape, 3), np.uint8)
+    odd, even = gt % 2 == 1, (gt % 2 == 0) & (gt > 0)
+    img[..., 0] = np.where(odd, 255, np.where(even, 160, 0))  # all nuclei red enough to be nuclei
+    img[..., 2] = np.where(even, 230, 0)  # even ones bluer than red: the epithelial type ("blue") wins them
+    img[..., 1] = np.rint(255 * (gt_distance(gt) + rng.uniform(0, 1e-3, gt.shape)).clip(0, 1))
+    pred = TextPromptPredictor(LocalStandIn(64), overlap=16, max_object_um=20.0, panel_tiles=2, cache_tiles=0)
+    want = pred.set_image(img, mpp=0.5).predict(prompts, min_area_um2=1.0, return_probabilities=True)
+    blocks = []
+    watershed = stitching.instances_from_maps
+    monkeypatch.setattr(stitching, "instances_from_maps", lambda *a, **k: blocks.append(1) or watershed(*a, **k))
+    out = {p: np.zeros(gt.shape, np.int32) for p in prompts}
+    pred.predict_source(_Source(img), prompts, out=out, min_area_um2=1.0)
+    for p in prompts:
+        np.testing.assert_array_equal(out[p], want.instances[p])
+    types = ["lymphocytes", "blue epithelial nuclei"]
+    assert pred.nucleus_type_prompts(prompts) == dict.fromkeys(types, "nuclei" if "nuclei" in prompts else None)
+    a, b = (want.instances[p] for p in types)
+    assert a.max() > 0 and b.max() > 0 and not ((a > 0) & (b > 0)).any()
+    ids = a + b if "nuclei" not in prompts else want.instances["nuclei"]
+    assert set(np.unique(a)) | set(np.unique(b)) <= set(np.unique(ids))
+    present = np.unique(ids)[1:]
+    expect, mean = assign_types(ids, {p: want.probabilities[p] for p in types}, threshold=0.5)
+    table = want.nucleus_types.set_index("instance")
+    assert table.loc[present, "type"].tolist() == [types[t] if t >= 0 else None for t in expect[present]]
+    for k, p in enumerate(types):
+        np.testing.assert_allclose(table.loc[present, f"p_{p}"], mean[present, k], rtol=0, atol=1e-12)
+    n_blocks = len(blocks)
+    pred.predict_source(_Source(img), ["nuclei"], out={"nuclei": np.zeros(gt.shape, np.int32)}, min_area_um2=1.0)
+    assert n_blocks == len(blocks) - n_blocks > 0, "all the prompts cost one prompt's watershed"
+
+
 # ---------------------------------------------------------------- real model end to end
 @pytest.fixture(scope="module")
 def tiny():

@@ -178,6 +178,36 @@ def test_strip_instances_equal_whole_image_instances(block, gt_distance):
     assert (t.iou == 1.0).all()
 
 
+def test_stitcher_sums_are_the_whole_map_bincount_across_strips_and_blocks(gt_distance):
+    """Per-object sums of extra maps, taken while each object's rows are buffered, equal a bincount over
+    the finished map (the whole-image vote of nucleus_types.assign_types), bit for bit."""
+    from xpath.segmentation.inference.nucleus_types import assign_types, types_from_sums
+
+    gt = synthetic_tissue(7, size=(300, 180), mpp=0.5, touching=0.5).instances
+    prob = (gt > 0).astype(np.float32)
+    dist = gt_distance(gt) + np.random.default_rng(0).uniform(0, 1e-3, gt.shape).astype(np.float32)
+    extra = np.random.default_rng(1).random((2, *gt.shape)).astype(np.float32)
+    out = np.zeros(gt.shape, np.int32)
+    st = InstanceStitcher(out, strip=48, margin=40, block=50, n_sums=2, sum_dtype=np.float16, mpp=0.5,
+                          min_area_um2=5.0)
+    for y in range(0, gt.shape[0], 37):
+        st.push(y, prob[y: y + 37], dist[y: y + 37], sums=extra[:, y: y + 37])
+    st.finish()
+    n = int(out.max())
+    assert n == st.n_objects > 40 and len(st.area) == n + 1
+    np.testing.assert_array_equal(st.area, np.bincount(out.ravel(), minlength=n + 1) * (np.arange(n + 1) > 0))
+    extra = extra.astype(np.float16)  # the sums are of the values rounded to sum_dtype
+    for k in range(2):
+        want = np.bincount(out.ravel(), weights=extra[k].ravel().astype(np.float64), minlength=n + 1)
+        np.testing.assert_array_equal(st.sums[1:, k], want[1:])
+    types, mean = types_from_sums(st.area, st.sums, threshold=0.5)
+    want_types, want_mean = assign_types(out, {"a": extra[0], "b": extra[1]}, threshold=0.5)
+    np.testing.assert_array_equal(types, want_types)
+    np.testing.assert_array_equal(mean[1:], want_mean[1:])
+    with pytest.raises(ValueError, match="sums must have shape"):
+        InstanceStitcher(np.zeros((4, 4), np.int32), strip=2, margin=1, n_sums=1).push(0, prob[:4, :4], dist[:4, :4])
+
+
 def test_object_straddling_strip_and_tile_borders_is_one_instance(gt_distance):
     h, w = 200, 160
     yy, xx = np.mgrid[:h, :w]

@@ -10,7 +10,7 @@ Writers: QuPath GeoJSON (``write_geojson``, ``GeoJSONWriter``, ``read_geojson``,
 from ._geojson import OBJECT_TYPES, GeoJSONWriter, class_colour, write_geojson
 from ._geojson_read import geojson_to_labels, read_geojson
 from ._ometiff import read_ome_tiff, write_ome_tiff
-from ._polygons import fill_rings, trace_rings
+from ._polygons import Rings, fill_rings, trace_rings
 from ._read import SLIDE_SUFFIXES, Slide, open_slide, read_image, read_region
 from ._tables import atomic_path, read_parquet, to_anndata, write_parquet
 
@@ -18,6 +18,7 @@ __all__ = [
     "OBJECT_TYPES",
     "SLIDE_SUFFIXES",
     "GeoJSONWriter",
+    "Rings",
     "Slide",
     "atomic_path",
     "class_colour",

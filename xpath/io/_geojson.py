@@ -28,7 +28,7 @@ import pandas as pd
 
 from .._types import check_labels
 from ..ontology import load_vocabulary
-from ._polygons import trace_rings
+from ._polygons import Rings, trace_rings
 from ._tables import atomic_path
 
 __all__ = ["OBJECT_TYPES", "GeoJSONWriter", "class_colour", "write_geojson"]
@@ -244,6 +244,7 @@ class GeoJSONWriter:
         downsample: float = 1.0,
         colors: Mapping[str, tuple[int, int, int]] | None = None,
         decimals: int = 2,
+        rings: Rings | None = None,
     ) -> int:
         """Add one feature per object of a label image.
 
@@ -272,6 +273,9 @@ class GeoJSONWriter:
             Class name → ``(r, g, b)``; default :func:`class_colour`.
         decimals : int
             Decimals kept in coordinates (integers are written without a fraction).
+        rings : xpath.io.Rings, optional
+            ``trace_rings(labels)``, when one tracing serves several calls (e.g. the same nuclei
+            written under two classes, with different ``ids``): the outlines are not traced again.
 
         Returns
         -------
@@ -298,7 +302,9 @@ class GeoJSONWriter:
         names = _class_lookup(classes, table)
         keep = None if ids is None else np.unique(np.asarray(ids, np.int64))
 
-        polys = _polygons_of(labels, keep)
+        if rings is not None and not isinstance(rings, Rings):
+            raise TypeError(f"rings must be trace_rings(labels) (xpath.io.Rings), got {type(rings).__name__}")
+        polys = _polygons_of(labels, keep, rings)
         cells = _polygons_of(cell_labels, keep) if cell_labels is not None else None
         object_ids = polys["ids"]
         if cells is not None:
@@ -397,9 +403,9 @@ def _class_lookup(classes, table: pd.DataFrame | None):
     return lambda ids: series.reindex(ids).to_numpy(object)
 
 
-def _polygons_of(labels: np.ndarray | None, keep: np.ndarray | None) -> dict:
-    """Trace ``labels`` and arrange rings object → polygons (exterior first) → rings."""
-    rings = trace_rings(labels)
+def _polygons_of(labels: np.ndarray | None, keep: np.ndarray | None, rings: Rings | None = None) -> dict:
+    """Trace ``labels`` (unless its ``rings`` are given) and arrange rings object → polygons (exterior first) → rings."""
+    rings = trace_rings(labels) if rings is None else rings
     sel = np.ones(len(rings), bool) if keep is None else np.isin(rings.label, keep)
     lab, comp, ext = rings.label[sel], rings.component[sel], rings.exterior[sel]
     ring_idx = np.flatnonzero(sel)

@@ -23,6 +23,7 @@ def write_ome_tiff(
     mpp: float | None = None,
     tile: int = 256,
     compression: str = "zlib",
+    level: int | None = None,
     origin: tuple[int, int] = (0, 0),
 ) -> Path:
     """Write one or several label masks to a tiled, compressed OME-TIFF, atomically.
@@ -42,6 +43,10 @@ def write_ome_tiff(
         Tile side in pixels (a multiple of 16).
     compression : str
         tifffile codec: "zlib" (default, lossless), "zstd", "lzw" or "none".
+    level : int, optional
+        Compression level of the codec (zlib: 1 fastest … 9 smallest); default the codec's.
+        Whole-slide label maps are mostly zeros: level 1 writes them 3× faster than zlib's
+        default 6, in files 2–4× as large (the sample slide's three maps: 2.2 MB, 0.66 MB at 6).
     origin : (int, int)
         ``(x, y)`` of the mask's top-left in level-0 slide pixels, kept in the OME
         description (``Plane PositionX/Y`` in pixels).
@@ -85,6 +90,9 @@ def write_ome_tiff(
         shape = arr.shape
         checked.append(arr.view(np.uint8) if arr.dtype == np.bool_ else arr)
     dtype = np.result_type(*[a.dtype for a in checked])
+    if level is not None and (compression == "none" or not isinstance(level, int) or isinstance(level, bool)):
+        raise ValueError(f"level must be an int for a compression codec, got level={level!r} with "
+                         f"compression={compression!r}")
     if int(tile) % 16 or int(tile) <= 0:
         raise ValueError(f"tile must be a positive multiple of 16, got {tile}")
     tile = int(tile)
@@ -114,7 +122,7 @@ def write_ome_tiff(
         tifffile.imwrite(
             tmp, tiles(), shape=full_shape, dtype=dtype, tile=(tile, tile), ome=True,
             photometric="minisblack", compression=None if compression == "none" else compression,
-            metadata=metadata, bigtiff=h * w * len(checked) * np.dtype(dtype).itemsize > 2**31,
+            compressionargs=None if level is None else {"level": level}, metadata=metadata, bigtiff=h * w * len(checked) * np.dtype(dtype).itemsize > 2**31,
         )
     return path
 

@@ -186,9 +186,12 @@ def trace_rings(labels: np.ndarray) -> Rings:
     labels = check_labels(labels)
     n_edges = _count_edges(labels)
     ring_label, ring_pixel, offsets, xy = _trace(labels, n_edges, _DR, _DC)
-    comp = connected(labels, connectivity=1, background=0)
-    component = comp[ring_pixel[:, 0], ring_pixel[:, 1]].astype(np.int64) if len(ring_label) else np.zeros(0, np.int64)
     area = _signed_areas(offsets, xy)
+    if (area > 0).all():  # no holes (most nuclei): each ring bounds a component of its own, no labelling pass
+        component = np.arange(1, len(ring_label) + 1, dtype=np.int64)
+    else:
+        comp = connected(labels, connectivity=1, background=0)
+        component = comp[ring_pixel[:, 0], ring_pixel[:, 1]].astype(np.int64)
     return Rings(ring_label, component, area > 0, offsets, xy)
 
 

@@ -8,8 +8,11 @@ seams are encoded twice, and batches run across the whole panel. Tiles are read 
 background thread while the model computes (:class:`SlideSource`). The blended maps
 stream into memory-mapped label maps and the block-wise watershed of
 :class:`~xpath.segmentation.inference.stitching.InstanceStitcher` labels every object once, whole (ids
-``1..N`` per prompt). A second pass over windows of the finished label maps measures and
-writes each object once (the window whose core holds its centroid).
+``1..N`` per prompt). Nucleus-type prompts have no watershed of their own: they split the
+all-nuclei map (a hidden all-nuclei prompt's when "nuclei" is not asked), each nucleus to
+the type its pixels vote for, ids kept, as ``predict()`` on the whole image does. A second
+pass over windows of the finished label maps measures and writes each object once (the
+window whose core holds its centroid); a nucleus and its type are traced and measured once.
 
 Pixels are registered exactly: work pixel ``(r, c)`` covers level-0 pixels
 ``[c·d, (c+1)·d) × [r·d, (r+1)·d)`` (``d`` = level-0 pixels per work pixel) wherever it is
@@ -23,7 +26,7 @@ import math
 import numpy as np
 
 from ..segmentation.inference.stitching import core_ids
-from ..segmentation.inference.tiling import tile_cores, tile_starts
+from ..segmentation.inference.tiling import prefetch, tile_cores, tile_starts
 
 __all__ = ["SlideSource", "tissue_tiles"]
 
@@ -143,48 +146,82 @@ def run_model(src, prompts, predictor, outputs, *, tissue, t_down: float, measur
     presence = predictor.predict_source(source, prompts, out=stores, keep=keep, threshold=threshold,
                                         min_area_um2=min_area_um2, on_unsupported=on_unsupported)
     inst = {p: stores[p] for p in prompts if p in instance}
-    n_objects = write_objects(source, inst, outputs, measure=measure, window=window, margin=predictor.margin)
+    shared = {t: r for t, r in predictor.nucleus_type_prompts(prompts, on_unsupported=on_unsupported).items() if r}
+    n_objects = write_objects(source, inst, outputs, measure=measure, window=window, margin=predictor.margin,
+                              nuclei_of=shared)
     rows = [{"x": int(x), "y": int(y), "tissue_fraction": float(frac[i, j]), "processed": bool(needed[i, j]),
              "seconds": float("nan")} for i, y in enumerate(ys) for j, x in enumerate(xs)]
     return rows, presence, n_objects
 
 
-def write_objects(source: SlideSource, stores: dict, outputs, *, measure, window: int, margin: int) -> dict:
+def write_objects(source: SlideSource, stores: dict, outputs, *, measure, window: int, margin: int,
+                  nuclei_of: dict | None = None) -> dict:
     """Measure and write every object of the label ``stores`` once, window by window; objects per prompt.
 
     Windows of ``window`` px overlap by ``2 · margin``; a window owns the objects whose
     centroid lies in its core and that do not touch its inner edges (objects up to
-    ``margin`` px across are therefore whole in the window that owns them).
+    ``margin`` px across are therefore whole in the window that owns them). ``nuclei_of``:
+    type prompt → the prompt whose map its objects are objects of (same ids, same pixels: a
+    nucleus type's nuclei, :meth:`~xpath.segmentation.TextPromptPredictor.nucleus_type_prompts`);
+    those objects are traced and measured once, with that map, and written under both prompts.
+    ``measure`` must therefore give each object's row (``id`` column) from its own pixels, as
+    :func:`~xpath.biomarkers.cell_table` does.
     """
+    from ..io import trace_rings
+
+    nuclei_of = {t: r for t, r in (nuclei_of or {}).items() if t in stores and r in stores and r not in nuclei_of}
     H, W = source.shape[:2]
     window = max(int(window), 4 * margin + 1)
     wy, wx = tile_starts(H, window, 2 * margin), tile_starts(W, window, 2 * margin)
     (ay, by), (ax, bx) = tile_cores(wy, window, H), tile_cores(wx, window, W)
     n_objects = {p: 0 for p in stores}
     ds, mpp = source.downsample, source.mpp
-    for i, y in enumerate(wy):
-        for j, x in enumerate(wx):
-            y, x = int(y), int(x)
+    own_maps = [s for p, s in stores.items() if p not in nuclei_of]  # a type's objects are in its nuclei map
+    jobs = [(i, j, int(y), int(x)) for i, y in enumerate(wy) for j, x in enumerate(wx)
+            if any(np.asarray(s[y: y + window, x: x + window]).any() for s in own_maps)]
+    # the pixels to measure on are read a window ahead, in a thread, while this one is measured
+    images = prefetch(lambda job: source.read(job[2], job[3], min(window, H - job[2]), min(window, W - job[3])),
+                        jobs if outputs.cells is not None else [], 1)
+    try:
+        for i, j, y, x in jobs:
             labs = {p: np.asarray(s[y: y + window, x: x + window]) for p, s in stores.items()}
-            if not any(lab.any() for lab in labs.values()):
-                continue
-            image = None
+            image = next(images) if outputs.cells is not None else None
+            done: dict[str, dict] = {}  # per prompt: owned ids, their label map, outlines, rows
             for p, lab in labs.items():
-                own = _owned(lab, (ay[i] - y, by[i] - y, ax[j] - x, bx[j] - x), inner=(y > 0, x > 0, y + window < H,
-                                                                                    x + window < W))
+                if p in nuclei_of:
+                    continue
+                own = _owned(lab, (ay[i] - y, by[i] - y, ax[j] - x, bx[j] - x),
+                             inner=(y > 0, x > 0, y + window < H, x + window < W))
                 if not len(own):
                     continue
                 is_own = np.zeros(int(lab.max()) + 1, bool)
                 is_own[own] = True
-                part = np.where(is_own[lab], lab, 0)
-                n_objects[p] += len(own)
+                done[p] = {"own": own, "part": np.where(is_own[lab], lab, 0), "rings": None, "table": None}
                 if outputs.writer is not None:
-                    outputs.writer.add_labels(part, ids=own, classes=p, origin=(x * ds, y * ds), downsample=ds)
+                    done[p]["rings"] = trace_rings(done[p]["part"])
                 if outputs.cells is not None:
-                    if image is None:
-                        image = source.read(y, x, lab.shape[0], lab.shape[1])
-                    table = measure(part, image, mpp=mpp, ids=own)
+                    done[p]["table"] = measure(done[p]["part"], image, mpp=mpp, ids=own)
+            for p, r in nuclei_of.items():  # a type's objects: the nuclei map's owned nuclei that it holds
+                if r in done:
+                    present = np.zeros(max(int(labs[p].max()), int(done[r]["own"].max())) + 1, bool)
+                    present[labs[p].ravel()] = True
+                    own = done[r]["own"][present[done[r]["own"]]]
+                    if len(own):
+                        done[p] = dict(done[r], own=own)
+            for p in labs:  # written in the prompts' order
+                if p not in done:
+                    continue
+                d = done[p]
+                n_objects[p] += len(d["own"])
+                if outputs.writer is not None:
+                    outputs.writer.add_labels(d["part"], ids=d["own"], classes=p, origin=(x * ds, y * ds),
+                                              downsample=ds, rings=d["rings"])
+                if outputs.cells is not None:
+                    table = d["table"] if p not in nuclei_of else d["table"][np.isin(d["table"]["id"].to_numpy(),
+                                                                                      d["own"])]
                     outputs.cells.append(to_slide_frame(table, p, x, y, mpp, ds))
+    finally:
+        images.close()
     return n_objects
 
 

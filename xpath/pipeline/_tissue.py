@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -12,6 +13,20 @@ from scipy import ndimage
 from .._types import check_image
 
 __all__ = ["image_summary", "tissue_mask"]
+
+
+@functools.cache
+def _saturation_lut() -> np.ndarray:
+    """``(256, 256)`` float32 HSV saturation by (max, min) of a pixel's uint8 channels: the values of
+    :func:`skimage.color.rgb2hsv` (same float64 arithmetic), without its hue pass over the image."""
+    from skimage.util import img_as_float
+
+    v = img_as_float(np.arange(256, dtype=np.uint8))
+    delta = v[:, None] - v[None, :]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sat = delta / v[:, None]
+    sat[delta <= 0.0] = 0.0  # max == min (and the unused min > max)
+    return sat.astype(np.float32)
 
 
 def tissue_mask(
@@ -51,15 +66,15 @@ def tissue_mask(
     >>> bool(mask[32, 32]), bool(mask[4, 4]), bool(0.9 < mask.sum() / 32**2 < 1.2)
     (True, False, True)
     """
-    from skimage.color import rgb2hsv
     from skimage.filters import threshold_otsu
 
     image = check_image(image)
     if not 0.0 <= min_fraction < 1.0:
         raise ValueError(f"min_fraction must be in [0, 1), got {min_fraction}")
-    sat = rgb2hsv(image)[..., 1].astype(np.float32)
+    hi, lo = image.max(axis=2), image.min(axis=2)
+    sat = _saturation_lut()[hi, lo]
     # Nearly black pixels (pen marks, slide edges) have unstable saturation: not tissue.
-    sat[image.max(axis=2) < 30] = 0.0
+    sat[hi < 30] = 0.0
     if smooth_px > 0:
         sat = ndimage.gaussian_filter(sat, smooth_px)
     if threshold is None:

@@ -12,6 +12,8 @@ One idea per module, in the order a prediction uses them:
 - :mod:`~.objects` — objects prompted by boxes and points (``TextPromptPredictor.predict_objects``):
   the window that holds each prompt and the rule that keeps its object;
 - :mod:`~.postprocess` — instance label maps from the probability and distance maps (watershed);
+- :mod:`~.nucleus_types` — one nucleus, one type: type prompts split the all-nuclei map by a
+  per-nucleus vote (on whole images and, summed while stitching, on slides);
 - :mod:`~.result` — ``Segmentation``, the result type, and its per-prompt class table.
 
 Users import the public names from :mod:`xpath.segmentation`. Importing this package

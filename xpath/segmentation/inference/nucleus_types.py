@@ -16,23 +16,48 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["GENERIC_NUCLEI_PROMPT", "assign_types", "label_object", "split_by_type", "type_masks", "type_prompt_indices",
-           "type_table"]
+__all__ = ["GENERIC_NUCLEI_PROMPT", "assign_types", "label_object", "plan_types", "split_into", "type_masks",
+           "type_prompt_indices", "type_table", "types_from_sums"]
 
 #: The all-nuclei prompt decoded (hidden) for its instance map when only type prompts are asked for.
 GENERIC_NUCLEI_PROMPT = "nuclei-level nucleus in unspecified pathology"
 
 
-def _mean_per_instance(instances: np.ndarray, prob: np.ndarray, n: int) -> np.ndarray:
-    flat = instances.ravel()
-    area = np.bincount(flat, minlength=n + 1).astype(np.float64)
-    total = np.bincount(flat, weights=prob.ravel().astype(np.float64), minlength=n + 1)
-    return total / np.maximum(area, 1.0)
+def types_from_sums(area: np.ndarray, sums: np.ndarray, *, threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """The vote itself: each instance's type from its pixel count and per-type probability sums.
+
+    Parameters
+    ----------
+    area : numpy.ndarray
+        ``(N + 1,)`` pixels of instance ``i`` (``area[0]``: the background, ignored).
+    sums : numpy.ndarray
+        ``(N + 1, T)`` sum of each type's probability over those pixels.
+    threshold : float
+        A nucleus whose best mean probability is below this is left untyped.
+
+    Returns
+    -------
+    types, mean
+        As :func:`assign_types`.
+    """
+    mean = np.asarray(sums, np.float64) / np.maximum(np.asarray(area, np.float64), 1.0)[:, None]
+    types = np.full(len(mean), -1, np.int64)
+    if mean.shape[1]:
+        best = mean.argmax(1)
+        ok = mean[np.arange(len(mean)), best] >= threshold
+        types[ok] = best[ok]
+    if len(types):
+        types[0] = -1
+    return types, mean
 
 
 def assign_types(instances: np.ndarray, probabilities: Mapping[str, np.ndarray], *,
                  threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
     """The type of every instance of a shared nuclei map.
+
+    The whole-image form of the vote; tiled images and slides sum the same probabilities per
+    nucleus while its rows are in memory (:class:`~xpath.segmentation.inference.stitching.InstanceStitcher`
+    with ``n_sums``) and call :func:`types_from_sums`.
 
     Parameters
     ----------
@@ -60,26 +85,31 @@ def assign_types(instances: np.ndarray, probabilities: Mapping[str, np.ndarray],
     [-1, 0, -1]
     """
     n = int(instances.max()) if instances.size else 0
-    names = list(probabilities)
-    mean = np.zeros((n + 1, len(names)))
-    for j, name in enumerate(names):
-        prob = np.asarray(probabilities[name])
+    flat = instances.ravel()
+    area = np.bincount(flat, minlength=n + 1)
+    sums = np.zeros((n + 1, len(probabilities)))
+    for j, (name, prob) in enumerate(probabilities.items()):
+        prob = np.asarray(prob)
         if prob.shape != instances.shape:
             raise ValueError(f"probabilities[{name!r}] has shape {prob.shape}, the instances {instances.shape}")
-        mean[:, j] = _mean_per_instance(instances, prob, n)
-    types = np.full(n + 1, -1, np.int64)
-    if names:
-        best = mean.argmax(1)
-        ok = mean[np.arange(n + 1), best] >= threshold
-        types[ok] = best[ok]
-    types[0] = -1
-    return types, mean
+        sums[:, j] = np.bincount(flat, weights=prob.ravel().astype(np.float64), minlength=n + 1)
+    return types_from_sums(area, sums, threshold=threshold)
 
 
 def type_masks(instances: np.ndarray, types: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
     """Each type's instance map: the shared map's instances of that type (ids kept), others 0."""
     lookup = types[instances]
     return {name: np.where(lookup == j, instances, 0).astype(np.int32) for j, name in enumerate(names)}
+
+
+def split_into(shared: np.ndarray, outs: Sequence[np.ndarray], types: np.ndarray, *, rows: int = 512) -> None:
+    """:func:`type_masks` into arrays you give, a band of ``rows`` at a time (memory-mapped slides):
+    ``outs[j]`` gets the instances of ``shared`` of type ``j``, ids kept. ``shared`` may be one of ``outs``."""
+    for y in range(0, shared.shape[0], rows):
+        band = np.array(shared[y: y + rows])
+        lookup = types[band]
+        for j, out in enumerate(outs):
+            out[y: y + rows] = np.where(lookup == j, band, 0)
 
 
 def type_table(types: np.ndarray, mean: np.ndarray, names: list[str]) -> pd.DataFrame:
@@ -114,13 +144,25 @@ def type_prompt_indices(plans: Sequence, inst_idx: Sequence[int]) -> list[int]:
     return out
 
 
-def split_by_type(shared: np.ndarray, names: list[str], semantic: dict, instances: dict, probabilities: dict, *,
-                  threshold: float) -> pd.DataFrame:
-    """Give each type prompt (``names``) its nuclei of the ``shared`` instance map, in place: ``instances[name]``
-    and ``semantic[name]`` become that type's instances (disjoint across names), from ``probabilities[name]``.
-    Returns :func:`type_table`."""
-    types, mean = assign_types(shared, {n: probabilities[n] for n in names}, threshold=threshold)
-    for name, labels in type_masks(shared, types, names).items():
-        instances[name] = labels
-        semantic[name] = labels > 0
-    return type_table(types, mean, names)
+def plan_types(plans: Sequence, inst_idx: Sequence[int], model, *,
+               spatial: bool = False) -> tuple[list[int], list, list[int], int | None]:
+    """How a predictor's plans split nuclei by type: ``(typed, plans, inst_idx, shared)``.
+
+    ``typed``: the indices of the nucleus-type prompts (none with boxes or points, ``spatial``);
+    ``plans`` and ``inst_idx`` to decode, with a hidden all-nuclei prompt (:data:`GENERIC_NUCLEI_PROMPT`)
+    appended when there are type prompts and none of the prompts is the all-nuclei one; ``shared``:
+    the index of the all-nuclei prompt whose instance map the types split (``None`` without types).
+    """
+    from ...ontology import GENERIC_OBJECT
+    from ..support import plan_prompts
+
+    typed = [] if spatial else type_prompt_indices(plans, inst_idx)
+    plans, inst_idx = list(plans), list(inst_idx)
+    if not typed:
+        return typed, plans, inst_idx, None
+    shared = next((k for k in inst_idx if k not in typed and plans[k].text is not None
+                   and label_object(plans[k].label) == GENERIC_OBJECT), None)
+    if shared is not None:
+        return typed, plans, inst_idx, shared
+    (hidden,) = plan_prompts([GENERIC_NUCLEI_PROMPT], model, on_unsupported="nearest")
+    return typed, [*plans, hidden], [*inst_idx, len(plans)], len(plans)

@@ -38,14 +38,13 @@ import pandas as pd
 
 from ..._types import check_boxes, check_image, check_mpp
 from ..prompts import check_prompts
-from ...ontology import GENERIC_OBJECT
 from ..support import PromptPlan, model_vocabulary, plan_prompts
-from .nucleus_types import GENERIC_NUCLEI_PROMPT, label_object, split_by_type, type_prompt_indices
+from .nucleus_types import plan_types, split_into, type_table, types_from_sums
 from .objects import ObjectPrediction, check_object_prompts, decode_objects, paste_objects
-from .result import Segmentation, classes_table
+from .result import Segmentation, classes_table, count_ids
 from .stain import macenko_normalize
 from .stitching import InstanceStitcher
-from .tiling import Band, extract_tile, predict_tiled, tile_batches, tile_starts
+from .tiling import Band, extract_tile, nearest_index, predict_tiled, resize_uint8, tile_batches, tile_starts
 
 __all__ = ["TextPromptPredictor", "check_threshold"]
 
@@ -53,21 +52,6 @@ logger = logging.getLogger(__name__)
 
 _MPP_TOLERANCE = 0.02  # relative mpp difference below which the image is not resized
 _PROMPT_CHUNK = 16  # prompts decoded per call (bounds the (B, P, t, t) output tensors)
-
-
-def _resize_uint8(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize an RGB uint8 image to ``size`` ``(H, W)`` (area filter when shrinking, bilinear else)."""
-    from PIL import Image as PILImage
-
-    h, w = size
-    down = h < image.shape[0]
-    resample = PILImage.Resampling.BOX if down else PILImage.Resampling.BILINEAR
-    return np.asarray(PILImage.fromarray(image).resize((w, h), resample=resample))
-
-
-def _nearest_index(n_out: int, n_in: int) -> np.ndarray:
-    """Row (or column) indices that map an output grid of ``n_out`` onto an input of ``n_in`` (nearest)."""
-    return np.minimum(((np.arange(n_out) + 0.5) * (n_in / n_out)).astype(np.int64), n_in - 1)
 
 
 class TextPromptPredictor:
@@ -201,7 +185,7 @@ class TextPromptPredictor:
             size = (max(1, round(img.shape[0] * scale)), max(1, round(img.shape[1] * scale)))
             logger.info("resizing image %s at %.3g µm/px to %s at the model's %.3g µm/px",
                         img.shape[:2], mpp, size, self.model_mpp)
-            work = _resize_uint8(img, size)
+            work = resize_uint8(img, size)
         if self.stain_normalization == "macenko":
             work = macenko_normalize(work)
         self._image, self._work, self._mpp = img, work, mpp
@@ -327,25 +311,16 @@ class TextPromptPredictor:
         check_threshold(threshold)
         boxes, points = self._spatial(boxes, points, len(prompts))
         plans, inst_idx = self._plan(prompts, instances, on_unsupported)
-        typed = [] if boxes is not None or points is not None else type_prompt_indices(plans, inst_idx)
-        run_plans, run_inst, generic = self._with_generic_nuclei(plans, inst_idx, typed)
+        typed, run_plans, run_inst, generic = plan_types(plans, inst_idx, self.model,
+                                                         spatial=boxes is not None or points is not None)
         hw, ww = self._work.shape[:2]
-        keys = [plan.prompt for plan in run_plans]
+        keys = [plan.prompt for plan in plans]  # outputs of the prompts asked (a hidden all-nuclei one has none)
         semantic = {p: np.zeros((hw, ww), bool) for p in keys}
-        wanted = keys[: len(prompts)] if return_probabilities else [plans[k].prompt for k in typed]
-        probs = {p: np.zeros((hw, ww), np.float16) for p in dict.fromkeys(wanted + [plans[k].prompt for k in typed])}
-        inst_out = {keys[i]: np.zeros((hw, ww), np.int32) for i in run_inst}
-        presence = self._run_tiles(self._work, run_plans, run_inst, semantic, inst_out, probs, boxes=boxes,
-                                   points=points, threshold=threshold, marker_threshold=marker_threshold,
-                                   min_area_um2=min_area_um2)  # typed prompts (a hidden one among them) have no boxes
-        types = None
-        if typed:
-            types = split_by_type(inst_out[keys[generic]], [plans[k].prompt for k in typed], semantic, inst_out, probs,
-                                  threshold=threshold)
-            for key in keys[len(prompts):]:  # the hidden all-nuclei prompt
-                semantic.pop(key), inst_out.pop(key), probs.pop(key, None)
-            if not return_probabilities:
-                probs.clear()
+        probs = {p: np.zeros((hw, ww), np.float16) for p in keys} if return_probabilities else {}
+        inst_out = {keys[i]: np.zeros((hw, ww), np.int32) for i in inst_idx}
+        presence, types = self._run_tiles(self._work, run_plans, run_inst, semantic, inst_out, probs, boxes=boxes,
+                                          points=points, typed=typed, shared=generic, threshold=threshold,
+                                          marker_threshold=marker_threshold, min_area_um2=min_area_um2)
         presence = presence[: len(prompts)]
         if presence_threshold is not None:
             for k, p in enumerate(prompts):
@@ -354,19 +329,6 @@ class TextPromptPredictor:
                     if p in inst_out:
                         inst_out[p][:] = 0
         return self._result(plans, semantic, inst_out, probs, presence, threshold, nucleus_types=types)
-
-    def _with_generic_nuclei(self, plans: list[PromptPlan], inst_idx: list[int],
-                             typed: list[int]) -> tuple[list[PromptPlan], list[int], int | None]:
-        """The plans to decode and their instance prompts: with a hidden all-nuclei prompt appended when
-        nucleus-type prompts must share one map and none of the prompts is the all-nuclei one; and its index."""
-        if not typed:
-            return plans, inst_idx, None
-        generic = next((k for k in inst_idx if k not in typed and plans[k].text is not None
-                        and label_object(plans[k].label) == GENERIC_OBJECT), None)
-        if generic is not None:
-            return plans, inst_idx, generic
-        (hidden,) = plan_prompts([GENERIC_NUCLEI_PROMPT], self.model, on_unsupported="nearest")
-        return [*plans, hidden], [*inst_idx, len(plans)], len(plans)
 
     def predict_objects(self, boxes: Any = None, points: Any = None, point_labels: Any = None,
                         prompt: str | None = None, *, threshold: float = 0.5) -> ObjectPrediction:
@@ -419,6 +381,18 @@ class TextPromptPredictor:
         prompts = check_prompts(prompts)
         return [prompts[i] for i in self._plan(prompts, instances, on_unsupported)[1]]
 
+    def nucleus_type_prompts(self, prompts: Sequence[str] | str, instances: bool | str = "auto", *,
+                             on_unsupported: str = "raise") -> dict[str, str | None]:
+        """The nucleus-type prompts among ``prompts`` (without boxes or points), each with the prompt whose
+        instance map they split (:mod:`~xpath.segmentation.inference.nucleus_types`): the all-nuclei prompt
+        asked, or ``None`` when it is a hidden one. Their instances are nuclei of that map: same ids, same
+        pixels."""
+        prompts = check_prompts(prompts)
+        plans, inst_idx = self._plan(prompts, instances, on_unsupported)
+        typed, _, _, generic = plan_types(plans, inst_idx, self.model)
+        shared = prompts[generic] if generic is not None and generic < len(prompts) else None
+        return {prompts[k]: shared for k in typed}
+
     def predict_source(self, source: Any, prompts: Sequence[str] | str, *, out: dict, keep: Any = None,
                        threshold: float = 0.5, instances: bool | str = "auto", marker_threshold: float = 0.4,
                        min_area_um2: float = 10.0, read_ahead: int = 2,
@@ -431,10 +405,12 @@ class TextPromptPredictor:
 
         ``source``: ``shape`` ``(H, W, 3)`` and ``tiles(origins, tile) -> (B, tile, tile, 3)``
         uint8 (see :func:`~xpath.segmentation.inference.tiling.predict_tiled`). ``out``: per prompt an
-        ``(H, W)`` array of zeros (e.g. memory-mapped), ``int32`` ids 1..N for the
+        ``(H, W)`` array of zeros (e.g. memory-mapped), ``int32`` ids for the
         :meth:`instance_prompts`, a bool or uint8 mask for the others. The other options are
-        those of :meth:`predict`. Returns the calibrated presence per prompt: of the maximum over
-        the tiles run (0 when none ran); NaN for an unsupported prompt answered empty.
+        those of :meth:`predict`; nucleus-type prompts share one instance map as in :meth:`predict` (one
+        watershed for all of them; their arrays hold their nuclei, with the ids of that map). Returns the
+        calibrated presence per prompt: of the maximum over the tiles run (0 when none ran); NaN for an
+        unsupported prompt answered empty.
         """
         prompts = check_prompts(prompts)
         check_threshold(threshold)
@@ -445,11 +421,12 @@ class TextPromptPredictor:
             if arr is None or tuple(arr.shape) != shape or inst != (arr.dtype == np.int32):
                 raise ValueError(f"out[{p!r}] must be a {shape} {'int32' if inst else 'bool or uint8'} array, got "
                                  f"{None if arr is None else (tuple(arr.shape), str(arr.dtype))}")
+        typed, run_plans, run_inst, generic = plan_types(plans, inst_idx, self.model)
         semantic = {p: out[p] for p in prompts if out[p].dtype != np.int32}
         inst_out = {prompts[i]: out[prompts[i]] for i in inst_idx}
-        presence = self._run_tiles(source, plans, inst_idx, semantic, inst_out, {}, keep=keep,
-                                   read_ahead=read_ahead, threshold=threshold,
-                                   marker_threshold=marker_threshold, min_area_um2=min_area_um2)
+        presence, _ = self._run_tiles(source, run_plans, run_inst, semantic, inst_out, {}, keep=keep,
+                                      read_ahead=read_ahead, typed=typed, shared=generic, threshold=threshold,
+                                      marker_threshold=marker_threshold, min_area_um2=min_area_um2)
         return {p: float(presence[k]) for k, p in enumerate(prompts)}
 
     def _plan(self, prompts: list[str], instances: bool | str, on_unsupported: str) -> tuple[list, list[int]]:
@@ -463,55 +440,86 @@ class TextPromptPredictor:
         return plans, list(range(len(plans))) if instances else []
 
     def _run_tiles(self, image, plans: list[PromptPlan], inst_idx: list[int], semantic, inst_out, probs, *,
-                   boxes=None, points=None, keep=None, read_ahead=0, threshold, marker_threshold,
-                   min_area_um2) -> np.ndarray:
+                   boxes=None, points=None, keep=None, read_ahead=0, typed=(), shared=None, threshold,
+                   marker_threshold, min_area_um2) -> tuple[np.ndarray, pd.DataFrame | None]:
         """Decode the planned prompts over the tiles of ``image`` into ``semantic`` / ``probs`` / ``inst_out``.
 
-        Returns the calibrated presence ``(P,)``; NaN for prompts that are not decoded (unsupported,
-        answered empty), whose outputs stay zero.
+        ``typed``: plan indices of nucleus-type prompts, which split the instances of the plan ``shared``
+        (:mod:`~xpath.segmentation.inference.nucleus_types`); the outputs are keyed by prompt and exist only
+        for the prompts asked (not for a hidden all-nuclei plan). Returns the calibrated presence ``(P,)``
+        (NaN for prompts that are not decoded (unsupported, answered empty), whose outputs stay zero) and the
+        :func:`~xpath.segmentation.inference.nucleus_types.type_table` (``None`` without type prompts).
         """
         decoded = [k for k, p in enumerate(plans) if p.text is not None]
+        local = {k: j for j, k in enumerate(decoded)}
         presence = np.full(len(plans), np.nan)
+        types = None
         if decoded:
-            presence[decoded] = self._blend(
+            presence[decoded], types = self._blend(
                 image, [plans[k].prompt for k in decoded], [plans[k].text for k in decoded],
-                [j for j, k in enumerate(decoded) if k in set(inst_idx)], semantic, inst_out, probs,
+                [local[k] for k in inst_idx if k in local], semantic, inst_out, probs,
+                typed=[local[k] for k in typed], shared=None if shared is None else local[shared],
                 boxes=None if boxes is None else boxes[decoded], points=None if points is None else points[decoded],
                 keep=keep, read_ahead=read_ahead, threshold=threshold, marker_threshold=marker_threshold,
                 min_area_um2=min_area_um2)
         record = model_vocabulary(self.model)
         if record is not None:
             presence = np.array([record.calibrate(float(v), p.structure) for v, p in zip(presence, plans)])
-        return presence
+        return presence, types
 
-    def _blend(self, image, prompts, texts, inst_idx, semantic, inst_out, probs, *, boxes, points, keep, read_ahead,
-               threshold, marker_threshold, min_area_um2) -> np.ndarray:
-        """Blend the tiles' maps of ``texts`` into the outputs keyed by ``prompts``; raw presence (P,)."""
-        n_p, n_i = len(prompts), len(inst_idx)
-        stitchers = [InstanceStitcher(inst_out[prompts[i]], strip=max(self.tile, 2 * self.margin), margin=self.margin,
-                                      threshold=threshold, marker_threshold=marker_threshold,
-                                      min_area_um2=min_area_um2, mpp=self.model_mpp) for i in inst_idx]
+    def _blend(self, image, prompts, texts, inst_idx, semantic, inst_out, probs, *, typed, shared, boxes, points,
+               keep, read_ahead, threshold, marker_threshold, min_area_um2) -> tuple[np.ndarray, pd.DataFrame | None]:
+        """Blend the tiles' maps of ``texts`` into the outputs keyed by ``prompts``; raw presence (P,) and the
+        type table.
+
+        Every instance prompt but the nucleus types ``typed`` gets its own watershed; the types get none: the
+        stitcher of ``shared`` sums their probabilities over each of its nuclei (rounded to float16, the
+        precision of the probability maps predict() returns) and each nucleus goes to the type it votes for,
+        ids kept.
+        """
+        n_p = len(prompts)
+        stitched = [i for i in inst_idx if i not in set(typed)]  # prompts with a watershed (distance channel)
+        into = {i: inst_out[prompts[i]] for i in stitched if prompts[i] in inst_out}
+        if typed and shared not in into:  # a hidden all-nuclei prompt: its map is built in the first type's
+            into[shared] = inst_out[prompts[typed[0]]]
+        stitchers = {i: InstanceStitcher(into[i], strip=max(self.tile, 2 * self.margin), margin=self.margin,
+                                         n_sums=len(typed) if i == shared else 0, sum_dtype=np.float16,
+                                         threshold=threshold,
+                                         marker_threshold=marker_threshold, min_area_um2=min_area_um2,
+                                         mpp=self.model_mpp) for i in stitched if i in into}
+        channel = {i: n_p + j for j, i in enumerate(stitched)}  # prompt -> its distance channel
+        derived = {prompts[i] for i in typed}  # masks set from the split, not from the blend
 
         def on_band(band: Band) -> None:
             rows, cols = slice(band.y, band.y + band.data.shape[1]), slice(*band.core)
             core = band.core_data()
             for k, p in enumerate(prompts):
-                if p in semantic:
+                if p in semantic and p not in derived:
                     semantic[p][rows, cols] = core[k] > threshold
                 if p in probs:
                     probs[p][rows, cols] = core[k]
-            for j, st in enumerate(stitchers):
-                st.push(band.y, band.data[inst_idx[j]], band.data[n_p + j], x=band.x, core=band.core)
+            for i, st in stitchers.items():
+                sums = band.data[typed] if i == shared else None
+                st.push(band.y, band.data[i], band.data[channel[i]], x=band.x, core=band.core, sums=sums)
 
-        fn = functools.partial(self._decode_tiles, prompts=texts, inst_idx=inst_idx, boxes=boxes, points=points,
+        fn = functools.partial(self._decode_tiles, prompts=texts, inst_idx=stitched, boxes=boxes, points=points,
                                cached=image is self._work)  # features cached by set_image are of _work only
-        presence = predict_tiled(image, fn, tile=self.tile, overlap=self.overlap, n_maps=n_p + n_i,
+        presence = predict_tiled(image, fn, tile=self.tile, overlap=self.overlap, n_maps=n_p + len(stitched),
                                  on_band=on_band, batch_size=self.batch_size, panel_width=self.panel_width,
                                  halo=self.margin, keep=keep, read_ahead=read_ahead, progress=self.progress,
                                  desc="segment")
-        for st in stitchers:
+        for st in stitchers.values():
             st.finish()
-        return np.zeros(n_p) if presence is None else np.asarray(presence, np.float64)
+        table = None
+        if typed:
+            names = [prompts[i] for i in typed]
+            types, mean = types_from_sums(stitchers[shared].area, stitchers[shared].sums, threshold=threshold)
+            split_into(into[shared], [inst_out[p] for p in names], types)
+            for p in names:
+                if p in semantic:
+                    semantic[p][:] = inst_out[p] > 0
+            table = type_table(types, mean, names)
+        return np.zeros(n_p) if presence is None else np.asarray(presence, np.float64), table
 
     def _decode_tiles(self, tiles: np.ndarray, origins: Sequence[tuple[int, int]], *, prompts: list[str],
                       inst_idx: list[int], boxes: np.ndarray | None, points: np.ndarray | None, cached: bool = True):
@@ -555,8 +563,8 @@ class TextPromptPredictor:
                 nucleus_types: pd.DataFrame | None = None) -> Segmentation:
         h, w = self._image.shape[:2]
         if self._work.shape[:2] != (h, w):  # back to the input resolution (nearest neighbour)
-            ri = _nearest_index(h, self._work.shape[0])[:, None]
-            ci = _nearest_index(w, self._work.shape[1])[None, :]
+            ri = nearest_index(h, self._work.shape[0])[:, None]
+            ci = nearest_index(w, self._work.shape[1])[None, :]
             semantic = {p: m[ri, ci] for p, m in semantic.items()}
             inst_out = {p: m[ri, ci] for p, m in inst_out.items()}
             probs = {p: m[ri, ci] for p, m in probs.items()}
@@ -565,7 +573,7 @@ class TextPromptPredictor:
         for k, plan in enumerate(plans):
             p = plan.prompt
             pres[p] = float(presence[k])
-            n_inst = _count_ids(inst_out[p]) if p in inst_out else None
+            n_inst = count_ids(inst_out[p]) if p in inst_out else None
             rows.append({"prompt": p, "label": plan.label, "structure": plan.structure, "status": plan.status,
                          "presence": pres[p], "n_instances": pd.NA if n_inst is None else n_inst,
                          "area_fraction": float(semantic[p].mean())})
@@ -582,12 +590,3 @@ def check_threshold(threshold: float) -> None:
     """Raise unless the mask threshold is a probability strictly between 0 and 1."""
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"threshold must be in (0, 1), got {threshold}")
-
-
-def _count_ids(labels: np.ndarray, rows: int = 256) -> int:
-    """Number of distinct non-zero ids, a band of rows at a time (bincount would copy it all to int64)."""
-    seen = np.zeros(int(labels.max(initial=0)) + 1, bool)
-    for y in range(0, labels.shape[0], rows):
-        seen[labels[y: y + rows].ravel()] = True
-    return int(np.count_nonzero(seen[1:]))
-

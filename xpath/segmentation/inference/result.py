@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-__all__ = ["Segmentation", "classes_table"]
+__all__ = ["Segmentation", "classes_table", "count_ids"]
 
 _CLASS_COLUMNS = ("prompt", "label", "structure", "status", "presence", "n_instances", "area_fraction")
 
@@ -23,6 +23,14 @@ def classes_table(rows: list[dict]) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=list(_CLASS_COLUMNS))
     return frame.astype({"prompt": object, "label": object, "structure": object, "status": object, "presence": float,
                          "n_instances": "Int64", "area_fraction": float})
+
+
+def count_ids(labels: np.ndarray, rows: int = 256) -> int:
+    """Number of distinct non-zero ids, a band of rows at a time (bincount would copy it all to int64)."""
+    seen = np.zeros(int(labels.max(initial=0)) + 1, bool)
+    for y in range(0, labels.shape[0], rows):
+        seen[labels[y: y + rows].ravel()] = True
+    return int(np.count_nonzero(seen[1:]))
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,15 @@ class InstanceStitcher:
         (and panels need a ``halo`` of at least ``margin``).
     block : int, optional
         Columns of the core of each block (default: ``strip``).
+    n_sums : int
+        Channels of extra maps pushed with the rows (``sums=`` of :meth:`push`) whose values are
+        summed over the pixels each object is written on (:attr:`area`, :attr:`sums`): e.g. the
+        nucleus-type probabilities voted per nucleus (:mod:`~xpath.segmentation.inference.nucleus_types`),
+        computed while the object's rows are in memory, so no full-size copy of the maps is kept.
+    sum_dtype : numpy dtype, optional
+        Round the values to this dtype before summing (e.g. ``float16``, the precision in which
+        probability maps are returned, so the sums equal those over the returned maps); only the
+        pixels of objects are rounded. Default: the values as pushed.
     **kwargs
         Passed to :func:`~xpath.segmentation.inference.postprocess.instances_from_maps`
         (``threshold``, ``marker_threshold``, ``min_area_um2``, ``mpp``, ...).
@@ -57,7 +66,8 @@ class InstanceStitcher:
     1
     """
 
-    def __init__(self, out: np.ndarray, *, strip: int, margin: int, block: int | None = None, **kwargs) -> None:
+    def __init__(self, out: np.ndarray, *, strip: int, margin: int, block: int | None = None, n_sums: int = 0,
+                 sum_dtype=None, **kwargs) -> None:
         if out.ndim != 2 or out.dtype != np.int32:
             raise ValueError(f"out must be a (H, W) int32 array, got shape {out.shape} dtype {out.dtype}")
         block = strip if block is None else block
@@ -65,29 +75,42 @@ class InstanceStitcher:
             raise ValueError(f"strip and block must be >= 1 and margin >= 0, got strip={strip}, "
                              f"block={block}, margin={margin}")
         self.out, self.strip, self.margin, self.block = out, int(strip), int(margin), int(block)
-        self.kwargs = kwargs
+        if n_sums < 0:
+            raise ValueError(f"n_sums must be >= 0, got {n_sums}")
+        self.kwargs, self.n_sums = kwargs, int(n_sums)
+        self.sum_dtype = None if sum_dtype is None else np.dtype(sum_dtype)
         self.height, self.width = out.shape
         self.n_objects = 0
+        self._area: list[np.ndarray] = [np.zeros(1, np.int64)]  # per kept object, in id order (id 0 first)
+        self._sums: list[np.ndarray] = [np.zeros((1, self.n_sums))]
         self._start_panel(0, (0, self.width))
 
     def _start_panel(self, x: int, core: tuple[int, int]) -> None:
         self._x, self._panel_core = int(x), (int(core[0]), int(core[1]))
         self._y0 = 0
-        self._prob = self._dist = None
+        self._rows = None  # (2 + n_sums, capacity, width) float32: probability, distance, sums; rows reused
+        self._n = 0  # rows held, from image row _y0
         self._core = 0
 
     def _rows_have(self) -> int:
-        return self._y0 + (0 if self._prob is None else self._prob.shape[0])
+        return self._y0 + self._n
 
     def push(self, y: int, prob: np.ndarray, dist: np.ndarray, *, x: int = 0,
-             core: tuple[int, int] | None = None) -> None:
+             core: tuple[int, int] | None = None, sums: np.ndarray | None = None) -> None:
         """Append the rows ``[y, y + len(prob))`` of the probability and distance maps.
 
         ``x``: the image column of ``prob[:, 0]``; ``core``: the columns ``[a, b)`` this
         panel answers for (default: all columns given). A new ``(x, core)`` starts a new
-        panel, after the previous one got all its rows.
+        panel, after the previous one got all its rows. ``sums``: ``(n_sums, h, w)`` maps
+        to sum per object.
         """
         prob, dist = np.asarray(prob, np.float32), np.asarray(dist, np.float32)
+        if self.n_sums:
+            if sums is None or sums.shape != (self.n_sums, *prob.shape):
+                raise ValueError(f"sums must have shape {(self.n_sums, *prob.shape)}, got "
+                                 f"{None if sums is None else sums.shape}")
+        elif sums is not None:
+            raise ValueError("sums given to a stitcher made with n_sums=0")
         core = (x, x + prob.shape[1]) if core is None else core
         if (x, tuple(core)) != (self._x, self._panel_core):
             if self._rows_have() not in (0, self.height):
@@ -96,12 +119,29 @@ class InstanceStitcher:
             self._start_panel(x, core)
         if y != self._rows_have():
             raise ValueError(f"rows must arrive in order: expected y={self._rows_have()}, got {y}")
-        if self._prob is None:
-            self._prob, self._dist = prob.copy(), dist.copy()
-        else:
-            self._prob = np.concatenate([self._prob, prob], 0)
-            self._dist = np.concatenate([self._dist, dist], 0)
+        h, w = prob.shape
+        if self._rows is None or self._rows.shape[2] != w or self._n + h > self._rows.shape[1]:
+            grown = np.empty((2 + self.n_sums, max(self._n + h, 2 * self._n, self.strip + 2 * self.margin), w),
+                             np.float32)
+            if self._rows is not None and self._n:
+                grown[:, : self._n] = self._rows[:, : self._n]
+            self._rows = grown
+        self._rows[0, self._n: self._n + h] = prob
+        self._rows[1, self._n: self._n + h] = dist
+        if sums is not None:
+            self._rows[2:, self._n: self._n + h] = sums
+        self._n += h
         self._run()
+
+    @property
+    def area(self) -> np.ndarray:
+        """``(N + 1,)`` pixels each object was written on (index = id; 0 for the background)."""
+        return np.concatenate(self._area)
+
+    @property
+    def sums(self) -> np.ndarray:
+        """``(N + 1, n_sums)`` float64 sums of the ``sums`` maps over each object's pixels (row 0: zeros)."""
+        return np.concatenate(self._sums)
 
     def finish(self) -> np.ndarray:
         """Label the remaining strips (all rows must have been pushed); returns ``out``."""
@@ -113,7 +153,7 @@ class InstanceStitcher:
 
     def _run(self) -> None:
         have = self._rows_have()
-        width = self._prob.shape[1]
+        width = self._rows.shape[2]
         a, b = self._panel_core
         while self._core < self.height:
             c0, c1 = self._core, min(self._core + self.strip, self.height)
@@ -126,24 +166,46 @@ class InstanceStitcher:
                 b1 = min(b0 + self.block, b)
                 x0 = max(b0 - self.margin, self._x)
                 x1 = min(b1 + self.margin, self._x + width)
-                prob = self._prob[r0:r1, x0 - self._x: x1 - self._x]
+                window = self._rows[:, r0:r1, x0 - self._x: x1 - self._x]
+                prob = window[0]
                 if "foreground" not in self.kwargs and not (prob > self.kwargs.get("threshold", 0.5)).any():
                     continue  # no foreground (e.g. glass, tiles not run): no objects, skip the watershed
-                labels = instances_from_maps(prob, self._dist[r0:r1, x0 - self._x: x1 - self._x], **self.kwargs)
-                self._keep(labels, w0, x0, (c0, c1), (b0, b1))
+                labels = instances_from_maps(prob, window[1], **self.kwargs)
+                self._keep(labels, w0, x0, (c0, c1), (b0, b1), window[2:] if self.n_sums else None)
             self._core = c1
             drop = max(0, c1 - self.margin - self._y0)
             if drop:
-                self._prob, self._dist = self._prob[drop:].copy(), self._dist[drop:].copy()
+                rest = self._n - drop
+                self._rows[:, :rest] = self._rows[:, drop: self._n]  # overlapping move: numpy buffers it
+                self._n = rest
                 self._y0 += drop
 
-    def _keep(self, labels: np.ndarray, y0: int, x0: int, rows: tuple[int, int], cols: tuple[int, int]) -> None:
+    def _keep(self, labels: np.ndarray, y0: int, x0: int, rows: tuple[int, int], cols: tuple[int, int],
+              extra: np.ndarray | None = None) -> None:
         """Write the objects of ``labels`` (window at ``(y0, x0)``) whose centroid lies in the core."""
         ids = core_ids(labels, rows, cols, origin=(y0, x0))
         if len(ids):
             h, w = labels.shape
-            _, n_kept = merge_objects(self.out[y0: y0 + h, x0: x0 + w], labels, ids, first_id=self.n_objects + 1)
+            first = self.n_objects + 1
+            pasted, n_kept = merge_objects(self.out[y0: y0 + h, x0: x0 + w], labels, ids, first_id=first)
             self.n_objects += n_kept
+            if n_kept:
+                self._add_sums(pasted, first, n_kept, extra)
+
+    def _add_sums(self, pasted: np.ndarray, first: int, n_kept: int, extra: np.ndarray | None) -> None:
+        """Pixel counts and ``extra`` sums of the objects just written (ids ``first ..``), in row-major
+        pixel order (the order of a ``bincount`` over the whole finished map: the same float64 sums)."""
+        flat = pasted.ravel()
+        nz = np.flatnonzero(flat)
+        idx = flat[nz] - first
+        self._area.append(np.bincount(idx, minlength=n_kept))
+        sums = np.zeros((n_kept, self.n_sums))
+        for k in range(self.n_sums):
+            values = extra[k].ravel()[nz]
+            if self.sum_dtype is not None:
+                values = values.astype(self.sum_dtype)
+            sums[:, k] = np.bincount(idx, weights=values.astype(np.float64), minlength=n_kept)
+        self._sums.append(sums)
 
 
 def centroids(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

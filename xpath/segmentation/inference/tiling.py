@@ -32,8 +32,11 @@ __all__ = [
     "RowBlender",
     "axis_weights",
     "extract_tile",
+    "nearest_index",
     "plan_panels",
     "predict_tiled",
+    "prefetch",
+    "resize_uint8",
     "tile_batches",
     "tile_cores",
     "tile_starts",
@@ -112,6 +115,21 @@ def axis_weights(starts: np.ndarray, tile: int, length: int) -> list[np.ndarray]
                 w[n - ov:] *= _ramp(ov)[::-1][-n:]
         out.append(w)
     return out
+
+
+def resize_uint8(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize an RGB uint8 image to ``size`` ``(H, W)`` (area filter when shrinking, bilinear else)."""
+    from PIL import Image as PILImage
+
+    h, w = size
+    down = h < image.shape[0]
+    resample = PILImage.Resampling.BOX if down else PILImage.Resampling.BILINEAR
+    return np.asarray(PILImage.fromarray(image).resize((w, h), resample=resample))
+
+
+def nearest_index(n_out: int, n_in: int) -> np.ndarray:
+    """Row (or column) indices that map an output grid of ``n_out`` onto an input of ``n_in`` (nearest)."""
+    return np.minimum(((np.arange(n_out) + 0.5) * (n_in / n_out)).astype(np.int64), n_in - 1)
 
 
 def extract_tile(image: np.ndarray, y: int, x: int, tile: int) -> np.ndarray:
@@ -340,10 +358,11 @@ def _tiles_of(image, origins: Sequence[tuple[int, int]], tile: int) -> np.ndarra
     return np.stack([extract_tile(image, y, x, tile) for y, x in origins])
 
 
-def _read_ahead(read: Callable, jobs: list, depth: int):
+def prefetch(read: Callable, jobs: list, depth: int):
     """Yield ``read(job)`` per job in order, up to ``depth`` jobs ahead in a thread (0: in this one).
 
-    Slide decoding and resizing release the GIL, so reads overlap with the model's compute.
+    Slide decoding and resizing release the GIL, so reads overlap with the model's compute (or
+    with measuring the objects of the window before).
     """
     if depth <= 0:
         yield from map(read, jobs)
@@ -427,7 +446,7 @@ def predict_tiled(
     wx = dict(zip(xs.tolist(), axis_weights(xs, tile, width)))
     step = height if keep is None else tile  # with gaps, bands of at most one tile of rows
     jobs = [origins for _, batches in plan for origins in batches]
-    reads = _read_ahead(lambda origins: _tiles_of(image, origins, tile), jobs, read_ahead)
+    reads = prefetch(lambda origins: _tiles_of(image, origins, tile), jobs, read_ahead)
     scal = None
     bar = None
     if progress:
