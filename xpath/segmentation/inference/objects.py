@@ -163,8 +163,21 @@ def select_object(prob: np.ndarray, *, box: np.ndarray | None = None, points: np
     numpy.ndarray
         ``(h, w)`` bool.
     """
+    h, w = prob.shape
+    if box is not None:  # nothing beyond the box's neighbourhood is kept: work on that crop alone
+        x0, y0, x1, y1 = np.clip(np.asarray(box_neighbourhood(_as_tensor(box))).round().astype(int), 0, [w, h, w, h])
+        if (x0, y0, x1, y1) != (0, 0, w, h):
+            shift = np.array([x0, y0], np.float64)
+            inner = None
+            if points is not None:  # a point outside the crop hits no kept object: leave it out
+                xy = np.floor(points[:, :2] - shift)
+                inner = points[((xy >= 0) & (xy < [x1 - x0, y1 - y0])).all(1)]
+                inner = np.concatenate([inner[:, :2] - shift, inner[:, 2:]], 1) if len(inner) else None
+            out = np.zeros((h, w), bool)
+            out[y0:y1, x0:x1] = select_object(prob[y0:y1, x0:x1], box=np.asarray(box, float) - np.tile(shift, 2),
+                                              points=inner, with_text=with_text, threshold=threshold)
+            return out
     fg = prob > threshold
-    h, w = fg.shape
     if box is not None:
         x0, y0, x1, y1 = np.asarray(box_neighbourhood(_as_tensor(box))).round().astype(int)
         near = np.zeros_like(fg)
