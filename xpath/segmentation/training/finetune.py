@@ -106,9 +106,6 @@ class FinetuneSettings:
         Most steps a ``minutes`` budget plans (a fast machine stops there rather than fit a few tiles for
         ever). The old labels do not drift however long it trains: they keep the base's weights
         (:mod:`~xpath.segmentation.modeling.branch`).
-    anchor : float
-        Weight of the L2 pull of the trained weights towards the base weights (L2-SP, Li et al. 2018):
-        ``anchor * sum((w - w_base)**2)`` is added to the loss.
     checkpoint_every : int or None
         Steps between the run folder's checkpoints (what a killed run resumes from); default about
         every 30 s of training.
@@ -127,7 +124,6 @@ class FinetuneSettings:
     warmup_steps: int = 10
     min_area: int = 16
     max_steps: int = 1500
-    anchor: float = 0.0
     checkpoint_every: int | None = None
     seed: int = 0
     trainable: tuple = TRAINED_PARTS
@@ -368,23 +364,6 @@ def _plan_steps(steps, minutes, elapsed: float, reserve: float, per_step: float,
     return max(1, planned), limit
 
 
-def _anchored_loss(model, weight: float):
-    """The training loss plus ``weight`` × the squared distance of the trained weights to their values now."""
-    from .losses import segmentation_loss
-
-    anchors = [(p, p.detach().clone()) for p in model.parameters() if p.requires_grad]
-
-    def loss_fn(out, targets):
-        loss, parts = segmentation_loss(out, targets)
-        if weight > 0:
-            drift = sum(((p - p0) ** 2).sum() for p, p0 in anchors)
-            loss = loss + weight * drift
-            parts = {**parts, "anchor": drift.detach()}
-        return loss, parts
-
-    return loss_fn
-
-
 def _trainer_config(sets, settings: FinetuneSettings, steps: int, per_step: float, run: _Run, model, device):
     from .config import DataConfig, OptimConfig, RunConfig, TrainConfig
 
@@ -518,8 +497,7 @@ def _run(net, base_name, folder, held, out, run, *, settings, steps, minutes, re
         log.info("%.1f min in: measured before; training %d steps (%.1f s each%s)", (time.perf_counter() - t_start) / 60,
                  planned, per_step, "" if limit is None else f", stopping after {limit / 60:.1f} min at the latest")
         trainer = Trainer(_trainer_config(sets, settings, planned, per_step, run, net, device), model=net,
-                          datasets=(sets.train, None), sample_weights=sets.weights, progress=progress,
-                          loss_fn=_anchored_loss(net, settings.anchor))
+                          datasets=(sets.train, None), sample_weights=sets.weights, progress=progress)
         try:
             fit = trainer.fit(resume=run.resuming, time_limit_s=limit)
         finally:
