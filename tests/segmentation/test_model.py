@@ -253,6 +253,7 @@ def test_efficientnet_folded_inference_path_matches_the_module_path():
     reference = enc(x)  # autograd on: conv → BatchNorm modules as shipped
     for a, b in zip(folded, reference, strict=True):
         torch.testing.assert_close(a, b.detach(), rtol=1e-4, atol=1e-4 * float(b.detach().abs().max()))
+        assert a.is_contiguous(memory_format=torch.channels_last)  # the layout that makes it fast on CPU
 
 
 @pytest.mark.parametrize(("name", "low", "high"), [("xpath_base", 0.15e9, 0.3e9), ("xpath_large", 0.3e9, 0.6e9)])
