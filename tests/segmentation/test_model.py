@@ -254,6 +254,7 @@ def test_efficientnet_folded_inference_path_matches_the_module_path():
     for a, b in zip(folded, reference, strict=True):
         torch.testing.assert_close(a, b.detach(), rtol=1e-4, atol=1e-4 * float(b.detach().abs().max()))
         assert a.is_contiguous(memory_format=torch.channels_last)  # the layout that makes it fast on CPU
+        assert b.is_contiguous(memory_format=torch.channels_last)
 
 
 @pytest.mark.parametrize(("name", "low", "high"), [("xpath_base", 0.15e9, 0.3e9), ("xpath_large", 0.3e9, 0.6e9)])
