@@ -12,6 +12,7 @@ from xpath.datasets import synthetic_tissue
 from xpath.segmentation import TextPromptPredictor, create_model
 from xpath.segmentation.inference.objects import ObjectPrediction, check_object_prompts, select_object
 from xpath.segmentation.modeling.box_prior import box_prior_logits
+from xpath.segmentation.modeling.segmenter import OBJECT_PROMPT
 
 DISCS = [(40, 40, 12), (40, 90, 12), (110, 60, 16), (150, 150, 10)]  # (y, x, radius) in input pixels
 
@@ -170,8 +171,8 @@ class AnswerStandIn(ObjectStandIn):
     """A model with a record of nuclei and glands whose box/point path was never trained: "nuclei" answers the
     red channel, "glands" the green one; it records every decode's prompts and whether boxes reached it."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, image_size: int = 128) -> None:
+        super().__init__(image_size=image_size)
         from xpath.ontology import load_vocabulary
         from xpath.segmentation import ModelVocabulary, TrainedLabel
 
@@ -212,3 +213,18 @@ def test_without_a_trained_box_path_objects_come_from_the_text_answer():
     assert _iou(point.masks[0], nucleus) > 0.95  # a point: the innermost object under it
     with_text = pred.predict_objects(boxes=[[x - r - 1, y - r - 1, x + r + 1, y + r + 1]], prompt="glands")
     assert with_text.masks[0].any() and not (with_text.masks[0] & ~gland).any()  # the glands, clipped to the box
+
+
+def test_a_trained_box_path_answers_objects_larger_than_a_tile_from_the_text_answer():
+    model = AnswerStandIn(image_size=64)  # a tile of 64 px: the gland's box (94 px) needs a larger window
+    model.config.spatial_trained = True
+    gland = _disc((200, 200), *GLAND)
+    image = np.zeros((200, 200, 3), np.uint8)
+    image[gland, 1] = 255
+    pred = TextPromptPredictor(model, progress=False).set_image(image, mpp=0.5)
+    (y, x, r), (gy, gx, gr) = NUCLEUS, GLAND
+    model.calls.clear()
+    out = pred.predict_objects(boxes=[[x - r - 1, y - r - 1, x + r + 1, y + r + 1],
+                                      [gx - gr - 2, gy - gr - 2, gx + gr + 2, gy + gr + 2]])
+    assert sorted(model.calls) == [(["nuclei", "glands"], False), ([OBJECT_PROMPT], True)]
+    assert _iou(out.masks[1], gland) > 0.95  # the gland, from the "glands" answer on its large window

@@ -17,8 +17,10 @@ What is kept of the decoded probability map (``> threshold``), per object:
 always clipped to the box's neighbourhood (:func:`~xpath.segmentation.modeling.box_prior.box_neighbourhood`).
 
 A model whose box/point path was not trained (``config.spatial_trained`` false: the shipped
-weights) answers from its text answer instead, by the same rules: with text, the probability
-map of that text on the window; without, the map of each structure the model knows
+weights) answers from its text answer instead, and so does a trained one for an object that needs
+a window larger than a tile (the decoder learnt objects inside one tile). The same rules apply:
+with text, the probability map of that text on the window; without, the map of each structure the
+model knows
 (:func:`structure_prompts`: "nuclei", "glands", ...), and per object the structure whose kept
 object fits the prompt best — for a box the highest IoU of the object's bounding box with the
 box, for points the smallest object (the innermost, a nucleus rather than its gland).
@@ -309,17 +311,16 @@ def decode_objects(predictor, boxes: np.ndarray | None, points: np.ndarray | Non
                    threshold: float) -> tuple[list[tuple[int, int, np.ndarray]], np.ndarray]:
     """Decode ``N`` spatial prompts (work pixels) on their windows.
 
+    A window is answered by the object decoder when the model's box/point path was trained and the window
+    is one tile (the size it was trained on); otherwise (an untrained path, or an object too large for a
+    tile, such as a gland at 0.25 µm/px) from the text answer (:func:`_answer_window`), where there is one.
+
     Returns, per object, ``(y, x, mask)`` — the window origin and its ``(side, side)`` bool mask
     in work pixels — and the ``(N,)`` scores.
     """
     model = predictor.model
-    if not getattr(model.config, "spatial_trained", True):
-        texts = [text] if text is not None else structure_prompts(model)
-        if texts:
-            return _objects_from_answers(predictor, boxes, points, texts, with_text=text is not None,
-                                         threshold=threshold)
-    import torch
-
+    trained = getattr(model.config, "spatial_trained", True)
+    texts = [text] if text is not None else structure_prompts(model)
     n = len(boxes) if boxes is not None else len(points)
     cached, groups = _window_groups(predictor, boxes, points)
     found: list = [None] * n
@@ -327,49 +328,63 @@ def decode_objects(predictor, boxes: np.ndarray | None, points: np.ndarray | Non
     for (y, x, side), members in groups.items():
         feats = _window_features(predictor, cached, y, x, side)
         offset = np.array([x, y], np.float64)
-        for c0 in range(0, len(members), _OBJECT_CHUNK):
-            chunk = members[c0: c0 + _OBJECT_CHUNK]
-            tb = None if boxes is None else boxes[chunk] - np.tile(offset, 2)
-            tp = None if points is None else np.concatenate([points[chunk][..., :2] - offset, points[chunk][..., 2:]],
-                                                              -1)
-            with torch.inference_mode():
-                out = model.decode(feats, [text or OBJECT_PROMPT] * len(chunk),
-                                   boxes=None if tb is None else torch.as_tensor(tb[None], dtype=torch.float32),
-                                   points=None if tp is None else torch.as_tensor(tp[None], dtype=torch.float32),
-                                   all_candidates=False)
-            prob = torch.sigmoid(out.mask_logits[0].float()).cpu().numpy()
-            for j, i in enumerate(chunk):
-                mask = select_object(prob[j], box=None if tb is None else tb[j], points=None if tp is None else tp[j],
-                                     with_text=text is not None, threshold=threshold)
-                found[i] = (y, x, mask)
-                scores[i] = float(prob[j][mask].mean()) if mask.any() else 0.0
+        window_boxes = None if boxes is None else boxes[members] - np.tile(offset, 2)
+        window_points = None if points is None else np.concatenate(
+            [points[members][..., :2] - offset, points[members][..., 2:]], -1)
+        if texts and (not trained or side > predictor.tile):
+            masks, window_scores = _answer_window(model, feats, window_boxes, window_points, texts,
+                                                  with_text=text is not None, threshold=threshold)
+        else:
+            masks, window_scores = _decode_window(model, feats, window_boxes, window_points, text,
+                                                  threshold=threshold)
+        for j, i in enumerate(members):
+            found[i], scores[i] = (y, x, masks[j]), window_scores[j]
     return found, scores
 
 
-def _objects_from_answers(predictor, boxes, points, texts: list[str], *, with_text: bool,
-                          threshold: float) -> tuple[list[tuple[int, int, np.ndarray]], np.ndarray]:
-    """:func:`decode_objects` for a model without a trained box/point path: each window decodes ``texts`` once,
-    and each object is kept from the best-fitting text's probability map (the module docstring)."""
+def _decode_window(model, feats, boxes: np.ndarray | None, points: np.ndarray | None, text: str | None, *,
+                   threshold: float) -> tuple[list[np.ndarray], np.ndarray]:
+    """One window's objects (prompts in window pixels) by the object decoder: each prompt's own token's mask."""
     import torch
 
     n = len(boxes) if boxes is not None else len(points)
-    cached, groups = _window_groups(predictor, boxes, points)
-    found: list = [None] * n
-    scores = np.zeros(n)
-    for (y, x, side), members in groups.items():
-        feats = _window_features(predictor, cached, y, x, side)
+    masks, scores = [], np.zeros(n)
+    for c0 in range(0, n, _OBJECT_CHUNK):
+        tb = None if boxes is None else boxes[c0: c0 + _OBJECT_CHUNK]
+        tp = None if points is None else points[c0: c0 + _OBJECT_CHUNK]
         with torch.inference_mode():
-            out = predictor.model.decode(feats, texts, all_candidates=False)
-        prob = torch.sigmoid(out.mask_logits[0].float()).cpu().numpy()  # (T, side, side)
-        offset = np.array([x, y], np.float64)
-        for i in members:
-            box = None if boxes is None else boxes[i] - np.tile(offset, 2)
-            pts = None if points is None else np.concatenate([points[i][:, :2] - offset, points[i][:, 2:]], -1)
-            masks = [select_object(p, box=box, points=pts, with_text=with_text, threshold=threshold) for p in prob]
-            k = _best_fit(masks, box)
-            found[i] = (y, x, masks[k])
-            scores[i] = float(prob[k][masks[k]].mean()) if masks[k].any() else 0.0
-    return found, scores
+            out = model.decode(feats, [text or OBJECT_PROMPT] * len(tb if tb is not None else tp),
+                               boxes=None if tb is None else torch.as_tensor(tb[None], dtype=torch.float32),
+                               points=None if tp is None else torch.as_tensor(tp[None], dtype=torch.float32),
+                               all_candidates=False)
+        prob = torch.sigmoid(out.mask_logits[0].float()).cpu().numpy()
+        for j in range(len(prob)):
+            mask = select_object(prob[j], box=None if tb is None else tb[j], points=None if tp is None else tp[j],
+                                 with_text=text is not None, threshold=threshold)
+            scores[c0 + j] = float(prob[j][mask].mean()) if mask.any() else 0.0
+            masks.append(mask)
+    return masks, scores
+
+
+def _answer_window(model, feats, boxes: np.ndarray | None, points: np.ndarray | None, texts: list[str], *,
+                   with_text: bool, threshold: float) -> tuple[list[np.ndarray], np.ndarray]:
+    """One window's objects from the text answer: the window decodes ``texts`` once, and each object is kept
+    from the best-fitting text's probability map (the module docstring)."""
+    import torch
+
+    with torch.inference_mode():
+        out = model.decode(feats, texts, all_candidates=False)
+    prob = torch.sigmoid(out.mask_logits[0].float()).cpu().numpy()  # (T, side, side)
+    n = len(boxes) if boxes is not None else len(points)
+    masks, scores = [], np.zeros(n)
+    for i in range(n):
+        box = None if boxes is None else boxes[i]
+        candidates = [select_object(p, box=box, points=None if points is None else points[i], with_text=with_text,
+                                    threshold=threshold) for p in prob]
+        k = _best_fit(candidates, box)
+        scores[i] = float(prob[k][candidates[k]].mean()) if candidates[k].any() else 0.0
+        masks.append(candidates[k])
+    return masks, scores
 
 
 def _best_fit(masks: list[np.ndarray], box: np.ndarray | None) -> int:
