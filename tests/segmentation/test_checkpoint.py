@@ -68,6 +68,16 @@ def test_truncated_file_is_a_clear_error(saved, tmp_path):
         load_checkpoint(bad)
 
 
+def test_a_training_checkpoint_folder_loads_its_model_file(saved, tmp_path):
+    model, path = saved
+    step = tmp_path / "checkpoints" / "step_0000300"
+    step.mkdir(parents=True)
+    (step / "model.pt").write_bytes(path.read_bytes())
+    assert read_checkpoint(step)["state_dict"].keys() == read_checkpoint(path)["state_dict"].keys()
+    with pytest.raises(FileNotFoundError, match="folder without model.pt"):
+        load_checkpoint(tmp_path / "checkpoints")
+
+
 def test_missing_and_foreign_files(tmp_path):
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):
         load_checkpoint(tmp_path / "nope.pt")

@@ -218,6 +218,9 @@ def test_resume_after_a_crash_reaches_the_same_weights(shared_data, tmp_path):
         torch.testing.assert_close(v, state[k], rtol=0, atol=1e-6, msg=k)
     log = (tmp_path / "b/log.jsonl").read_text().splitlines()
     assert len(log) >= 6 and all(np.isfinite(__import__("json").loads(r)["loss"]) for r in log)
+    # resuming a finished run trains nothing and still names its checkpoint
+    done = Trainer(cfg, out_dir=tmp_path / "b", progress=False).fit(resume=True)
+    assert done["step"] == 6 and done["checkpoint"].endswith("step_0000006")
 
 
 @pytest.mark.slow

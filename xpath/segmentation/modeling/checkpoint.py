@@ -163,14 +163,21 @@ def save_checkpoint(model, path: str | os.PathLike, *, extra: dict | None = None
 def read_checkpoint(path: str | os.PathLike) -> dict:
     """Read and validate the raw checkpoint dict (no model is built).
 
+    ``path`` is a checkpoint file, or a training run's checkpoint folder (``checkpoints/step_…``,
+    what :meth:`~xpath.segmentation.training.Trainer.fit` returns), whose ``model.pt`` is read.
+
     Raises
     ------
     FileNotFoundError
-        ``path`` does not exist.
+        ``path`` does not exist, or is a folder without ``model.pt``.
     CheckpointError
         Truncated/corrupt file, not an xpath segmentation checkpoint, or a newer format version.
     """
     path = Path(path)
+    if path.is_dir():
+        if not (path / "model.pt").is_file():
+            raise FileNotFoundError(f"checkpoint not found: {path} is a folder without model.pt")
+        path = path / "model.pt"
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:

@@ -412,7 +412,8 @@ class Trainer:
         Returns
         -------
         dict
-            ``{"step": int, "val": dict or None, "checkpoint": str or None, "out_dir": str}``.
+            ``{"step": int, "val": dict or None, "checkpoint": str or None, "out_dir": str}``; a finished run
+            resumed trains nothing and returns its last checkpoint.
         """
         self._setup(resume)
         cfg = self.config.train
@@ -421,7 +422,8 @@ class Trainer:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=stop, initial=self.step, desc="train", disable=not (self.progress and self.dist.is_main))
-        val, ckpt, t0, seen = None, None, time.perf_counter(), 0
+        val, t0, seen = None, time.perf_counter(), 0
+        ckpt = latest_checkpoint(self.checkpoint_root) if self.step >= stop else None  # a finished run resumed
         try:
             while self.step < stop:
                 row = self._train_step(batches)
