@@ -66,8 +66,10 @@ class EfficientNetLiteEncoder(nn.Module):
     same numbers (up to float rounding) for about a third less CPU time.
 
     Both paths run channels-last (NHWC), the layout oneDNN's depthwise convolutions are fastest
-    in: on this project's 2-core CPU, 0.6× the time of ``encode_image`` and 0.5× the time of a
-    training forward and backward pass, against the same layers in NCHW.
+    in. ``preprocess`` already gives NHWC (a permuted uint8 batch); this makes every other input
+    take the same path (a padded one, or an NCHW tensor, which took 0.6× the time of
+    ``encode_image`` and 0.5× the time of a training forward and backward pass in NHWC on this
+    project's 2-core CPU).
     """
 
     strides = (4, 8, 16, 32)
