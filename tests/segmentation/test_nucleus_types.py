@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xpath.segmentation.inference.nucleus_types import assign_types, type_masks, type_table
+from xpath.segmentation.inference.nucleus_types import (assign_types, label_groups, split_into, type_masks, type_table,
+                                                        types_from_sums)
 
 
 def _three_nuclei():
@@ -36,6 +37,26 @@ def test_a_vote_is_over_the_whole_nucleus_not_a_pixel():
     b = np.where(inst == 1, 0.5, 0.0)
     types, _ = assign_types(inst, {"a": a, "b": b})
     assert types[1] == 1
+
+
+def test_prompts_of_one_label_are_one_type_and_get_the_same_nuclei():
+    inst = _three_nuclei()
+    lymph = np.where(inst == 1, 0.9, 0.1)
+    immune = np.where(inst == 1, 0.7, 0.1)  # a synonym: a little less sure, on the same nucleus
+    epi = np.where(inst == 1, 0.75, 0.0) + np.where(inst == 2, 0.8, 0.0)
+    flat = inst.ravel()
+    area = np.bincount(flat)
+    sums = np.stack([np.bincount(flat, weights=m.ravel()) for m in (lymph, immune, epi)], 1)
+    groups = label_groups(["inflammatory", "inflammatory", "epithelial"])
+    assert groups.tolist() == [0, 0, 2]
+    types, mean = types_from_sums(area, sums, groups=groups)
+    assert types.tolist() == [-1, 0, 2, -1]  # nucleus 1: inflammatory (mean 0.8 > 0.75), alone "immune" would lose
+    outs = [np.zeros_like(inst) for _ in range(3)]
+    split_into(inst, outs, types, groups=groups)
+    assert (outs[0] == outs[1]).all() and set(np.unique(outs[0])) == {0, 1} and set(np.unique(outs[2])) == {0, 2}
+    assert types_from_sums(area, sums)[0].tolist() == [-1, 0, 2, -1]  # without groups each prompt is a type
+    with pytest.raises(ValueError, match="one entry per type prompt"):
+        types_from_sums(area, sums, groups=np.array([0, 0]))
 
 
 def test_shapes_must_agree_and_empty_maps_work():
@@ -70,3 +91,17 @@ def test_type_prompts_of_one_image_never_overlap_and_share_the_nuclei_map():
     both = pred.predict(["nuclei", "lymphocytes"], threshold=0.3)  # the all-nuclei prompt asked: its map is shared
     assert set(np.unique(both.instances["lymphocytes"])) <= set(np.unique(both.instances["nuclei"]))
     assert pred.predict(["nuclei"]).nucleus_types is None
+
+
+def test_synonym_type_prompts_asked_together_get_the_same_nuclei():
+    import torch
+
+    from xpath.datasets import synthetic_tissue
+    from xpath.segmentation import TextPromptPredictor, create_model
+
+    torch.manual_seed(0)
+    tissue = synthetic_tissue(2, size=(256, 256), mpp=0.5)
+    pred = TextPromptPredictor(create_model("xpath_tiny", device="cpu")).set_image(tissue.image, mpp=0.5)
+    seg = pred.predict(["lymphocytes", "immune cells", "epithelial nuclei"], threshold=0.3)
+    assert (seg.instances["lymphocytes"] == seg.instances["immune cells"]).all()
+    assert not ((seg.instances["lymphocytes"] > 0) & (seg.instances["epithelial nuclei"] > 0)).any()

@@ -6,7 +6,9 @@ found once (the all-nuclei instance map), and each nucleus gets the type whose p
 averaged over the nucleus's pixels, is highest (HoVer-Net and CellViT vote per instance in the
 same way), provided that mean reaches the threshold; a nucleus no type reaches stays untyped.
 The type masks are then disjoint sets of instances of one map, and every nucleus keeps its
-probability of each type (:func:`type_table`).
+probability of each type (:func:`type_table`). Prompts of one type ("lymphocytes" and "immune
+cells": the object of their labels, inflammatory) vote together (the mean of their probabilities)
+and get the same nuclei.
 """
 
 from __future__ import annotations
@@ -16,14 +18,28 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["GENERIC_NUCLEI_PROMPT", "assign_types", "label_object", "plan_types", "split_into", "type_masks",
-           "type_prompt_indices", "type_table", "types_from_sums"]
+__all__ = ["GENERIC_NUCLEI_PROMPT", "assign_types", "label_groups", "label_object", "plan_types", "split_into",
+           "type_masks", "type_prompt_indices", "type_table", "types_from_sums"]
 
 #: The all-nuclei prompt decoded (hidden) for its instance map when only type prompts are asked for.
 GENERIC_NUCLEI_PROMPT = "nuclei-level nucleus in unspecified pathology"
 
 
-def types_from_sums(area: np.ndarray, sums: np.ndarray, *, threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+def label_groups(labels: Sequence[str | None]) -> np.ndarray:
+    """``(T,)`` the type of each type prompt: the index of the first prompt with the same label (the predictor
+    passes the labels' objects, :func:`label_object`, so a nucleus and a cell of one kind are one type).
+
+    Examples
+    --------
+    >>> label_groups(["inflammatory", "epithelial", "inflammatory"]).tolist()
+    [0, 1, 0]
+    """
+    first: dict = {}
+    return np.array([first.setdefault(lab, j) if lab is not None else j for j, lab in enumerate(labels)], np.int64)
+
+
+def types_from_sums(area: np.ndarray, sums: np.ndarray, *, threshold: float = 0.5,
+                    groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The vote itself: each instance's type from its pixel count and per-type probability sums.
 
     Parameters
@@ -31,21 +47,30 @@ def types_from_sums(area: np.ndarray, sums: np.ndarray, *, threshold: float = 0.
     area : numpy.ndarray
         ``(N + 1,)`` pixels of instance ``i`` (``area[0]``: the background, ignored).
     sums : numpy.ndarray
-        ``(N + 1, T)`` sum of each type's probability over those pixels.
+        ``(N + 1, T)`` sum of each type prompt's probability over those pixels.
     threshold : float
         A nucleus whose best mean probability is below this is left untyped.
+    groups : numpy.ndarray, optional
+        ``(T,)`` :func:`label_groups` of the prompts: prompts of one label vote as one type, with the
+        mean of their probabilities (default: every prompt its own type).
 
     Returns
     -------
     types, mean
-        As :func:`assign_types`.
+        As :func:`assign_types`; with ``groups``, ``types`` is the group (its first prompt's index).
     """
     mean = np.asarray(sums, np.float64) / np.maximum(np.asarray(area, np.float64), 1.0)[:, None]
+    t = mean.shape[1]
+    groups = np.arange(t) if groups is None else np.asarray(groups, np.int64)
+    if groups.shape != (t,):
+        raise ValueError(f"groups must have one entry per type prompt ({t}), got shape {groups.shape}")
+    heads = np.unique(groups)  # one column per type: the mean over its prompts
+    voted = np.stack([mean[:, groups == g].mean(1) for g in heads], 1) if t else mean
     types = np.full(len(mean), -1, np.int64)
-    if mean.shape[1]:
-        best = mean.argmax(1)
-        ok = mean[np.arange(len(mean)), best] >= threshold
-        types[ok] = best[ok]
+    if t:
+        best = voted.argmax(1)
+        ok = voted[np.arange(len(voted)), best] >= threshold
+        types[ok] = heads[best[ok]]
     if len(types):
         types[0] = -1
     return types, mean
@@ -102,14 +127,17 @@ def type_masks(instances: np.ndarray, types: np.ndarray, names: list[str]) -> di
     return {name: np.where(lookup == j, instances, 0).astype(np.int32) for j, name in enumerate(names)}
 
 
-def split_into(shared: np.ndarray, outs: Sequence[np.ndarray], types: np.ndarray, *, rows: int = 512) -> None:
+def split_into(shared: np.ndarray, outs: Sequence[np.ndarray], types: np.ndarray, *, rows: int = 512,
+               groups: np.ndarray | None = None) -> None:
     """:func:`type_masks` into arrays you give, a band of ``rows`` at a time (memory-mapped slides):
-    ``outs[j]`` gets the instances of ``shared`` of type ``j``, ids kept. ``shared`` may be one of ``outs``."""
+    ``outs[j]`` gets the instances of ``shared`` of type ``j`` (of type ``groups[j]`` with
+    :func:`label_groups`), ids kept. ``shared`` may be one of ``outs``."""
+    groups = np.arange(len(outs)) if groups is None else np.asarray(groups, np.int64)
     for y in range(0, shared.shape[0], rows):
         band = np.array(shared[y: y + rows])
         lookup = types[band]
-        for j, out in enumerate(outs):
-            out[y: y + rows] = np.where(lookup == j, band, 0)
+        for g, out in zip(groups, outs):
+            out[y: y + rows] = np.where(lookup == g, band, 0)
 
 
 def type_table(types: np.ndarray, mean: np.ndarray, names: list[str]) -> pd.DataFrame:

@@ -39,7 +39,7 @@ import pandas as pd
 from ..._types import check_boxes, check_image, check_mpp
 from ..prompts import check_prompts
 from ..support import PromptPlan, model_vocabulary, plan_prompts
-from .nucleus_types import plan_types, split_into, type_table, types_from_sums
+from .nucleus_types import label_groups, label_object, plan_types, split_into, type_table, types_from_sums
 from .objects import ObjectPrediction, check_object_prompts, decode_objects, paste_objects
 from .result import Segmentation, classes_table, count_ids
 from .stain import macenko_normalize
@@ -458,7 +458,8 @@ class TextPromptPredictor:
             presence[decoded], types = self._blend(
                 image, [plans[k].prompt for k in decoded], [plans[k].text for k in decoded],
                 [local[k] for k in inst_idx if k in local], semantic, inst_out, probs,
-                typed=[local[k] for k in typed], shared=None if shared is None else local[shared],
+                typed=[local[k] for k in typed], type_groups=label_groups([label_object(plans[k].label) for k in typed]),
+                shared=None if shared is None else local[shared],
                 boxes=None if boxes is None else boxes[decoded], points=None if points is None else points[decoded],
                 keep=keep, read_ahead=read_ahead, threshold=threshold, marker_threshold=marker_threshold,
                 min_area_um2=min_area_um2)
@@ -467,15 +468,17 @@ class TextPromptPredictor:
             presence = np.array([record.calibrate(float(v), p.structure) for v, p in zip(presence, plans)])
         return presence, types
 
-    def _blend(self, image, prompts, texts, inst_idx, semantic, inst_out, probs, *, typed, shared, boxes, points,
-               keep, read_ahead, threshold, marker_threshold, min_area_um2) -> tuple[np.ndarray, pd.DataFrame | None]:
+    def _blend(self, image, prompts, texts, inst_idx, semantic, inst_out, probs, *, typed, type_groups, shared,
+               boxes, points, keep, read_ahead, threshold, marker_threshold,
+               min_area_um2) -> tuple[np.ndarray, pd.DataFrame | None]:
         """Blend the tiles' maps of ``texts`` into the outputs keyed by ``prompts``; raw presence (P,) and the
         type table.
 
         Every instance prompt but the nucleus types ``typed`` gets its own watershed; the types get none: the
         stitcher of ``shared`` sums their probabilities over each of its nuclei (rounded to float16, the
         precision of the probability maps predict() returns) and each nucleus goes to the type it votes for,
-        ids kept.
+        ids kept; ``type_groups`` (:func:`~xpath.segmentation.inference.nucleus_types.label_groups`) makes the
+        prompts of one label one type.
         """
         n_p = len(prompts)
         stitched = [i for i in inst_idx if i not in set(typed)]  # prompts with a watershed (distance channel)
@@ -513,8 +516,9 @@ class TextPromptPredictor:
         table = None
         if typed:
             names = [prompts[i] for i in typed]
-            types, mean = types_from_sums(stitchers[shared].area, stitchers[shared].sums, threshold=threshold)
-            split_into(into[shared], [inst_out[p] for p in names], types)
+            types, mean = types_from_sums(stitchers[shared].area, stitchers[shared].sums, threshold=threshold,
+                                          groups=type_groups)
+            split_into(into[shared], [inst_out[p] for p in names], types, groups=type_groups)
             for p in names:
                 if p in semantic:
                     semantic[p][:] = inst_out[p] > 0
