@@ -195,36 +195,38 @@ def _disc(shape, y, x, r):
     return (yy - y) ** 2 + (xx - x) ** 2 <= r * r
 
 
-def test_without_a_trained_box_path_objects_come_from_the_text_answer():
-    model = AnswerStandIn()
+def _nucleus_in_gland(model):
+    """The predictor of ``model`` set on the image of a nucleus (red) in a gland (green), both discs, and
+    the box of each."""
     nucleus, gland = _disc((200, 200), *NUCLEUS), _disc((200, 200), *GLAND)
     image = np.zeros((200, 200, 3), np.uint8)
     image[nucleus, 0] = 255
     image[gland, 1] = 255
     pred = TextPromptPredictor(model, progress=False).set_image(image, mpp=0.5)
     (y, x, r), (gy, gx, gr) = NUCLEUS, GLAND
+    boxes = [[x - r - 1, y - r - 1, x + r + 1, y + r + 1], [gx - gr - 2, gy - gr - 2, gx + gr + 2, gy + gr + 2]]
     model.calls.clear()
-    out = pred.predict_objects(boxes=[[x - r - 1, y - r - 1, x + r + 1, y + r + 1],
-                                      [gx - gr - 2, gy - gr - 2, gx + gr + 2, gy + gr + 2]])
+    return pred, nucleus, gland, boxes
+
+
+def test_without_a_trained_box_path_objects_come_from_the_text_answer():
+    model = AnswerStandIn()
+    pred, nucleus, gland, boxes = _nucleus_in_gland(model)
+    (y, x, r) = NUCLEUS
+    out = pred.predict_objects(boxes=boxes)
     assert _iou(out.masks[0], nucleus) > 0.95  # the box of a nucleus: the nucleus, not the gland around it
     assert _iou(out.masks[1], gland) > 0.95  # the box of the gland: the gland
     assert model.calls and all(c == (["nuclei", "glands"], False) for c in model.calls)  # the structures, no boxes
     point = pred.predict_objects(points=[[[x + 0.5, y + 0.5]]])
     assert _iou(point.masks[0], nucleus) > 0.95  # a point: the innermost object under it
-    with_text = pred.predict_objects(boxes=[[x - r - 1, y - r - 1, x + r + 1, y + r + 1]], prompt="glands")
+    with_text = pred.predict_objects(boxes=boxes[:1], prompt="glands")
     assert with_text.masks[0].any() and not (with_text.masks[0] & ~gland).any()  # the glands, clipped to the box
 
 
 def test_a_trained_box_path_answers_objects_larger_than_a_tile_from_the_text_answer():
     model = AnswerStandIn(image_size=64)  # a tile of 64 px: the gland's box (94 px) needs a larger window
     model.config.spatial_trained = True
-    gland = _disc((200, 200), *GLAND)
-    image = np.zeros((200, 200, 3), np.uint8)
-    image[gland, 1] = 255
-    pred = TextPromptPredictor(model, progress=False).set_image(image, mpp=0.5)
-    (y, x, r), (gy, gx, gr) = NUCLEUS, GLAND
-    model.calls.clear()
-    out = pred.predict_objects(boxes=[[x - r - 1, y - r - 1, x + r + 1, y + r + 1],
-                                      [gx - gr - 2, gy - gr - 2, gx + gr + 2, gy + gr + 2]])
+    pred, _, gland, boxes = _nucleus_in_gland(model)
+    out = pred.predict_objects(boxes=boxes)
     assert sorted(model.calls) == [(["nuclei", "glands"], False), ([OBJECT_PROMPT], True)]
     assert _iou(out.masks[1], gland) > 0.95  # the gland, from the "glands" answer on its large window
