@@ -69,7 +69,7 @@ def test_truncated_file_is_a_clear_error(saved, tmp_path):
 
 
 def test_a_training_checkpoint_folder_loads_its_model_file(saved, tmp_path):
-    model, path = saved
+    _, path = saved
     step = tmp_path / "checkpoints" / "step_0000300"
     step.mkdir(parents=True)
     (step / "model.pt").write_bytes(path.read_bytes())

@@ -5,8 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xpath.segmentation.inference.nucleus_types import (assign_types, label_groups, split_into, type_masks, type_table,
-                                                        types_from_sums)
+from xpath.segmentation.inference.nucleus_types import (
+    assign_types,
+    label_groups,
+    split_into,
+    type_masks,
+    type_table,
+    types_from_sums,
+)
 
 
 def _three_nuclei():
@@ -49,7 +55,7 @@ def test_prompts_of_one_label_are_one_type_and_get_the_same_nuclei():
     sums = np.stack([np.bincount(flat, weights=m.ravel()) for m in (lymph, immune, epi)], 1)
     groups = label_groups(["inflammatory", "inflammatory", "epithelial"])
     assert groups.tolist() == [0, 0, 2]
-    types, mean = types_from_sums(area, sums, groups=groups)
+    types, _ = types_from_sums(area, sums, groups=groups)
     assert types.tolist() == [-1, 0, 2, -1]  # nucleus 1: inflammatory (mean 0.8 > 0.75), alone "immune" would lose
     outs = [np.zeros_like(inst) for _ in range(3)]
     split_into(inst, outs, types, groups=groups)

@@ -212,7 +212,7 @@ def _nucleus_in_gland(model):
 def test_without_a_trained_box_path_objects_come_from_the_text_answer():
     model = AnswerStandIn()
     pred, nucleus, gland, boxes = _nucleus_in_gland(model)
-    (y, x, r) = NUCLEUS
+    y, x, _ = NUCLEUS
     out = pred.predict_objects(boxes=boxes)
     assert _iou(out.masks[0], nucleus) > 0.95  # the box of a nucleus: the nucleus, not the gland around it
     assert _iou(out.masks[1], gland) > 0.95  # the box of the gland: the gland
