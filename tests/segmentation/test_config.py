@@ -83,10 +83,11 @@ def test_bad_configs_are_named():
         get_config("xpath_tiny", encoder="focalnet")
 
 
-def test_shipped_checkpoint_with_the_flat_config_loads_and_resaves_nested(tmp_path):
+def test_shipped_checkpoint_loads_and_resaves_with_the_nested_config(tmp_path):
+    # the stage-7 file was written with the nested config; the flat layout of older files is the next test's
     path = default_checkpoint("xpath_small")
     stored = read_checkpoint(path)["config"]
-    assert stored["encoder"] == "efficientnet_lite0" and "embed_dim" in stored  # the file has the flat layout
+    assert stored["encoder"] == {"name": "efficientnet_lite0", "pretrained": True} and "embed_dim" not in stored
     model = create_model("xpath_small", checkpoint="default", device="cpu")
     assert model.config.encoder == EfficientNetEncoderConfig(pretrained=True)
     assert model.config.mpp == 0.25 and model.trained_vocabulary is not None
