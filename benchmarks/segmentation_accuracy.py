@@ -1,6 +1,6 @@
 """Accuracy of a text-prompted segmenter on the held-out images, beside a classical baseline.
 
-    python benchmarks/segmentation_accuracy.py [--checkpoint default|PATH] [--config configs/xpath_small_default_stage6.yaml]
+    python benchmarks/segmentation_accuracy.py [--checkpoint default|PATH] [--config configs/xpath_small_default_stage7.yaml]
                                                 [--limit N] [--out results.csv] [--skip-calibration]
                                                 [--reliability-figure PNG]
 
@@ -109,7 +109,7 @@ def evaluate(predictor, records, source: str, presence_threshold=None, marker_th
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default="default", help="'default' (the shipped model) or a checkpoint path")
-    parser.add_argument("--config", default="configs/xpath_small_default_stage6.yaml",
+    parser.add_argument("--config", default="configs/xpath_small_default_stage7.yaml",
                         help="training config (val split, assume_mpp)")
     parser.add_argument("--limit", type=int, default=None, help="at most this many images per source")
     parser.add_argument("--out", default=None, help="write the per-image rows to this CSV")

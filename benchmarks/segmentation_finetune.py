@@ -1,7 +1,7 @@
 """Teach the shipped model "stroma in colon" from 20 tiles in 15 minutes on 2 CPU cores, and check it forgot nothing.
 
     python benchmarks/segmentation_finetune.py [--tiles 20] [--minutes 15] [--work DIR] [--test-images 20]
-                                               [--accuracy-limit 10] [--config configs/xpath_small_default_stage6.yaml]
+                                               [--accuracy-limit 10] [--config configs/xpath_small_default_stage7.yaml]
 
 The label: **tissue-level stroma in colon pathology**, which the shipped ``xpath_small`` does not know
 (``check_prompt_support`` refuses "stroma"). The honest data for it come from GlaS (colon H&E at
@@ -141,7 +141,7 @@ def main(argv=None) -> int:
     parser.add_argument("--work", default=None, help="working folder (default: a temporary one)")
     parser.add_argument("--accuracy-limit", type=int, default=10,
                         help="validation images per source for the old labels' per-image Dice (0: skip)")
-    parser.add_argument("--config", default="configs/xpath_small_default_stage6.yaml",
+    parser.add_argument("--config", default="configs/xpath_small_default_stage7.yaml",
                         help="the shipped model's training config (its validation images)")
     args = parser.parse_args(argv)
     import tempfile

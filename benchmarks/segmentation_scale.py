@@ -1,6 +1,6 @@
 """Accuracy cost of running nuclei at 0.5 µm/px (a 20× slide as it is) instead of upsampling it to 0.25.
 
-    python benchmarks/segmentation_scale.py [--limit 10] [--config configs/xpath_small_default_stage6.yaml]
+    python benchmarks/segmentation_scale.py [--limit 10] [--config configs/xpath_small_default_stage7.yaml]
 
 Uses the held-out images of the training config (``segmentation_accuracy.validation_images``:
 MoNuSeg test, CoNSeP, NuCLS test — the sources that state an mpp near 0.25). Each image is
@@ -46,7 +46,7 @@ def to_20x(image: np.ndarray, masks: list[np.ndarray], mpp: float):
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="configs/xpath_small_default_stage6.yaml")
+    parser.add_argument("--config", default="configs/xpath_small_default_stage7.yaml")
     parser.add_argument("--limit", type=int, default=10, help="images per source")
     parser.add_argument("--checkpoint", default="default")
     args = parser.parse_args(argv)
