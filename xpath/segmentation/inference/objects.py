@@ -16,13 +16,14 @@ What is kept of the decoded probability map (``> threshold``), per object:
 
 always clipped to the box's neighbourhood (:func:`~xpath.segmentation.modeling.box_prior.box_neighbourhood`).
 
-A model whose box/point path was not trained (``config.spatial_trained`` false: the shipped
-weights) answers from its text answer instead, and so does a trained one for an object that needs
-a window larger than a tile (the decoder learnt objects inside one tile). The same rules apply:
-with text, the probability map of that text on the window; without, the map of each structure the
-model knows (:func:`structure_prompts`: "nuclei", "glands", ...), and per object the structure
-whose kept object fits the prompt best — for a box the highest IoU of the object's bounding box with the
-box, for points the smallest object (the innermost, a nucleus rather than its gland).
+A model with ``config.spatial_trained`` false (a box/point path never trained, or, in the shipped
+file, one that answered worse than the text answer) answers from its text answer instead, and so
+does a trained one for an object that needs a window larger than a tile (the decoder learnt
+objects inside one tile). The same rules apply: with text, the probability map of that text on
+the window; without, the map of each structure the model knows (:func:`structure_prompts`:
+"nuclei", "glands", ...), and per object the structure whose kept object fits the prompt best —
+for a box the highest IoU of the object's bounding box with the box, for points the smallest
+object (the innermost, a nucleus rather than its gland).
 """
 
 from __future__ import annotations

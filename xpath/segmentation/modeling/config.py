@@ -125,8 +125,9 @@ class SegmenterConfig:
         Labels (canonical prompts) answered by their own copy of the decoder parts, in branch
         order (a fine-tune's new labels; :mod:`~xpath.segmentation.modeling.branch`).
     spatial_trained : bool
-        Whether its box/point path was trained (a training run with spatial prompts sets it).
-        Without it, boxes and points do not enter the decoder: a prompt decodes its text, and
+        Whether its box/point path answers (a training run with spatial prompts sets it; a release
+        may clear it when that path measured worse than the text answer, as the shipped
+        ``xpath_small`` does). Without it, boxes and points do not enter the decoder: a prompt decodes its text, and
         ``predict_objects`` takes each object from the text answer
         (:mod:`~xpath.segmentation.inference.objects`).
     """
