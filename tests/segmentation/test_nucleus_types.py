@@ -53,7 +53,9 @@ def test_prompts_of_one_label_are_one_type_and_get_the_same_nuclei():
     flat = inst.ravel()
     area = np.bincount(flat)
     sums = np.stack([np.bincount(flat, weights=m.ravel()) for m in (lymph, immune, epi)], 1)
-    groups = label_groups(["inflammatory", "inflammatory", "epithelial"])
+    groups = label_groups(["nuclei-level inflammatory in colon pathology",  # lymphocytes
+                           "cell-level inflammatory in unspecified pathology",  # immune cells: another level
+                           "nuclei-level epithelial in colon pathology"])
     assert groups.tolist() == [0, 0, 2]
     types, _ = types_from_sums(area, sums, groups=groups)
     assert types.tolist() == [-1, 0, 2, -1]  # nucleus 1: inflammatory (mean 0.8 > 0.75), alone "immune" would lose

@@ -122,7 +122,8 @@ def write_ome_tiff(
         tifffile.imwrite(
             tmp, tiles(), shape=full_shape, dtype=dtype, tile=(tile, tile), ome=True,
             photometric="minisblack", compression=None if compression == "none" else compression,
-            compressionargs=None if level is None else {"level": level}, metadata=metadata, bigtiff=h * w * len(checked) * np.dtype(dtype).itemsize > 2**31,
+            compressionargs=None if level is None else {"level": level}, metadata=metadata,
+            bigtiff=h * w * len(checked) * np.dtype(dtype).itemsize > 2**31,
         )
     return path
 

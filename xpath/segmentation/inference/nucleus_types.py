@@ -26,16 +26,19 @@ GENERIC_NUCLEI_PROMPT = "nuclei-level nucleus in unspecified pathology"
 
 
 def label_groups(labels: Sequence[str | None]) -> np.ndarray:
-    """``(T,)`` the type of each type prompt: the index of the first prompt with the same label (the predictor
-    passes the labels' objects, :func:`label_object`, so a nucleus and a cell of one kind are one type).
+    """``(T,)`` the type of each type prompt, from its canonical label: the index of the first prompt whose label
+    has the same object (:func:`label_object`), so a nucleus and a cell of one kind, in any region, are one
+    type; a prompt without a canonical label is a type of its own.
 
     Examples
     --------
-    >>> label_groups(["inflammatory", "epithelial", "inflammatory"]).tolist()
-    [0, 1, 0]
+    >>> label_groups(["nuclei-level inflammatory in colon pathology", "nuclei-level epithelial in colon pathology",
+    ...               "cell-level inflammatory in unspecified pathology", None]).tolist()
+    [0, 1, 0, 3]
     """
     first: dict = {}
-    return np.array([first.setdefault(lab, j) if lab is not None else j for j, lab in enumerate(labels)], np.int64)
+    objects = [label_object(lab) for lab in labels]
+    return np.array([first.setdefault(obj, j) if obj is not None else j for j, obj in enumerate(objects)], np.int64)
 
 
 def types_from_sums(area: np.ndarray, sums: np.ndarray, *, threshold: float = 0.5,
@@ -141,8 +144,9 @@ def split_into(shared: np.ndarray, outs: Sequence[np.ndarray], types: np.ndarray
 
 
 def type_table(types: np.ndarray, mean: np.ndarray, names: list[str]) -> pd.DataFrame:
-    """One row per instance: ``instance`` id, ``type`` (the prompt, or ``None`` when untyped) and
-    ``p_<prompt>`` (its mean probability of each type)."""
+    """One row per instance: ``instance`` id, ``type`` (the prompt, or ``None`` when untyped; with
+    :func:`label_groups`, the first prompt of the type) and ``p_<prompt>`` (its mean probability of each
+    prompt)."""
     ids = np.arange(1, len(types))
     table = pd.DataFrame({"instance": ids, "type": [names[t] if t >= 0 else None for t in types[1:]]})
     for j, name in enumerate(names):

@@ -350,10 +350,11 @@ def _decode_window(model, feats, boxes: np.ndarray | None, points: np.ndarray | 
     n = len(boxes) if boxes is not None else len(points)
     masks, scores = [], np.zeros(n)
     for c0 in range(0, n, _OBJECT_CHUNK):
-        tb = None if boxes is None else boxes[c0: c0 + _OBJECT_CHUNK]
-        tp = None if points is None else points[c0: c0 + _OBJECT_CHUNK]
+        chunk = slice(c0, min(c0 + _OBJECT_CHUNK, n))
+        tb = None if boxes is None else boxes[chunk]
+        tp = None if points is None else points[chunk]
         with torch.inference_mode():
-            out = model.decode(feats, [text or OBJECT_PROMPT] * len(tb if tb is not None else tp),
+            out = model.decode(feats, [text or OBJECT_PROMPT] * (chunk.stop - chunk.start),
                                boxes=None if tb is None else torch.as_tensor(tb[None], dtype=torch.float32),
                                points=None if tp is None else torch.as_tensor(tp[None], dtype=torch.float32),
                                all_candidates=False)

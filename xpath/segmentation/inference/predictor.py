@@ -39,7 +39,7 @@ import pandas as pd
 from ..._types import check_boxes, check_image, check_mpp
 from ..prompts import check_prompts
 from ..support import PromptPlan, model_vocabulary, plan_prompts
-from .nucleus_types import label_groups, label_object, plan_types, split_into, type_table, types_from_sums
+from .nucleus_types import label_groups, plan_types, split_into, type_table, types_from_sums
 from .objects import ObjectPrediction, check_object_prompts, decode_objects, paste_objects
 from .result import Segmentation, classes_table, count_ids
 from .stain import macenko_normalize
@@ -458,7 +458,7 @@ class TextPromptPredictor:
             presence[decoded], types = self._blend(
                 image, [plans[k].prompt for k in decoded], [plans[k].text for k in decoded],
                 [local[k] for k in inst_idx if k in local], semantic, inst_out, probs,
-                typed=[local[k] for k in typed], type_groups=label_groups([label_object(plans[k].label) for k in typed]),
+                typed=[local[k] for k in typed], type_groups=label_groups([plans[k].label for k in typed]),
                 shared=None if shared is None else local[shared],
                 boxes=None if boxes is None else boxes[decoded], points=None if points is None else points[decoded],
                 keep=keep, read_ahead=read_ahead, threshold=threshold, marker_threshold=marker_threshold,
