@@ -230,3 +230,26 @@ def test_a_trained_box_path_answers_objects_larger_than_a_tile_from_the_text_ans
     out = pred.predict_objects(boxes=boxes)
     assert sorted(model.calls) == [(["nuclei", "glands"], False), ([OBJECT_PROMPT], True)]
     assert _iou(out.masks[1], gland) > 0.95  # the gland, from the "glands" answer on its large window
+
+
+def test_a_box_on_one_of_two_touching_nuclei_keeps_that_nucleus_cropped_to_the_box():
+    model = AnswerStandIn()
+    left, right = _disc((200, 200), 100, 88, 12), _disc((200, 200), 100, 111, 12)  # they touch: one component
+    image = np.zeros((200, 200, 3), np.uint8)
+    image[left | right, 0] = 255
+    pred = TextPromptPredictor(model, progress=False).set_image(image, mpp=0.5)
+    out = pred.predict_objects(boxes=[[75, 87, 101, 113]])  # the left nucleus's box, 1 px of slack
+    mask = out.masks[0]
+    assert _iou(mask, left) > 0.85  # the clump alone would score about 0.5
+    assert not mask[:, 101:].any() and not mask[:87].any() and not mask[113:].any()  # nothing outside the box
+
+
+def test_a_point_takes_the_innermost_structure_even_when_another_object_there_is_smaller():
+    model = AnswerStandIn()
+    nucleus, fragment = _disc((200, 200), 100, 100, 10), _disc((200, 200), 100, 100, 4)  # a small "gland" blob
+    image = np.zeros((200, 200, 3), np.uint8)
+    image[nucleus, 0] = 255
+    image[fragment, 1] = 255
+    pred = TextPromptPredictor(model, progress=False).set_image(image, mpp=0.5)
+    point = pred.predict_objects(points=[[[100.5, 100.5]]])
+    assert _iou(point.masks[0], nucleus) > 0.95  # the nucleus under the point, not the smaller gland blob

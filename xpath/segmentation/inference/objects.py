@@ -8,9 +8,10 @@ centred on it. Objects on the same window share one image encoding.
 
 What is kept of the decoded probability map (``> threshold``), per object:
 
-- a **box** without text: the connected component with the most pixels inside the box;
+- a **box** without text: the connected component with the most pixels inside the box, cropped to
+  the box (the box is the object's extent, as in SAM; the crop cuts the neighbours that touch it);
 - a **box with text** ("the glands in this box"): every component whose centre lies in the
-  box (else the one with the most pixels inside it);
+  box (else the one with the most pixels inside it), whole;
 - **points**: the components that hold a positive point (else the nearest within 8 px of the
   first one); a component holding a negative point is dropped;
 
@@ -22,8 +23,9 @@ does a trained one for an object that needs a window larger than a tile (the dec
 objects inside one tile). The same rules apply: with text, the probability map of that text on
 the window; without, the map of each structure the model knows (:func:`structure_prompts`:
 "nuclei", "glands", ...), and per object the structure whose kept object fits the prompt best —
-for a box the highest IoU of the object's bounding box with the box, for points the smallest
-object (the innermost, a nucleus rather than its gland).
+for a box the highest IoU of the object's bounding box (before the crop) with the box, for points
+the innermost structure that holds an object there (a nucleus rather than its gland; the order of
+:data:`xpath.ontology.STRUCTURES`).
 """
 
 from __future__ import annotations
@@ -41,8 +43,8 @@ from ..modeling.box_prior import box_neighbourhood
 from ..modeling.segmenter import OBJECT_PROMPT
 from .tiling import extract_tile, tile_starts
 
-__all__ = ["ObjectPrediction", "check_object_prompts", "choose_window", "decode_objects", "paste_objects",
-           "select_object", "structure_prompts"]
+__all__ = ["ObjectPrediction", "check_object_prompts", "choose_window", "decode_objects", "inside_box",
+           "paste_objects", "select_object", "structure_prompts"]
 
 _OBJECT_CHUNK = 32  # objects decoded per call
 _POINT_REACH = 8.0  # px: a component this close to a lone positive point still counts as hit
@@ -278,14 +280,16 @@ def _window_features(predictor, cached: dict, y: int, x: int, side: int):
 
 def structure_prompts(model) -> list[str]:
     """One prompt per structure ``model`` was trained on, for objects prompted without text: the generic
-    nucleus of each structure ("nuclei", "cells") and every tissue label ("glands"); empty without a record."""
-    from ...ontology import GENERIC_OBJECT
+    nucleus of each structure ("nuclei", "cells") and every tissue label ("glands"), innermost structure
+    first; empty without a record."""
+    from ...ontology import GENERIC_OBJECT, STRUCTURES
     from ..support import example_prompt, model_vocabulary
 
     record = model_vocabulary(model)
     if record is None:
         return []
     labels = [t.label for t in record.labels if t.label.object == GENERIC_OBJECT or t.label.structure == "tissue"]
+    labels.sort(key=lambda label: -STRUCTURES.index(label.structure))  # innermost first (stable within one)
     return list(dict.fromkeys(example_prompt(label) for label in labels))
 
 
@@ -338,8 +342,22 @@ def decode_objects(predictor, boxes: np.ndarray | None, points: np.ndarray | Non
             masks, window_scores = _decode_window(model, feats, window_boxes, window_points, text,
                                                   threshold=threshold)
         for j, i in enumerate(members):
-            found[i], scores[i] = (y, x, masks[j]), window_scores[j]
+            mask = masks[j] if text is not None or boxes is None else inside_box(masks[j], window_boxes[j])
+            found[i], scores[i] = (y, x, mask), window_scores[j]
     return found, scores
+
+
+def inside_box(mask: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """``mask`` cropped to the pixels whose centres lie in the xyxy ``box`` (both in the same pixels).
+
+    >>> inside_box(np.ones((4, 4), bool), np.array([0.5, 1.0, 3.2, 2.0])).astype(int).tolist()
+    [[0, 0, 0, 0], [1, 1, 1, 0], [0, 0, 0, 0], [0, 0, 0, 0]]
+    """
+    h, w = mask.shape
+    ys, xs = np.arange(h) + 0.5, np.arange(w) + 0.5
+    rows = (ys >= box[1]) & (ys < box[3])
+    cols = (xs >= box[0]) & (xs < box[2])
+    return mask & rows[:, None] & cols[None, :]
 
 
 def _decode_window(model, feats, boxes: np.ndarray | None, points: np.ndarray | None, text: str | None, *,
@@ -390,12 +408,12 @@ def _answer_window(model, feats, boxes: np.ndarray | None, points: np.ndarray | 
 
 def _best_fit(masks: list[np.ndarray], box: np.ndarray | None) -> int:
     """Index of the mask that answers a prompt best: for a box the highest IoU of its bounding box with the box,
-    for points alone the smallest non-empty one."""
+    for points alone the first non-empty one (``masks`` come innermost structure first)."""
     sizes = np.array([m.sum() for m in masks])
     if not sizes.any():
         return 0
     if box is None:
-        return int(np.argmin(np.where(sizes > 0, sizes, np.inf)))
+        return int(np.argmax(sizes > 0))
     fits = []
     for m, size in zip(masks, sizes):
         if size == 0:
