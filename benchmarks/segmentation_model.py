@@ -9,7 +9,8 @@ large are built and counted on the meta device (no memory, no run).
 Then the CPU throughput of ``xpath_small`` at 512 px (batch 1, one prompt, encode +
 decode), side by side with its named baseline, the pretrained EfficientNet-Lite0 encoder
 alone as the package ships it (``EfficientNet.extract_features``, 4.0 GFLOPs), in the same
-process: median seconds per tile and the ratio.
+process, and its own encoder alone (the same network, BatchNorm folded, no padded copies): median
+seconds per tile and the ratios.
 
 Run: ``.venv/bin/python benchmarks/segmentation_model.py [--repeats 7] [--threads 2]``
 """
@@ -100,12 +101,15 @@ def throughput(repeats: int) -> None:
         x = model.preprocess(image)
         model.text_encoder([PROMPT])  # embedding cached, as in use
         baseline = median_seconds(lambda: shipped.extract_features(x), repeats)
+        encoder = median_seconds(lambda: model.image_encoder(x), repeats)
         full = median_seconds(lambda: model(x, [PROMPT]), repeats)
         feats = model.encode_image(x)
         decode = median_seconds(lambda: model.decode(feats, [PROMPT]), repeats)
     print(f"\nxpath_small CPU, 512 px, batch 1, {torch.get_num_threads()} threads, median of {repeats} "
           f"(load average {os.getloadavg()[0]:.1f}):")
     print(f"  baseline: shipped EfficientNet-Lite0 encoder alone: {baseline:.3f} s/tile = {1 / baseline:.2f} tiles/s")
+    print(f"  xpath_small's encoder alone (BatchNorm folded):     {encoder:.3f} s/tile = {1 / encoder:.2f} tiles/s "
+          f"(ratio to baseline {encoder / baseline:.2f}x)")
     print(f"  xpath_small encode + decode (1 prompt):             {full:.3f} s/tile = {1 / full:.2f} tiles/s "
           f"(ratio to baseline {full / baseline:.2f}x)")
     print(f"  decode only, cached image features:                 {decode:.3f} s "
