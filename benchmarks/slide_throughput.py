@@ -27,7 +27,9 @@ encoded against tiles needed (model-grid tiles that touch tissue), the share of 
 per stage (load, read, encode, decode, watershed, features, graph, writes; "stitch" is the
 rest: blending, ownership, pasting), the ratio new / baseline; then the encoder-only rate
 and the encoder-bound limit ``tiles needed / rate / area``. Peak RSS is measured for each
-path in a fresh process (``ru_maxrss`` is a per-process high-water mark). Finally the
+path in a fresh process (``ru_maxrss`` is a per-process high-water mark). ``--allocator``: freed memory
+kept in the process as ``xpath analyze`` runs (``kept``, the default; :mod:`xpath._allocator`) or glibc's
+defaults (``glibc``); the setting is process-wide, so compare the two in two runs. Finally the
 agreement of the two paths' instances (AJI per prompt) and, on objects whose pixels are
 identical in both, the largest difference of their shape features.
 """
@@ -321,9 +323,10 @@ def shift_floor(image: np.ndarray, mpp: float, shift: int = 8, size: int = 1200)
         f"{p} AJI {aji(a.instances[p][shift:, shift:], b.instances[p]):.3f}" for p in PROMPTS))
 
 
-def peak_rss(path: str, spec: str, mpp, synthetic_size: int) -> float:
+def peak_rss(path: str, spec: str, mpp, synthetic_size: int, allocator: str) -> float:
     """Peak RSS (GB) of one analysis in a fresh process."""
-    cmd = [sys.executable, __file__, "--child", path, "--slide", spec, "--synthetic-size", str(synthetic_size)]
+    cmd = [sys.executable, __file__, "--child", path, "--slide", spec, "--synthetic-size", str(synthetic_size),
+           "--allocator", allocator]
     if mpp is not None:
         cmd += ["--mpp", str(mpp)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
@@ -387,8 +390,15 @@ def main(argv=None) -> None:
                         help="a source tree of another version (holding xpath/): its path runs in this process too")
     parser.add_argument("--rounds", type=int, default=1,
                         help="runs per path, alternating (medians of wall, CPU and stage seconds are reported)")
+    parser.add_argument("--allocator", choices=["kept", "glibc"], default="kept",
+                        help="'kept': freed memory stays in the process, as `xpath analyze` runs (xpath._allocator); "
+                             "'glibc': malloc's defaults, as a plain Python process")
     parser.add_argument("--child", choices=["new", "baseline"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.allocator == "kept":
+        from xpath._allocator import keep_freed_memory
+
+        keep_freed_memory()
     if args.child:
         with tempfile.TemporaryDirectory() as tmp:
             run_path(args.child, args.slide, mpp=args.mpp, synthetic_size=args.synthetic_size, out_dir=Path(tmp))
@@ -399,7 +409,7 @@ def main(argv=None) -> None:
     if args.rounds < 1:
         parser.error(f"--rounds must be >= 1, got {args.rounds}")
     versions = Versions(args.previous)
-    print(f"torch threads {torch.get_num_threads()}")
+    print(f"torch threads {torch.get_num_threads()}, allocator {args.allocator}")
     specs = [args.slide] if args.slide else ["sample"] + (["synthetic"] if args.synthetic_size else [])
     rate = encoder_rate(args.repeats)
     for spec in specs:
@@ -420,7 +430,8 @@ def main(argv=None) -> None:
                           + ", ".join(f"{x['cpu']:.1f}" for x in rs) + " s; outside the model "
                           + ", ".join(f"{_outside(x):.1f}" for x in rs) + " s")
             needed = tiles_needed(spec, args.synthetic_size, runs["new"]["mpp"])
-            rss = {} if args.no_rss else {p: peak_rss(p, spec, args.mpp, args.synthetic_size) for p in runs}
+            rss = {} if args.no_rss else {p: peak_rss(p, spec, args.mpp, args.synthetic_size, args.allocator)
+                                              for p in runs}
             report(spec, runs, needed, rss)
             limit = needed / rate / runs["new"]["area_mm2"]
             print(f"encoder alone: {rate:.2f} tiles/s → encoder-bound limit {limit:.1f} s/mm² "

@@ -482,7 +482,10 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # argparse: 0 for --help, 2 for usage errors
         return int(exc.code or 0)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format="%(message)s")
+    from ._allocator import keep_freed_memory
     from .segmentation.support import UnsupportedPromptError
+
+    keep_freed_memory()  # one process per job: reuse freed pages instead of faulting new ones (xpath._allocator)
     try:
         return args.func(args)
     except KeyboardInterrupt:
