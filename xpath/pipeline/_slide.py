@@ -202,7 +202,7 @@ class _ParquetStream:
     """Append DataFrames to one Parquet file; atomic on close.
 
     Frames are held until ``batch_rows`` rows have come, then converted and written as one row group:
-    a window's cell table is a few hundred rows of ~100 columns, and pandas → Arrow costs per column,
+    a window's cell table is a few hundred rows of about 30 columns, and pandas → Arrow costs per column,
     so converting every window's frame on its own took most of the writes' time.
     """
 

@@ -60,7 +60,8 @@ class ObjectPrediction:
     masks : numpy.ndarray
         ``(N, H, W)`` bool, one object per prompt (empty where nothing was found).
     scores : numpy.ndarray
-        ``(N,)`` mean probability inside each mask (0 for an empty one).
+        ``(N,)`` mean probability over each object as selected (for a box without text, before its
+        crop to the box; 0 for an empty one).
     prompt : str or None
         The text the objects were asked with.
     """
