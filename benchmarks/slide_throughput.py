@@ -20,7 +20,8 @@ slide of tissue islands on glass), in one process, side by side:
 - ``previous`` (with ``--previous DIR``): the new path of another version of the package (a
   source tree holding ``xpath/``), imported in this same process: the two versions' modules
   are swapped in ``sys.modules`` between runs, and with ``--rounds N`` the versions alternate
-  ``N`` times (medians reported), so both see the same machine load.
+  ``N`` times (medians reported), so both see the same machine load. Every path first runs
+  ``--warmup`` times (default once) unmeasured: the first run in a process compiles numba kernels.
 
 Printed: wall and CPU seconds, s/mm² of tissue (tissue area from the tissue mask), tiles
 encoded against tiles needed (model-grid tiles that touch tissue), the share of wall time
@@ -390,6 +391,9 @@ def main(argv=None) -> None:
                         help="a source tree of another version (holding xpath/): its path runs in this process too")
     parser.add_argument("--rounds", type=int, default=1,
                         help="runs per path, alternating (medians of wall, CPU and stage seconds are reported)")
+    parser.add_argument("--warmup", type=int, default=1,
+                        help="discarded runs per path before the measured ones (the first run in a process compiles "
+                             "the numba kernels of the features: seconds that a second slide does not pay)")
     parser.add_argument("--allocator", choices=["kept", "glibc"], default="kept",
                         help="'kept': freed memory stays in the process, as `xpath analyze` runs (xpath._allocator); "
                              "'glibc': malloc's defaults, as a plain Python process")
@@ -406,8 +410,8 @@ def main(argv=None) -> None:
         return
     import torch
 
-    if args.rounds < 1:
-        parser.error(f"--rounds must be >= 1, got {args.rounds}")
+    if args.rounds < 1 or args.warmup < 0:
+        parser.error(f"--rounds must be >= 1 and --warmup >= 0, got {args.rounds} and {args.warmup}")
     versions = Versions(args.previous)
     print(f"torch threads {torch.get_num_threads()}, allocator {args.allocator}")
     specs = [args.slide] if args.slide else ["sample"] + (["synthetic"] if args.synthetic_size else [])
@@ -417,11 +421,13 @@ def main(argv=None) -> None:
             baseline = not args.no_baseline and (spec != "synthetic" or args.synthetic_baseline)
             paths = (("baseline",) if baseline else ()) + (("previous",) if args.previous else ()) + ("new",)
             rounds: dict[str, list[dict]] = defaultdict(list)
-            for r in range(args.rounds):
+            for r in range(-args.warmup, args.rounds):
                 for path in paths:
                     versions.use("previous" if path == "previous" else "new")
-                    rounds[path].append(run_path(path, spec, mpp=args.mpp, synthetic_size=args.synthetic_size,
-                                                 out_dir=Path(tmp) / f"{path}{r}"))
+                    run = run_path(path, spec, mpp=args.mpp, synthetic_size=args.synthetic_size,
+                                   out_dir=Path(tmp) / f"{path}{r}")
+                    if r >= 0:
+                        rounds[path].append(run)
             versions.use("new")
             runs = {path: _median_run(rs) for path, rs in rounds.items()}
             if args.rounds > 1:
