@@ -131,16 +131,38 @@ def type_masks(instances: np.ndarray, types: np.ndarray, names: list[str]) -> di
 
 
 def split_into(shared: np.ndarray, outs: Sequence[np.ndarray], types: np.ndarray, *, rows: int = 512,
-               groups: np.ndarray | None = None) -> None:
+               groups: np.ndarray | None = None, masks: Sequence[np.ndarray | None] | None = None) -> None:
     """:func:`type_masks` into arrays you give, a band of ``rows`` at a time (memory-mapped slides):
     ``outs[j]`` gets the instances of ``shared`` of type ``j`` (of type ``groups[j]`` with
-    :func:`label_groups`), ids kept. ``shared`` may be one of ``outs``."""
+    :func:`label_groups`), ids kept, and ``masks[j]`` (optional, bool) their pixels.
+
+    Only the pixels of ``shared``'s instances are written (a few tenths of a slide), so every array given
+    must hold 0 wherever ``shared`` does: fresh zeros, or ``shared`` itself (which may be one of ``outs``).
+
+    Examples
+    --------
+    >>> shared = np.array([[1, 1, 0, 2, 2]], np.int32)
+    >>> outs, masks = [np.zeros_like(shared), shared], [np.zeros(shared.shape, bool), None]
+    >>> split_into(shared, outs, np.array([-1, 1, 0]), masks=masks)  # nucleus 1 is of type 1, nucleus 2 of type 0
+    >>> outs[0].tolist(), outs[1].tolist(), masks[0].astype(int).tolist()
+    ([[0, 0, 0, 2, 2]], [[1, 1, 0, 0, 0]], [[0, 0, 0, 1, 1]])
+    """
     groups = np.arange(len(outs)) if groups is None else np.asarray(groups, np.int64)
+    masks = [None] * len(outs) if masks is None else list(masks)
+    width = shared.shape[1]
     for y in range(0, shared.shape[0], rows):
-        band = np.array(shared[y: y + rows])
-        lookup = types[band]
-        for g, out in zip(groups, outs):
-            out[y: y + rows] = np.where(lookup == g, band, 0)
+        band = np.array(shared[y: y + rows]).ravel()
+        where = np.flatnonzero(band)
+        if not where.size:
+            continue
+        ids = band[where]
+        kind = types[ids]
+        r, c = where // width + y, where % width
+        for g, out, mask in zip(groups, outs, masks):
+            mine = kind == g
+            out[r, c] = np.where(mine, ids, 0)
+            if mask is not None:
+                mask[r, c] = mine
 
 
 def type_table(types: np.ndarray, mean: np.ndarray, names: list[str]) -> pd.DataFrame:

@@ -518,10 +518,8 @@ class TextPromptPredictor:
             names = [prompts[i] for i in typed]
             types, mean = types_from_sums(stitchers[shared].area, stitchers[shared].sums, threshold=threshold,
                                           groups=type_groups)
-            split_into(into[shared], [inst_out[p] for p in names], types, groups=type_groups)
-            for p in names:
-                if p in semantic:
-                    semantic[p][:] = inst_out[p] > 0
+            split_into(into[shared], [inst_out[p] for p in names], types, groups=type_groups,
+                       masks=[semantic.get(p) for p in names])
             table = type_table(types, mean, names)
         return np.zeros(n_p) if presence is None else np.asarray(presence, np.float64), table
 
