@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 
+from ._allocator import keep_freed_memory
 from ._types import Image, check_image, check_labels, check_mpp
 
 __version__ = "0.1.0"
@@ -19,7 +20,7 @@ _SUBPACKAGES = (
     "biomarkers", "datasets", "explain", "io", "models", "ontology", "plotting", "segmentation", "pipeline", "cli",
 )
 
-__all__ = ["Image", "__version__", "check_image", "check_labels", "check_mpp", *_SUBPACKAGES]
+__all__ = ["Image", "__version__", "check_image", "check_labels", "check_mpp", "keep_freed_memory", *_SUBPACKAGES]
 
 
 def __getattr__(name: str):

@@ -10,9 +10,10 @@ cost is memory held: on the sample slide (``benchmarks/slide_throughput.py``, me
 wall time fell from 24.4 s to 20.3–21.7 s and the peak RSS rose from 1.40 to 1.67 GB.
 
 That is process-wide, so the library does not do it on import: the command line (``xpath ...``,
-one process per job) calls it; a notebook or a long-lived service may call it, or set the same in
-the environment before Python starts (``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=536870912``;
-PyTorch's CPU performance notes suggest jemalloc or tcmalloc for the same reason).
+one process per job) calls it; a notebook or a long-lived service may call ``xpath.keep_freed_memory()``
+before a slide job, or set the same in the environment before Python starts
+(``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=536870912``; PyTorch's CPU performance notes suggest
+jemalloc or tcmalloc for the same reason).
 ``benchmarks/slide_throughput.py --allocator`` measures both.
 """
 
