@@ -7,7 +7,9 @@ about 100 MB each, so every batch made the kernel map, fault and zero them again
 :func:`keep_freed_memory` turns ``mmap`` off for ``malloc`` (``M_MMAP_MAX`` 0) and lets the heap keep
 up to 512 MB of what is freed (``M_TRIM_THRESHOLD``), so the next batch reuses the same pages. The
 cost is memory held: on the sample slide (``benchmarks/slide_throughput.py``, medians of 3 runs) the
-wall time fell from 24.4 s to 20.3–21.7 s and the peak RSS rose from 1.40 to 1.67 GB.
+wall time fell from 24.4 s to 20.3–21.7 s and the peak RSS rose from 1.40 to 1.67 GB. One process
+analysing the sample slide 7 times over (as ``xpath cohort`` runs serially) reached 1.51, 1.59, 1.62,
+1.66, 1.67, 1.67 and 1.72 GB; with glibc's defaults 1.14, 1.20, 1.22 after 3.
 
 That is process-wide, so the library does not do it on import: the command line (``xpath ...``,
 one process per job) calls it; a notebook or a long-lived service may call ``xpath.keep_freed_memory()``
