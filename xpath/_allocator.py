@@ -3,7 +3,7 @@
 glibc's ``malloc`` serves every allocation above its mmap threshold (32 MB at most) from a fresh
 ``mmap`` and unmaps it on ``free``. An encoder batch of four 512-px tiles allocates activations of
 about 100 MB each, so every batch made the kernel map, fault and zero them again: on this project's
-2-core CPU, 3.5× the page faults and about a quarter of the encoder's time.
+2-core CPU, 3–4× the page faults and about a quarter of the encoder's time.
 :func:`keep_freed_memory` turns ``mmap`` off for ``malloc`` (``M_MMAP_MAX`` 0) and lets the heap keep
 up to 512 MB of what is freed (``M_TRIM_THRESHOLD``), so the next batch reuses the same pages. The
 cost is memory held: on the sample slide (``benchmarks/slide_throughput.py``, medians of 3 runs) the

@@ -102,14 +102,12 @@ def test_type_prompts_of_one_image_never_overlap_and_share_the_nuclei_map():
 
 
 def test_synonym_type_prompts_asked_together_get_the_same_nuclei():
-    import torch
-
-    from xpath.datasets import synthetic_tissue
+    from xpath.datasets import sample_he
     from xpath.segmentation import TextPromptPredictor, create_model
 
-    torch.manual_seed(0)
-    tissue = synthetic_tissue(2, size=(256, 256), mpp=0.5)
-    pred = TextPromptPredictor(create_model("xpath_tiny", device="cpu")).set_image(tissue.image, mpp=0.5)
-    seg = pred.predict(["lymphocytes", "immune cells", "epithelial nuclei"], threshold=0.3)
-    assert (seg.instances["lymphocytes"] == seg.instances["immune cells"]).all()
+    image = sample_he()  # the shipped model on real H&E: an untrained model finds no typed nuclei at all
+    pred = TextPromptPredictor(create_model("xpath_small", checkpoint="default"), progress=False)
+    seg = pred.set_image(image, mpp=image.mpp).predict(["lymphocytes", "immune cells", "epithelial nuclei"])
+    assert seg.instances["lymphocytes"].max() > 0  # there are inflammatory nuclei to share (137 at this writing)
+    assert (seg.instances["lymphocytes"] == seg.instances["immune cells"]).all()  # as rivals, "immune cells" got none
     assert not ((seg.instances["lymphocytes"] > 0) & (seg.instances["epithelial nuclei"] > 0)).any()

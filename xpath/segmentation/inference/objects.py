@@ -195,9 +195,7 @@ def select_object(prob: np.ndarray, *, box: np.ndarray | None = None, points: np
     keep = np.zeros(n + 1, bool)
     if box is not None:
         bx0, by0, bx1, by1 = np.asarray(box, float)
-        inside = np.zeros_like(fg)
-        inside[int(max(by0, 0)): int(np.ceil(by1)), int(max(bx0, 0)): int(np.ceil(bx1))] = True
-        in_box = np.bincount(labels[inside], minlength=n + 1)
+        in_box = np.bincount(labels[inside_box(np.ones_like(fg), box)], minlength=n + 1)
         if with_text:
             centres = np.asarray(ndimage.center_of_mass(fg, labels, ids)).reshape(-1, 2)
             centred = (centres[:, 1] >= bx0) & (centres[:, 1] < bx1) & (centres[:, 0] >= by0) & (centres[:, 0] < by1)

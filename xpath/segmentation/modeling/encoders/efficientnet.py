@@ -138,15 +138,19 @@ class EfficientNetLiteEncoder(nn.Module):
 def _conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
     """``bn(conv(x))`` for an eval-mode BatchNorm, as one convolution with folded weights."""
     scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)  # (C,)
-    weight = (conv.weight * scale[:, None, None, None]).contiguous(memory_format=torch.channels_last)
+    weight = conv.weight * scale[:, None, None, None]
     bias = bn.bias - bn.running_mean * scale
     if conv.bias is not None:
         bias = bias + conv.bias * scale
     pad = getattr(getattr(conv, "static_padding", None), "padding", (0, 0, 0, 0))
     left, right, top, bottom = pad
     if left <= right and top <= bottom and tuple(conv.dilation) == (1, 1):
-        # TensorFlow "same" pads more after than before (a strided conv): leading zero columns and rows in the
-        # kernel make it symmetric, exactly the same sums, with no padded copy of ``x`` (100 MB a batch at 256 px).
-        weight = F.pad(weight, (right - left, 0, bottom - top, 0)).contiguous(memory_format=torch.channels_last)
-        return F.conv2d(x, weight, bias, conv.stride, (bottom, right), conv.dilation, conv.groups)
-    return F.conv2d(F.pad(x, pad), weight, bias, conv.stride, 0, conv.dilation, conv.groups)
+        if (left, top) != (right, bottom):
+            # TensorFlow "same" pads more after than before (a strided conv): leading zero columns and rows in
+            # the kernel make it symmetric, the same sums with no padded copy of ``x`` (100 MB a batch at 256 px).
+            weight = F.pad(weight, (right - left, 0, bottom - top, 0))
+        x_pad, conv_pad = x, (bottom, right)
+    else:
+        x_pad, conv_pad = F.pad(x, pad), 0
+    weight = weight.contiguous(memory_format=torch.channels_last)
+    return F.conv2d(x_pad, weight, bias, conv.stride, conv_pad, conv.dilation, conv.groups)
