@@ -155,6 +155,39 @@ def test_cached_image_keys_values_give_the_same_decode(tiny, rng):
     torch.testing.assert_close(again.mask_logits, first.mask_logits.flip(1), rtol=1e-4, atol=1e-4)
 
 
+def test_joint_self_attention_equals_multihead_attention_with_padding():
+    """The joint layer's self-attention (by scaled_dot_product_attention) is nn.MultiheadAttention's with its
+    key padding mask: padded context tokens are seen by no query."""
+    import torch.nn as nn
+
+    from xpath.segmentation.modeling.joint import _attention
+
+    torch.manual_seed(0)
+    attn = nn.MultiheadAttention(32, 4, batch_first=True)
+    x = torch.randn(2, 9, 32)
+    pad = torch.zeros(2, 9, dtype=torch.bool)
+    pad[0, 6:] = True
+    ours = _attention(attn, x, x, x, key_padding=pad)
+    torch.testing.assert_close(ours, attn(x, x, x, key_padding_mask=pad, need_weights=False)[0])
+    changed = x.clone()
+    changed[0, 6:] += 5.0  # only padded tokens change: no unpadded output may move
+    torch.testing.assert_close(_attention(attn, changed, changed, changed, key_padding=pad)[0, :6], ours[0, :6])
+
+
+def test_predicting_with_the_shipped_model_does_not_import_sympy():
+    """nn.MultiheadAttention's key-padding check imports sympy, ~2 s of every ``xpath analyze``: loading the
+    shipped model and predicting, as the CLI does, must not reach it (training code may: DataLoader does)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np; from xpath.segmentation import load_model, TextPromptPredictor; "
+            "p = TextPromptPredictor(load_model('xpath_small'), progress=False); "
+            "p.set_image(np.full((256, 256, 3), 200, np.uint8), mpp=0.25); "
+            "p.predict(['nuclei', 'lymphocytes', 'glands']); print('sympy' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out[-1] == "False"
+
+
 @pytest.mark.parametrize(("prompts", "error", "match"), [
     ([], ValueError, "prompts must not be empty"),
     ("nuclei", TypeError, "prompts must be a list"),

@@ -56,7 +56,7 @@ class JointLayer(nn.Module):
         pad = torch.cat([context_pad.new_zeros(latents.shape[:2]), context_pad], 1)  # (B, N+T)
         pos = torch.cat([latent_pos.expand(latents.shape[0], -1, -1), torch.zeros_like(context)], 1)
         s = self.norm_self(seq)
-        seq = seq + self.self_attn(s + pos, s + pos, s, key_padding_mask=pad, need_weights=False)[0]
+        seq = seq + _attention(self.self_attn, s + pos, s + pos, s, key_padding=pad)
         seq = seq + self.ffn(self.norm_ffn(seq))
         return seq[:, :n], seq[:, n:]
 
@@ -74,8 +74,25 @@ class JointLayer(nn.Module):
         d, heads = query.shape[-1], self.cross.num_heads
         w, b = self.cross.in_proj_weight, self.cross.in_proj_bias
         q = _heads(F.linear(query, w[:d], b[:d]), heads)
-        out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).flatten(2)  # (B, N, D)
-        return self.cross.out_proj(out)
+        return _attend(self.cross, q, k, v)
+
+
+def _attend(attn: nn.MultiheadAttention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+            mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Heads ``(B, heads, N, d)`` attended (``mask`` True where a query may see a key) and projected out by ``attn``."""
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask).transpose(1, 2).flatten(2)  # (B, N, D)
+    return attn.out_proj(out)
+
+
+def _attention(attn: nn.MultiheadAttention, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, *,
+               key_padding: torch.Tensor) -> torch.Tensor:
+    """``attn(query, key, value, key_padding_mask=key_padding)[0]`` for a module without dropout, by
+    ``scaled_dot_product_attention``: the module's own padding check imports sympy, ~2 s per process."""
+    d, heads = query.shape[-1], attn.num_heads
+    w, b = attn.in_proj_weight, attn.in_proj_bias
+    q, k, v = (_heads(F.linear(x, w[i * d: (i + 1) * d], b[i * d: (i + 1) * d]), heads)
+               for i, x in enumerate((query, key, value)))
+    return _attend(attn, q, k, v, ~key_padding[:, None, None, :])
 
 
 class JointModule(nn.Module):
