@@ -485,7 +485,11 @@ class TextPromptPredictor:
         into = {i: inst_out[prompts[i]] for i in stitched if prompts[i] in inst_out}
         if typed and shared not in into:  # a hidden all-nuclei prompt: its map is built in the first type's
             into[shared] = inst_out[prompts[typed[0]]]
-        stitchers = {i: InstanceStitcher(into[i], strip=max(self.tile, 2 * self.margin), margin=self.margin,
+        strip = max(self.tile, 2 * self.margin)
+        # blocks twice as wide as the strip is tall: the watershed runs on (strip + 2·margin) × (block + 2·margin)
+        # for a strip × block core, 1.88× the core's area instead of 2.25× (tile 512, margin 128; the stitch of the
+        # sample slide 2.3 s against 2.7 s); the row buffer, (strip + 2·margin) rows, is unchanged
+        stitchers = {i: InstanceStitcher(into[i], strip=strip, block=2 * strip, margin=self.margin,
                                          n_sums=len(typed) if i == shared else 0, sum_dtype=np.float16,
                                          threshold=threshold,
                                          marker_threshold=marker_threshold, min_area_um2=min_area_um2,
