@@ -324,12 +324,14 @@ def shift_floor(image: np.ndarray, mpp: float, shift: int = 8, size: int = 1200)
         f"{p} AJI {aji(a.instances[p][shift:, shift:], b.instances[p]):.3f}" for p in PROMPTS))
 
 
-def peak_rss(path: str, spec: str, mpp, synthetic_size: int, allocator: str) -> float:
-    """Peak RSS (GB) of one analysis in a fresh process."""
+def peak_rss(path: str, spec: str, mpp, synthetic_size: int, allocator: str, previous: str | None = None) -> float:
+    """Peak RSS (GB) of one analysis in a fresh process (``previous``: the other version's tree, for that path)."""
     cmd = [sys.executable, __file__, "--child", path, "--slide", spec, "--synthetic-size", str(synthetic_size),
            "--allocator", allocator]
     if mpp is not None:
         cmd += ["--mpp", str(mpp)]
+    if path == "previous":
+        cmd += ["--previous", previous]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])["rss_gb"]
 
@@ -397,13 +399,14 @@ def main(argv=None) -> None:
     parser.add_argument("--allocator", choices=["kept", "glibc"], default="kept",
                         help="'kept': freed memory stays in the process, as `xpath analyze` runs (xpath._allocator); "
                              "'glibc': malloc's defaults, as a plain Python process")
-    parser.add_argument("--child", choices=["new", "baseline"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["new", "baseline", "previous"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.allocator == "kept":
         from xpath._allocator import keep_freed_memory
 
         keep_freed_memory()
     if args.child:
+        Versions(args.previous).use("previous" if args.child == "previous" else "new")
         with tempfile.TemporaryDirectory() as tmp:
             run_path(args.child, args.slide, mpp=args.mpp, synthetic_size=args.synthetic_size, out_dir=Path(tmp))
         print(json.dumps({"rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}))
@@ -436,8 +439,8 @@ def main(argv=None) -> None:
                           + ", ".join(f"{x['cpu']:.1f}" for x in rs) + " s; outside the model "
                           + ", ".join(f"{_outside(x):.1f}" for x in rs) + " s")
             needed = tiles_needed(spec, args.synthetic_size, runs["new"]["mpp"])
-            rss = {} if args.no_rss else {p: peak_rss(p, spec, args.mpp, args.synthetic_size, args.allocator)
-                                              for p in runs}
+            rss = {} if args.no_rss else {p: peak_rss(p, spec, args.mpp, args.synthetic_size, args.allocator,
+                                                      args.previous) for p in runs}
             report(spec, runs, needed, rss)
             limit = needed / rate / runs["new"]["area_mm2"]
             print(f"encoder alone: {rate:.2f} tiles/s → encoder-bound limit {limit:.1f} s/mm² "
