@@ -175,7 +175,7 @@ def test_joint_self_attention_equals_multihead_attention_with_padding():
 
 
 def test_predicting_with_the_shipped_model_does_not_import_sympy():
-    """nn.MultiheadAttention's key-padding check imports sympy, ~2 s of every ``xpath analyze``: loading the
+    """nn.MultiheadAttention's key-padding check imports sympy, ~0.7 s of every ``xpath analyze``: loading the
     shipped model and predicting, as the CLI does, must not reach it (training code may: DataLoader does)."""
     import subprocess
     import sys

@@ -79,15 +79,17 @@ class JointLayer(nn.Module):
 
 def _attend(attn: nn.MultiheadAttention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
             mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Heads ``(B, heads, N, d)`` attended (``mask`` True where a query may see a key) and projected out by ``attn``."""
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask).transpose(1, 2).flatten(2)  # (B, N, D)
+    """Heads ``(B, heads, N, d)`` attended (``mask`` True where a query may see a key) and projected out by ``attn``
+    (with its attention dropout while training)."""
+    drop = attn.dropout if attn.training else 0.0
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop).transpose(1, 2).flatten(2)
     return attn.out_proj(out)
 
 
 def _attention(attn: nn.MultiheadAttention, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, *,
                key_padding: torch.Tensor) -> torch.Tensor:
-    """``attn(query, key, value, key_padding_mask=key_padding)[0]`` for a module without dropout, by
-    ``scaled_dot_product_attention``: the module's own padding check imports sympy, ~2 s per process."""
+    """``attn(query, key, value, key_padding_mask=key_padding, need_weights=False)[0]`` by
+    ``scaled_dot_product_attention``: the module's own check of the mask imports sympy (0.65-0.78 s per process)."""
     d, heads = query.shape[-1], attn.num_heads
     w, b = attn.in_proj_weight, attn.in_proj_bias
     q, k, v = (_heads(F.linear(x, w[i * d: (i + 1) * d], b[i * d: (i + 1) * d]), heads)
