@@ -194,17 +194,19 @@ def write_objects(source: SlideSource, stores: dict, outputs, *, measure, window
                              inner=(y > 0, x > 0, y + window < H, x + window < W))
                 if not len(own):
                     continue
-                is_own = np.zeros(int(lab.max()) + 1, bool)
-                is_own[own] = True
-                done[p] = {"own": own, "part": np.where(is_own[lab], lab, 0), "rings": None, "table": None}
+                kept = np.zeros(int(lab.max()) + 1, lab.dtype)
+                kept[own] = own
+                done[p] = {"own": own, "part": kept[lab], "rings": None, "table": None}  # the owned objects only
                 if outputs.writer is not None:
                     done[p]["rings"] = trace_rings(done[p]["part"])
                 if outputs.cells is not None:
                     done[p]["table"] = measure(done[p]["part"], image, mpp=mpp, ids=own)
+            on_owned = {r: done[r]["part"] > 0 for r in set(nuclei_of.values()) if r in done}
             for p, r in nuclei_of.items():  # a type's objects: the nuclei map's owned nuclei that it holds
                 if r in done:
-                    present = np.zeros(max(int(labs[p].max()), int(done[r]["own"].max())) + 1, bool)
-                    present[labs[p].ravel()] = True
+                    held = labs[p][on_owned[r]]  # the type map on the owned nuclei's pixels (ids are the nuclei's)
+                    present = np.zeros(max(int(held.max(initial=0)), int(done[r]["own"].max())) + 1, bool)
+                    present[held] = True
                     own = done[r]["own"][present[done[r]["own"]]]
                     if len(own):
                         done[p] = dict(done[r], own=own)
