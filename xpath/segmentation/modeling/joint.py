@@ -63,18 +63,18 @@ class JointLayer(nn.Module):
     def memory_kv(self, memory: torch.Tensor, memory_pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The cross-attention's keys and values of the image tokens, split into heads: they depend on the image
         only, so decoding more prompts against the same image can reuse them."""
-        d, heads = memory.shape[-1], self.cross.num_heads
-        w, b = self.cross.in_proj_weight, self.cross.in_proj_bias
-        k = F.linear(memory + memory_pos, w[d: 2 * d], b[d: 2 * d])
-        v = F.linear(memory, w[2 * d:], b[2 * d:])
-        return _heads(k, heads), _heads(v, heads)
+        return _project(self.cross, memory + memory_pos, 1), _project(self.cross, memory, 2)
 
     def _cross_projected(self, query: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """``self.cross(query, key, value)`` with the keys and values already projected (eval: no dropout)."""
-        d, heads = query.shape[-1], self.cross.num_heads
-        w, b = self.cross.in_proj_weight, self.cross.in_proj_bias
-        q = _heads(F.linear(query, w[:d], b[:d]), heads)
-        return _attend(self.cross, q, k, v)
+        return _attend(self.cross, _project(self.cross, query, 0), k, v)
+
+
+def _project(attn: nn.MultiheadAttention, x: torch.Tensor, which: int) -> torch.Tensor:
+    """``x`` (B, N, D) through ``attn``'s query (``which`` 0), key (1) or value (2) projection, split into heads."""
+    d = x.shape[-1]
+    w, b = attn.in_proj_weight[which * d: (which + 1) * d], attn.in_proj_bias[which * d: (which + 1) * d]
+    return _heads(F.linear(x, w, b), attn.num_heads)
 
 
 def _attend(attn: nn.MultiheadAttention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
@@ -90,10 +90,7 @@ def _attention(attn: nn.MultiheadAttention, query: torch.Tensor, key: torch.Tens
                key_padding: torch.Tensor) -> torch.Tensor:
     """``attn(query, key, value, key_padding_mask=key_padding, need_weights=False)[0]`` by
     ``scaled_dot_product_attention``: the module's own check of the mask imports sympy (0.65-0.78 s per process)."""
-    d, heads = query.shape[-1], attn.num_heads
-    w, b = attn.in_proj_weight, attn.in_proj_bias
-    q, k, v = (_heads(F.linear(x, w[i * d: (i + 1) * d], b[i * d: (i + 1) * d]), heads)
-               for i, x in enumerate((query, key, value)))
+    q, k, v = (_project(attn, x, i) for i, x in enumerate((query, key, value)))
     return _attend(attn, q, k, v, ~key_padding[:, None, None, :])
 
 
