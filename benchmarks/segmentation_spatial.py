@@ -9,7 +9,11 @@ Prompts come from the ground truth of the images the config holds out (never tra
 - **nuclei** (MoNuSeg test): one box per annotated nucleus, each side jittered by up to ±10 % of
   its length (as in training); and one positive point at the nucleus's deepest pixel;
 - **glands** (the EBHI and GlaS validation parts): one box per connected gland of at least
-  ``MIN_GLAND_AREA_UM2``.
+  ``MIN_GLAND_AREA_UM2``;
+- **nuclei, rule-choice rows** (the CoNSeP and NuCLS validation parts, ``RULE_SOURCES``): the same
+  prompts as MoNuSeg. The keep rules of :mod:`xpath.segmentation.inference.objects` (threshold,
+  box-size structure choice, the reach of a point) were chosen on these, so they are not a test;
+  their prompts are drawn from a generator of their own, so that the other rows keep their objects.
 
 For every object, in the same run:
 
@@ -38,6 +42,7 @@ from xpath.segmentation import TextPromptPredictor, create_model
 from xpath.segmentation.record import validation_images
 
 NUCLEI_SOURCES = {"monuseg": "nuclei"}
+RULE_SOURCES = {"consep": "nuclei", "nucls": "nuclei"}  # where the keep rules were chosen (not a test)
 GLAND_SOURCES = {"ebhi": "glands", "glas": "glands"}
 MIN_GLAND_AREA_UM2 = 500.0
 JITTER = 0.1
@@ -45,7 +50,7 @@ JITTER = 0.1
 
 def gt_objects(rec, source: str, mpp: float) -> np.ndarray:
     """``(H, W)`` int map of the objects to prompt: nucleus instances, or connected glands."""
-    if source in NUCLEI_SOURCES:
+    if source in NUCLEI_SOURCES or source in RULE_SOURCES:
         return rec.instances
     labels, n = ndimage.label(rec.class_map > 0)
     areas = np.bincount(labels.ravel(), minlength=n + 1) * mpp ** 2
@@ -96,7 +101,8 @@ def evaluate_image(predictor, rec, source: str, mpp: float, rng, max_objects: in
     ids = np.sort(rng.choice(ids, min(max_objects, ids.size), replace=False))
     boxes, exact, points = object_prompts(objects, ids, rng)
     predictor.set_image(rec.image, mpp=mpp)
-    prompt = NUCLEI_SOURCES.get(source) or GLAND_SOURCES[source]
+    nuclei = {**NUCLEI_SOURCES, **RULE_SOURCES}
+    prompt = nuclei.get(source) or GLAND_SOURCES[source]
     t0 = time.perf_counter()
     text = predictor.predict([prompt])
     t_text = time.perf_counter() - t0
@@ -104,7 +110,7 @@ def evaluate_image(predictor, rec, source: str, mpp: float, rng, max_objects: in
     t0 = time.perf_counter()
     by_box = predictor.predict_objects(boxes=boxes)
     t_box = time.perf_counter() - t0
-    by_point = predictor.predict_objects(points=points) if source in NUCLEI_SOURCES else None
+    by_point = predictor.predict_objects(points=points) if source in nuclei else None
     rows = []
     for k, i in enumerate(ids):
         truth = objects == i
@@ -138,13 +144,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"spatial prompts: {'object decoder' if model.config.spatial_trained else 'from the text answer'}")
     predictor = TextPromptPredictor(model, progress=False)
     rng = np.random.default_rng(args.seed)
+    rule_rng = np.random.default_rng([args.seed, 1])
     rows, times = [], []
     for source, records, assumed in validation_images(args.config, limit=args.limit):
-        if source not in NUCLEI_SOURCES and source not in GLAND_SOURCES:
+        if source not in NUCLEI_SOURCES and source not in GLAND_SOURCES and source not in RULE_SOURCES:
             continue
         for rec in records:
             mpp = rec.mpp if rec.mpp is not None else assumed
-            got, t = evaluate_image(predictor, rec, source, mpp, rng, args.max_objects)
+            got, t = evaluate_image(predictor, rec, source, mpp, rule_rng if source in RULE_SOURCES else rng,
+                                    args.max_objects)
             rows += got
             if t:
                 times.append(t)
@@ -155,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = table.groupby("source")[kinds].mean().round(3)
     summary.insert(0, "objects", table.groupby("source").size())
     summary.insert(1, "images", table.groupby("source")["image_id"].nunique())
+    summary.insert(2, "role", ["rules chosen" if s in RULE_SOURCES else "test" for s in summary.index])
     pd.set_option("display.width", 160)
     print("mean IoU per object (box/point: predict_objects; text: text-only answer; filled_box: the box itself)")
     print(summary.to_string())

@@ -10,7 +10,8 @@ import torch
 
 from xpath.datasets import synthetic_tissue
 from xpath.segmentation import TextPromptPredictor, create_model
-from xpath.segmentation.inference.objects import ObjectPrediction, check_object_prompts, select_object
+from xpath.segmentation.inference.objects import (NUCLEUS_REACH_UM, ObjectPrediction, check_object_prompts,
+                                                 select_object)
 from xpath.segmentation.modeling.box_prior import box_prior_logits
 from xpath.segmentation.modeling.segmenter import OBJECT_PROMPT
 
@@ -216,7 +217,8 @@ def test_without_a_trained_box_path_objects_come_from_the_text_answer():
     out = pred.predict_objects(boxes=boxes)
     assert _iou(out.masks[0], nucleus) > 0.95  # the box of a nucleus: the nucleus, not the gland around it
     assert _iou(out.masks[1], gland) > 0.95  # the box of the gland: the gland
-    assert model.calls and all(c == (["nuclei", "glands"], False) for c in model.calls)  # the structures, no boxes
+    # each structure decoded alone (prompts decoded together attend to each other), with no boxes
+    assert model.calls and model.calls == [(["nuclei"], False), (["glands"], False)] * (len(model.calls) // 2)
     point = pred.predict_objects(points=[[[x + 0.5, y + 0.5]]])
     assert _iou(point.masks[0], nucleus) > 0.95  # a point: the innermost object under it
     with_text = pred.predict_objects(boxes=boxes[:1], prompt="glands")
@@ -228,7 +230,7 @@ def test_a_trained_box_path_answers_objects_larger_than_a_tile_from_the_text_ans
     model.config.spatial_trained = True
     pred, _, gland, boxes = _nucleus_in_gland(model)
     out = pred.predict_objects(boxes=boxes)
-    assert sorted(model.calls) == [(["nuclei", "glands"], False), ([OBJECT_PROMPT], True)]
+    assert sorted(model.calls) == [(["glands"], False), (["nuclei"], False), ([OBJECT_PROMPT], True)]
     assert _iou(out.masks[1], gland) > 0.95  # the gland, from the "glands" answer on its large window
 
 
@@ -253,3 +255,46 @@ def test_a_point_takes_the_innermost_structure_even_when_another_object_there_is
     pred = TextPromptPredictor(model, progress=False).set_image(image, mpp=0.5)
     point = pred.predict_objects(points=[[[100.5, 100.5]]])
     assert _iou(point.masks[0], nucleus) > 0.95  # the nucleus under the point, not the smaller gland blob
+
+
+def test_a_box_of_nucleus_size_is_answered_by_the_nuclei_even_where_a_tissue_structure_fills_it_better():
+    model = AnswerStandIn()
+    nucleus, blob = _disc((200, 200), 100, 100, 6), _disc((200, 200), 100, 100, 11)  # a "gland" blob around it
+    image = np.zeros((200, 200, 3), np.uint8)
+    image[nucleus, 0] = 255
+    image[blob, 1] = 255
+    pred = TextPromptPredictor(model, progress=False).set_image(image, mpp=0.5)
+    small = pred.predict_objects(boxes=[[88, 88, 112, 112]])  # 12 µm: the blob's box, a nucleus's size
+    assert _iou(small.masks[0], nucleus) > 0.95
+    model.calls.clear()
+    gland, inner = _disc((200, 200), 100, 100, 40), _disc((200, 200), 100, 100, 36)
+    image = np.zeros((200, 200, 3), np.uint8)
+    image[inner, 0] = 255  # a nuclei answer that would fit the box as well
+    image[gland, 1] = 255
+    pred = TextPromptPredictor(model, progress=False).set_image(image, mpp=0.5)
+    large = pred.predict_objects(boxes=[[58, 58, 142, 142]])  # 42 µm: tissue-sized
+    assert _iou(large.masks[0], gland) > 0.95
+
+
+def test_a_point_on_one_of_two_touching_nuclei_keeps_that_nucleus_not_the_clump():
+    model = AnswerStandIn()
+    left, right = _disc((200, 200), 100, 90, 10), _disc((200, 200), 100, 110, 10)  # they touch: one component
+    image = np.zeros((200, 200, 3), np.uint8)
+    image[left | right, 0] = 255
+    pred = TextPromptPredictor(model, progress=False).set_image(image, mpp=0.5)
+    out = pred.predict_objects(points=[[[90.5, 100.5]]])  # the left nucleus's centre
+    mask = out.masks[0]
+    assert _iou(mask, left) > 0.8  # the clump would score about 0.5
+    yy, xx = np.nonzero(mask)
+    reach_px = NUCLEUS_REACH_UM / 0.5
+    assert ((yy + 0.5 - 100.5) ** 2 + (xx + 0.5 - 90.5) ** 2 <= reach_px ** 2 + 1e-9).all()
+    with_box = pred.predict_objects(points=[[[90.5, 100.5]]], boxes=[[75, 85, 125, 115]])  # a box bounds it instead
+    assert _iou(with_box.masks[0], left | right) > 0.95
+
+
+def test_predict_warns_that_an_untrained_box_path_ignores_its_boxes():
+    model = AnswerStandIn()
+    pred, nucleus, _, boxes = _nucleus_in_gland(model)
+    with pytest.warns(UserWarning, match="ignores boxes and points"):
+        seg = pred.predict(["nuclei"], boxes=boxes[:1], instances=False)
+    assert _iou(seg.semantic["nuclei"], nucleus) > 0.95  # the text mask, as the warning says

@@ -40,7 +40,7 @@ from ..._types import check_boxes, check_image, check_mpp
 from ..prompts import check_prompts
 from ..support import PromptPlan, model_vocabulary, plan_prompts
 from .nucleus_types import label_groups, plan_types, split_into, type_table, types_from_sums
-from .objects import ObjectPrediction, check_object_prompts, decode_objects, paste_objects
+from .objects import SPATIAL_THRESHOLD, ObjectPrediction, check_object_prompts, decode_objects, paste_objects
 from .result import Segmentation, classes_table, count_ids
 from .stain import macenko_normalize
 from .stitching import InstanceStitcher
@@ -310,6 +310,10 @@ class TextPromptPredictor:
         prompts = check_prompts(prompts)
         check_threshold(threshold)
         boxes, points = self._spatial(boxes, points, len(prompts))
+        if (boxes is not None or points is not None) and not getattr(self.model.config, "spatial_trained", True):
+            warnings.warn("this model's box/point path is not trained, so predict() ignores boxes and points and "
+                          "returns the text masks; predict_objects(boxes=..., points=..., prompt=...) answers them "
+                          "from the text answer", stacklevel=2)
         plans, inst_idx = self._plan(prompts, instances, on_unsupported)
         typed, run_plans, run_inst, generic = plan_types(plans, inst_idx, self.model,
                                                          spatial=boxes is not None or points is not None)
@@ -331,7 +335,7 @@ class TextPromptPredictor:
         return self._result(plans, semantic, inst_out, probs, presence, threshold, nucleus_types=types)
 
     def predict_objects(self, boxes: Any = None, points: Any = None, point_labels: Any = None,
-                        prompt: str | None = None, *, threshold: float = 0.5) -> ObjectPrediction:
+                        prompt: str | None = None, *, threshold: float = SPATIAL_THRESHOLD) -> ObjectPrediction:
         """Segment one object per box, or per row of points, in one call (:mod:`xpath.segmentation.inference.objects`).
 
         Parameters
@@ -346,7 +350,9 @@ class TextPromptPredictor:
             Text: the prompted structure inside each box ("glands"); must be a supported prompt.
             Without it, the object in the box or under the points, whatever it is.
         threshold : float
-            Probability threshold of the masks.
+            Probability threshold of the masks; lower by default than :meth:`predict`'s 0.5, because
+            the box or the points bound the object (chosen on CoNSeP and NuCLS validation images,
+            docs/model_card.md).
 
         Returns
         -------
@@ -364,15 +370,15 @@ class TextPromptPredictor:
         check_threshold(threshold)
         h, w = self._image.shape[:2]
         boxes, points = check_object_prompts(boxes, points, point_labels, (h, w))
-        text = None
+        text = structure = None
         if prompt is not None:
             (plan,) = plan_prompts(check_prompts([prompt]), self.model, on_unsupported="raise")
-            text = plan.text
+            text, structure = plan.text, plan.structure
         hw, ww = self._work.shape[:2]
         f = np.array([ww / w, hw / h])
         work_boxes = None if boxes is None else boxes * np.tile(f, 2)
         work_points = None if points is None else np.concatenate([points[..., :2] * f, points[..., 2:]], -1)
-        found, scores = decode_objects(self, work_boxes, work_points, text, threshold=threshold)
+        found, scores = decode_objects(self, work_boxes, work_points, text, structure=structure, threshold=threshold)
         return ObjectPrediction(paste_objects(found, (hw, ww), (h, w)), scores, prompt)
 
     def instance_prompts(self, prompts: Sequence[str] | str, instances: bool | str = "auto", *,
