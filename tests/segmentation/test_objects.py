@@ -298,3 +298,19 @@ def test_predict_warns_that_an_untrained_box_path_ignores_its_boxes():
     with pytest.warns(UserWarning, match="ignores boxes and points"):
         seg = pred.predict(["nuclei"], boxes=boxes[:1], instances=False)
     assert _iou(seg.semantic["nuclei"], nucleus) > 0.95  # the text mask, as the warning says
+
+
+def test_a_click_on_a_clump_keeps_the_clicked_instance_share():
+    left, right = _disc((60, 80), 30, 28, 12), _disc((60, 80), 30, 50, 12)  # overlapping discs: one component
+    prob = (left | right).astype(np.float64)
+    instances = np.zeros((60, 80), np.int32)
+    instances[_disc((60, 80), 30, 28, 8)] = 1  # the model's two nuclei, smaller than the component
+    instances[_disc((60, 80), 30, 50, 8)] = 2
+    click = np.array([[28.5, 30.5, 1.0]])
+    whole = select_object(prob, points=click)
+    assert (whole == (left | right)).all()  # without the instances: the clump
+    share = select_object(prob, points=click, instances=instances)
+    assert share[30, 28] and not share[30, 50]
+    assert _iou(share, left) > 0.8 and not (share & ~(left | right)).any()
+    lone = select_object(prob, points=click, instances=np.zeros_like(instances))  # no instance: stays whole
+    assert (lone == whole).all()

@@ -14,8 +14,10 @@ What is kept of the decoded probability map (``> threshold``, default :data:`SPA
   box (else the one with the most pixels inside it), whole;
 - **points**: the components that hold a positive point (else the nearest within 8 px of the
   first one); a component holding a negative point is dropped; a nucleus-level object prompted by
-  points alone is kept within :data:`NUCLEUS_REACH_UM` of its positive points (a click on one of
-  touching nuclei, which the probability map merges, selects that nucleus, not the clump);
+  points alone is split from the touching nuclei that the probability map merges with it — the
+  component is shared among the model's nuclei in it (its instance map, as :meth:`predict` draws it)
+  and the click keeps its nucleus's share — and kept within :data:`NUCLEUS_REACH_UM` of its
+  positive points;
 
 always clipped to the box's neighbourhood (:func:`~xpath.segmentation.modeling.box_prior.box_neighbourhood`).
 The threshold is lower than the text answer's 0.5 because the box or the point bounds the object:
@@ -58,6 +60,7 @@ SPATIAL_THRESHOLD = 0.3  # probability threshold of objects prompted by boxes or
 NUCLEUS_MAX_UM = 30.0  # longer box side (µm) up to which a box without text asks for a nucleus-level object
 NUCLEUS_REACH_UM = 6.0  # µm from its positive points within which a nucleus prompted by points alone is kept
 _NUCLEUS_LEVEL = ("nuclei", "cell")  # structures (xpath.ontology.STRUCTURES) whose objects are nuclei or cells
+_MIN_NUCLEUS_UM2 = 10.0  # the instance map that splits a clicked clump drops nuclei smaller than predict()'s default
 _OBJECT_CHUNK = 32  # objects decoded per call
 _POINT_REACH = 8.0  # px: a component this close to a lone positive point still counts as hit
 _POINT_CONTEXT = 48  # px of context around points when choosing a window (work pixels)
@@ -161,7 +164,7 @@ def check_object_prompts(boxes: Any, points: Any, point_labels: Any,
 
 def select_object(prob: np.ndarray, *, box: np.ndarray | None = None, points: np.ndarray | None = None,
                   with_text: bool = False, threshold: float = SPATIAL_THRESHOLD,
-                  reach: float | None = None) -> np.ndarray:
+                  reach: float | None = None, instances: np.ndarray | None = None) -> np.ndarray:
     """The object of one spatial prompt from its probability map (the rules in the module docstring).
 
     Parameters
@@ -177,6 +180,10 @@ def select_object(prob: np.ndarray, *, box: np.ndarray | None = None, points: np
     threshold : float
     reach : float, optional
         Points without a box: keep only the pixels within this many pixels of a positive point.
+    instances : numpy.ndarray, optional
+        ``(h, w)`` int instance map of the same window (points without a box): a kept component that
+        holds several instances keeps only the share of the instance under the positive point
+        (:func:`_share_of_clicked_instance`).
 
     Returns
     -------
@@ -220,9 +227,32 @@ def select_object(prob: np.ndarray, *, box: np.ndarray | None = None, points: np
     if points is not None:
         keep = _point_rule(labels, n, points, keep, with_box=box is not None)
     kept = keep[labels]
+    if points is not None and box is None and instances is not None:
+        kept = _share_of_clicked_instance(kept, labels, prob, instances, points)
     if points is not None and box is None and reach is not None:
         kept &= _near_positive_points(kept.shape, points, reach)
     return kept
+
+
+def _share_of_clicked_instance(kept: np.ndarray, labels: np.ndarray, prob: np.ndarray, instances: np.ndarray,
+                               points: np.ndarray) -> np.ndarray:
+    """``kept`` with each component that a positive point hits on an instance cut to that instance's share.
+
+    The share: the component's pixels are flooded from the instances in it (watershed of ``-prob``), and the
+    basin of the instance under the point is kept. A component without an instance under its point stays whole.
+    """
+    from skimage.segmentation import watershed
+
+    markers = np.where(kept, instances, 0)
+    if not markers.any():
+        return kept
+    h, w = kept.shape
+    positive = points[points[:, 2] == 1]
+    xy = np.clip(np.floor(positive[:, :2]).astype(int), 0, [w - 1, h - 1])
+    basins = watershed(-prob.astype(np.float32), markers, mask=kept)
+    chosen = basins[xy[:, 1], xy[:, 0]]
+    split = labels[xy[:, 1], xy[:, 0]][chosen > 0]
+    return (kept & ~np.isin(labels, split)) | np.isin(basins, chosen[chosen > 0])
 
 
 def _near_positive_points(shape: tuple[int, int], points: np.ndarray, reach: float) -> np.ndarray:
@@ -426,18 +456,25 @@ def _answer_window(model, feats, boxes: np.ndarray | None, points: np.ndarray | 
     alone, and each object is kept from the map of the structure that answers it (the module docstring)."""
     import torch
 
-    prob = []
+    from .postprocess import instances_from_maps
+
+    prob, instances = [], []
     with torch.inference_mode():
-        for text, _ in texts:  # alone: prompts decoded together attend to each other (the module docstring)
+        for text, structure in texts:  # alone: prompts decoded together attend to each other (the module docstring)
             out = model.decode(feats, [text], all_candidates=False)
             prob.append(torch.sigmoid(out.mask_logits[0, 0].float()).cpu().numpy())  # (side, side)
+            nuclei = None
+            if points is not None and boxes is None and structure in _NUCLEUS_LEVEL:  # predict()'s instance map
+                distance = torch.sigmoid(out.distance_logits[0, 0].float()).cpu().numpy()
+                nuclei = instances_from_maps(prob[-1], distance, min_area_um2=_MIN_NUCLEUS_UM2, mpp=mpp)
+            instances.append(nuclei)
     n = len(boxes) if boxes is not None else len(points)
     masks, scores = [], np.zeros(n)
     for i in range(n):
         box = None if boxes is None else boxes[i]
         candidates = [select_object(p, box=box, points=None if points is None else points[i], with_text=with_text,
-                                    threshold=threshold, reach=_reach(structure, mpp))
-                      for p, (_, structure) in zip(prob, texts)]
+                                    threshold=threshold, reach=_reach(structure, mpp), instances=nuclei)
+                      for p, nuclei, (_, structure) in zip(prob, instances, texts)]
         k = _answering_structure(candidates, [structure for _, structure in texts], box, mpp)
         scores[i] = float(prob[k][candidates[k]].mean()) if candidates[k].any() else 0.0
         masks.append(candidates[k])
