@@ -3,11 +3,10 @@
 :class:`TextPromptPredictor` cuts the image into the model's tiles (resized to the model's
 µm/px first when ``mpp`` is given), encodes them once in :meth:`~TextPromptPredictor.set_image`
 and decodes any number of prompts against the cached features in
-:meth:`~TextPromptPredictor.predict`. Images with more tiles than ``cache_tiles`` are not
-cached: their tiles are encoded while streaming through ``predict`` (one encoding per tile
-per call, memory bounded by the tile size). Blending and the memory bound are described
-in :mod:`xpath.segmentation.inference.tiling`, instances across tile borders in
-:mod:`xpath.segmentation.inference.stitching`.
+:meth:`~TextPromptPredictor.predict`. Images with more tiles than ``cache_tiles`` are not cached:
+their tiles are encoded while streaming through ``predict`` (one encoding per tile per call, memory
+bounded by the tile size). Blending and the memory bound are described in
+:mod:`xpath.segmentation.inference.tiling`, instances across tile borders in :mod:`~.stitching`.
 
 ``instances="auto"`` builds instance maps for nuclei- and cell-level prompts. The structure
 of a prompt is decided, in order, by the paper's canonical template
@@ -311,9 +310,8 @@ class TextPromptPredictor:
         check_threshold(threshold)
         boxes, points = self._spatial(boxes, points, len(prompts))
         if (boxes is not None or points is not None) and not getattr(self.model.config, "spatial_trained", True):
-            warnings.warn("this model's box/point path is not trained, so predict() ignores boxes and points and "
-                          "returns the text masks; predict_objects(boxes=..., points=..., prompt=...) answers them "
-                          "from the text answer", stacklevel=2)
+            warnings.warn("this model's box/point path is untrained: predict() ignores boxes and points and returns the "
+                          "text masks (predict_objects() answers them)", stacklevel=2)
         plans, inst_idx = self._plan(prompts, instances, on_unsupported)
         typed, run_plans, run_inst, generic = plan_types(plans, inst_idx, self.model,
                                                          spatial=boxes is not None or points is not None)
@@ -350,9 +348,7 @@ class TextPromptPredictor:
             Text: the prompted structure inside each box ("glands"); must be a supported prompt.
             Without it, the object in the box or under the points, whatever it is.
         threshold : float
-            Probability threshold of the masks; lower by default than :meth:`predict`'s 0.5, because
-            the box or the points bound the object (chosen on CoNSeP and NuCLS validation images,
-            docs/model_card.md).
+            Probability threshold of the masks (lower than :meth:`predict`'s: the prompt bounds the object).
 
         Returns
         -------
