@@ -196,14 +196,21 @@ def _disc(shape, y, x, r):
     return (yy - y) ** 2 + (xx - x) ** 2 <= r * r
 
 
+def _painted(model, red, green=None):
+    """The predictor of ``model`` set on an image (0.5 µm/px) whose red channel ("nuclei") is ``red`` and whose
+    green channel ("glands") is ``green``."""
+    image = np.zeros(red.shape + (3,), np.uint8)
+    image[red, 0] = 255
+    if green is not None:
+        image[green, 1] = 255
+    return TextPromptPredictor(model, progress=False).set_image(image, mpp=0.5)
+
+
 def _nucleus_in_gland(model):
     """The predictor of ``model`` set on the image of a nucleus (red) in a gland (green), both discs, and
     the box of each."""
     nucleus, gland = _disc((200, 200), *NUCLEUS), _disc((200, 200), *GLAND)
-    image = np.zeros((200, 200, 3), np.uint8)
-    image[nucleus, 0] = 255
-    image[gland, 1] = 255
-    pred = TextPromptPredictor(model, progress=False).set_image(image, mpp=0.5)
+    pred = _painted(model, nucleus, gland)
     (y, x, r), (gy, gx, gr) = NUCLEUS, GLAND
     boxes = [[x - r - 1, y - r - 1, x + r + 1, y + r + 1], [gx - gr - 2, gy - gr - 2, gx + gr + 2, gy + gr + 2]]
     model.calls.clear()
@@ -237,9 +244,7 @@ def test_a_trained_box_path_answers_objects_larger_than_a_tile_from_the_text_ans
 def test_a_box_on_one_of_two_touching_nuclei_keeps_that_nucleus_cropped_to_the_box():
     model = AnswerStandIn()
     left, right = _disc((200, 200), 100, 88, 12), _disc((200, 200), 100, 111, 12)  # they touch: one component
-    image = np.zeros((200, 200, 3), np.uint8)
-    image[left | right, 0] = 255
-    pred = TextPromptPredictor(model, progress=False).set_image(image, mpp=0.5)
+    pred = _painted(model, left | right)
     out = pred.predict_objects(boxes=[[75, 87, 101, 113]])  # the left nucleus's box, 1 px of slack
     mask = out.masks[0]
     assert _iou(mask, left) > 0.85  # the clump alone would score about 0.5
@@ -249,10 +254,7 @@ def test_a_box_on_one_of_two_touching_nuclei_keeps_that_nucleus_cropped_to_the_b
 def test_a_point_takes_the_innermost_structure_even_when_another_object_there_is_smaller():
     model = AnswerStandIn()
     nucleus, fragment = _disc((200, 200), 100, 100, 10), _disc((200, 200), 100, 100, 4)  # a small "gland" blob
-    image = np.zeros((200, 200, 3), np.uint8)
-    image[nucleus, 0] = 255
-    image[fragment, 1] = 255
-    pred = TextPromptPredictor(model, progress=False).set_image(image, mpp=0.5)
+    pred = _painted(model, nucleus, fragment)
     point = pred.predict_objects(points=[[[100.5, 100.5]]])
     assert _iou(point.masks[0], nucleus) > 0.95  # the nucleus under the point, not the smaller gland blob
 
@@ -260,28 +262,17 @@ def test_a_point_takes_the_innermost_structure_even_when_another_object_there_is
 def test_a_box_of_nucleus_size_is_answered_by_the_nuclei_even_where_a_tissue_structure_fills_it_better():
     model = AnswerStandIn()
     nucleus, blob = _disc((200, 200), 100, 100, 6), _disc((200, 200), 100, 100, 11)  # a "gland" blob around it
-    image = np.zeros((200, 200, 3), np.uint8)
-    image[nucleus, 0] = 255
-    image[blob, 1] = 255
-    pred = TextPromptPredictor(model, progress=False).set_image(image, mpp=0.5)
-    small = pred.predict_objects(boxes=[[88, 88, 112, 112]])  # 12 µm: the blob's box, a nucleus's size
+    small = _painted(model, nucleus, blob).predict_objects(boxes=[[88, 88, 112, 112]])  # the blob's box: 12 µm
     assert _iou(small.masks[0], nucleus) > 0.95
-    model.calls.clear()
-    gland, inner = _disc((200, 200), 100, 100, 40), _disc((200, 200), 100, 100, 36)
-    image = np.zeros((200, 200, 3), np.uint8)
-    image[inner, 0] = 255  # a nuclei answer that would fit the box as well
-    image[gland, 1] = 255
-    pred = TextPromptPredictor(model, progress=False).set_image(image, mpp=0.5)
-    large = pred.predict_objects(boxes=[[58, 58, 142, 142]])  # 42 µm: tissue-sized
+    gland, inner = _disc((200, 200), 100, 100, 40), _disc((200, 200), 100, 100, 36)  # inner: "nuclei" that fit too
+    large = _painted(model, inner, gland).predict_objects(boxes=[[58, 58, 142, 142]])  # 42 µm: tissue-sized
     assert _iou(large.masks[0], gland) > 0.95
 
 
 def test_a_point_on_one_of_two_touching_nuclei_keeps_that_nucleus_not_the_clump():
     model = AnswerStandIn()
     left, right = _disc((200, 200), 100, 90, 10), _disc((200, 200), 100, 110, 10)  # they touch: one component
-    image = np.zeros((200, 200, 3), np.uint8)
-    image[left | right, 0] = 255
-    pred = TextPromptPredictor(model, progress=False).set_image(image, mpp=0.5)
+    pred = _painted(model, left | right)
     out = pred.predict_objects(points=[[[90.5, 100.5]]])  # the left nucleus's centre
     mask = out.masks[0]
     assert _iou(mask, left) > 0.8  # the clump would score about 0.5
