@@ -12,7 +12,8 @@ Prompts come from the ground truth of the images the config holds out (never tra
   ``MIN_GLAND_AREA_UM2``;
 - **nuclei, rule-choice rows** (the CoNSeP and NuCLS validation parts, ``RULE_SOURCES``): the same
   prompts as MoNuSeg. The keep rules of :mod:`xpath.segmentation.inference.objects` (threshold,
-  box-size structure choice, the reach of a point) were chosen on these, so they are not a test;
+  box-size structure choice, a click's share of a clump and its reach) were chosen on these, so they
+  are not a test;
   their prompts are drawn from a generator of their own, so that the other rows keep their objects.
 
 For every object, in the same run:
