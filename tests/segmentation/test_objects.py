@@ -11,7 +11,7 @@ import torch
 from xpath.datasets import synthetic_tissue
 from xpath.segmentation import TextPromptPredictor, create_model
 from xpath.segmentation.inference.objects import (NUCLEUS_REACH_UM, ObjectPrediction, check_object_prompts,
-                                                 select_object)
+                                                 nucleus_shares, select_object)
 from xpath.segmentation.modeling.box_prior import box_prior_logits
 from xpath.segmentation.modeling.segmenter import OBJECT_PROMPT
 
@@ -300,8 +300,8 @@ def test_a_click_on_a_clump_keeps_the_clicked_instance_share():
     click = np.array([[28.5, 30.5, 1.0]])
     whole = select_object(prob, points=click)
     assert (whole == (left | right)).all()  # without the instances: the clump
-    share = select_object(prob, points=click, instances=instances)
+    share = select_object(prob, points=click, shares=nucleus_shares(prob, instances))
     assert share[30, 28] and not share[30, 50]
     assert _iou(share, left) > 0.8 and not (share & ~(left | right)).any()
-    lone = select_object(prob, points=click, instances=np.zeros_like(instances))  # no instance: stays whole
+    lone = select_object(prob, points=click, shares=nucleus_shares(prob, np.zeros_like(instances)))  # stays whole
     assert (lone == whole).all()

@@ -53,14 +53,14 @@ from ..modeling.segmenter import OBJECT_PROMPT
 from .tiling import extract_tile, tile_starts
 
 __all__ = ["NUCLEUS_MAX_UM", "NUCLEUS_REACH_UM", "SPATIAL_THRESHOLD", "ObjectPrediction", "check_object_prompts",
-           "choose_window", "decode_objects", "inside_box",
+           "choose_window", "decode_objects", "inside_box", "nucleus_shares",
            "paste_objects", "select_object", "structure_prompts"]
 
 SPATIAL_THRESHOLD = 0.3  # probability threshold of objects prompted by boxes or points
 NUCLEUS_MAX_UM = 30.0  # longer box side (µm) up to which a box without text asks for a nucleus-level object
 NUCLEUS_REACH_UM = 6.0  # µm from its positive points within which a nucleus prompted by points alone is kept
 _NUCLEUS_LEVEL = ("nuclei", "cell")  # structures (xpath.ontology.STRUCTURES) whose objects are nuclei or cells
-_MIN_NUCLEUS_UM2 = 10.0  # min_area_um2 of the instance map that shares a clicked clump (predict()'s default)
+_MIN_NUCLEUS_UM2 = 10.0  # min_area_um2 of the instance map whose nuclei share a clicked clump (predict()'s default)
 _OBJECT_CHUNK = 32  # objects decoded per call
 _POINT_REACH = 8.0  # px: a component this close to a lone positive point still counts as hit
 _POINT_CONTEXT = 48  # px of context around points when choosing a window (work pixels)
@@ -164,7 +164,7 @@ def check_object_prompts(boxes: Any, points: Any, point_labels: Any,
 
 def select_object(prob: np.ndarray, *, box: np.ndarray | None = None, points: np.ndarray | None = None,
                   with_text: bool = False, threshold: float = SPATIAL_THRESHOLD,
-                  reach: float | None = None, instances: np.ndarray | None = None) -> np.ndarray:
+                  reach: float | None = None, shares: np.ndarray | None = None) -> np.ndarray:
     """The object of one spatial prompt from its probability map (the rules in the module docstring).
 
     Parameters
@@ -180,10 +180,9 @@ def select_object(prob: np.ndarray, *, box: np.ndarray | None = None, points: np
     threshold : float
     reach : float, optional
         Points without a box: keep only the pixels within this many pixels of a positive point.
-    instances : numpy.ndarray, optional
-        ``(h, w)`` int instance map of the same window (points without a box): a kept component that
-        holds several instances keeps only the share of the instance under the positive point
-        (:func:`_share_of_clicked_instance`).
+    shares : numpy.ndarray, optional
+        ``(h, w)`` int, the window's :func:`nucleus_shares` at ``threshold`` (points without a box): a kept
+        component with a nucleus's share under a positive point keeps only that share.
 
     Returns
     -------
@@ -227,32 +226,33 @@ def select_object(prob: np.ndarray, *, box: np.ndarray | None = None, points: np
     if points is not None:
         keep = _point_rule(labels, n, points, keep, with_box=box is not None)
     kept = keep[labels]
-    if points is not None and box is None and instances is not None:
-        kept = _share_of_clicked_instance(kept, labels, prob, instances, points)
+    if points is not None and box is None and shares is not None:
+        kept = _clicked_shares(kept, labels, shares, points)
     if points is not None and box is None and reach is not None:
         kept &= _near_positive_points(kept.shape, points, reach)
     return kept
 
 
-def _share_of_clicked_instance(kept: np.ndarray, labels: np.ndarray, prob: np.ndarray, instances: np.ndarray,
-                               points: np.ndarray) -> np.ndarray:
-    """``kept`` with each component that a positive point hits on an instance cut to that instance's share.
-
-    The share: the component's pixels are flooded from the instances in it (watershed of ``-prob``), and the
-    basin of the instance under the point is kept. A component without an instance under its point stays whole.
-    """
+def nucleus_shares(prob: np.ndarray, instances: np.ndarray, threshold: float = SPATIAL_THRESHOLD) -> np.ndarray:
+    """``(h, w)`` int: the foreground ``prob > threshold`` shared among the nuclei of ``instances``, each pixel
+    holding the id of the nucleus whose basin holds it (watershed of ``-prob`` from the nuclei, within each
+    connected part); 0 off the foreground and on a part without a nucleus. Computed once per window, for all
+    of its clicks."""
     from skimage.segmentation import watershed
 
-    markers = np.where(kept, instances, 0)
-    if not markers.any():
-        return kept
+    fg = prob > threshold
+    return watershed(-prob.astype(np.float32), np.where(fg, instances, 0), mask=fg)
+
+
+def _clicked_shares(kept: np.ndarray, labels: np.ndarray, shares: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """``kept`` with each component that a positive point hits on a nucleus's share cut to that share; a component
+    without a share under its point stays whole."""
     h, w = kept.shape
     positive = points[points[:, 2] == 1]
     xy = np.clip(np.floor(positive[:, :2]).astype(int), 0, [w - 1, h - 1])
-    basins = watershed(-prob.astype(np.float32), markers, mask=kept)
-    chosen = basins[xy[:, 1], xy[:, 0]]
+    chosen = shares[xy[:, 1], xy[:, 0]]
     split = labels[xy[:, 1], xy[:, 0]][chosen > 0]
-    return (kept & ~np.isin(labels, split)) | np.isin(basins, chosen[chosen > 0])
+    return kept & (~np.isin(labels, split) | np.isin(shares, chosen[chosen > 0]))
 
 
 def _near_positive_points(shape: tuple[int, int], points: np.ndarray, reach: float) -> np.ndarray:
@@ -458,23 +458,24 @@ def _answer_window(model, feats, boxes: np.ndarray | None, points: np.ndarray | 
 
     from .postprocess import instances_from_maps
 
-    prob, instances = [], []
+    prob, shares = [], []
     with torch.inference_mode():
         for text, structure in texts:  # alone: prompts decoded together attend to each other (the module docstring)
             out = model.decode(feats, [text], all_candidates=False)
             prob.append(torch.sigmoid(out.mask_logits[0, 0].float()).cpu().numpy())  # (side, side)
-            nuclei = None
-            if points is not None and boxes is None and structure in _NUCLEUS_LEVEL:  # predict()'s instance map
+            share = None
+            if points is not None and boxes is None and structure in _NUCLEUS_LEVEL:  # from predict()'s instances
                 distance = torch.sigmoid(out.distance_logits[0, 0].float()).cpu().numpy()
                 nuclei = instances_from_maps(prob[-1], distance, min_area_um2=_MIN_NUCLEUS_UM2, mpp=mpp)
-            instances.append(nuclei)
+                share = nucleus_shares(prob[-1], nuclei, threshold)
+            shares.append(share)
     n = len(boxes) if boxes is not None else len(points)
     masks, scores = [], np.zeros(n)
     for i in range(n):
         box = None if boxes is None else boxes[i]
         candidates = [select_object(p, box=box, points=None if points is None else points[i], with_text=with_text,
-                                    threshold=threshold, reach=_reach(structure, mpp), instances=nuclei)
-                      for p, nuclei, (_, structure) in zip(prob, instances, texts)]
+                                    threshold=threshold, reach=_reach(structure, mpp), shares=share)
+                      for p, share, (_, structure) in zip(prob, shares, texts)]
         k = _answering_structure(candidates, [structure for _, structure in texts], box, mpp)
         scores[i] = float(prob[k][candidates[k]].mean()) if candidates[k].any() else 0.0
         masks.append(candidates[k])
