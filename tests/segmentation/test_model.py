@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -217,6 +219,15 @@ def test_preprocess_normalises_with_config(tiny):
     x = tiny.preprocess(img)
     mean, std = np.array(tiny.config.mean), np.array(tiny.config.std)
     np.testing.assert_allclose(x[0, :, 0, 0].numpy(), (1 - mean) / std, rtol=1e-6)
+
+
+def test_preprocess_takes_a_read_only_image_without_warning(tiny):
+    img = np.full((4, 4, 3), 255, np.uint8)
+    img.flags.writeable = False  # as a memory-mapped slide window or a broadcast array is
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        x = tiny.preprocess(img)
+    np.testing.assert_array_equal(x.numpy(), tiny.preprocess(img.copy()).numpy())
 
 
 @pytest.mark.parametrize("size", sorted(FOCALNET_SIZES))

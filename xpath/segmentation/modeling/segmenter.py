@@ -235,7 +235,8 @@ class TextPromptSegmenter(nn.Module):
             images = images[None]
         if images.ndim != 4 or images.shape[-1] != 3 or 0 in images.shape:
             raise ValueError(f"images must have shape (B, H, W, 3) or (H, W, 3) with H, W > 0, got {images.shape}")
-        x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
+        # a read-only array (a memory-mapped or broadcast window) is copied: torch warns on those
+        x = torch.from_numpy(np.require(images, requirements=("C", "W"))).to(self.device)
         x = x.permute(0, 3, 1, 2).float()  # (B, 3, H, W)
         return (x - self.pixel_mean) / self.pixel_std
 
