@@ -45,13 +45,14 @@ from xpath.segmentation.record import validation_images
 NUCLEI_SOURCES = {"monuseg": "nuclei"}
 RULE_SOURCES = {"consep": "nuclei", "nucls": "nuclei"}  # where the keep rules were chosen (not a test)
 GLAND_SOURCES = {"ebhi": "glands", "glas": "glands"}
+_NUCLEUS_PROMPTS = {**NUCLEI_SOURCES, **RULE_SOURCES}  # every source prompted per nucleus
 MIN_GLAND_AREA_UM2 = 500.0
 JITTER = 0.1
 
 
 def gt_objects(rec, source: str, mpp: float) -> np.ndarray:
     """``(H, W)`` int map of the objects to prompt: nucleus instances, or connected glands."""
-    if source in NUCLEI_SOURCES or source in RULE_SOURCES:
+    if source in _NUCLEUS_PROMPTS:
         return rec.instances
     labels, n = ndimage.label(rec.class_map > 0)
     areas = np.bincount(labels.ravel(), minlength=n + 1) * mpp ** 2
@@ -102,8 +103,7 @@ def evaluate_image(predictor, rec, source: str, mpp: float, rng, max_objects: in
     ids = np.sort(rng.choice(ids, min(max_objects, ids.size), replace=False))
     boxes, exact, points = object_prompts(objects, ids, rng)
     predictor.set_image(rec.image, mpp=mpp)
-    nuclei = {**NUCLEI_SOURCES, **RULE_SOURCES}
-    prompt = nuclei.get(source) or GLAND_SOURCES[source]
+    prompt = _NUCLEUS_PROMPTS.get(source) or GLAND_SOURCES[source]
     t0 = time.perf_counter()
     text = predictor.predict([prompt])
     t_text = time.perf_counter() - t0
@@ -111,7 +111,7 @@ def evaluate_image(predictor, rec, source: str, mpp: float, rng, max_objects: in
     t0 = time.perf_counter()
     by_box = predictor.predict_objects(boxes=boxes)
     t_box = time.perf_counter() - t0
-    by_point = predictor.predict_objects(points=points) if source in nuclei else None
+    by_point = predictor.predict_objects(points=points) if source in _NUCLEUS_PROMPTS else None
     rows = []
     for k, i in enumerate(ids):
         truth = objects == i
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     rule_rng = np.random.default_rng([args.seed, 1])
     rows, times = [], []
     for source, records, assumed in validation_images(args.config, limit=args.limit):
-        if source not in NUCLEI_SOURCES and source not in GLAND_SOURCES and source not in RULE_SOURCES:
+        if source not in _NUCLEUS_PROMPTS and source not in GLAND_SOURCES:
             continue
         for rec in records:
             mpp = rec.mpp if rec.mpp is not None else assumed

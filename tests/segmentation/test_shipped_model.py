@@ -23,7 +23,7 @@ from PIL import Image as PILImage
 from xpath.datasets import iter_dataset
 from xpath.segmentation import UnsupportedPromptError, check_prompt_support, default_checkpoint, segment, \
     supported_prompts
-from xpath.segmentation.metrics import dice
+from xpath.segmentation.metrics import dice, iou
 
 REFERENCES = Path(__file__).resolve().parents[1] / "data" / "shipped_model"
 
@@ -133,9 +133,6 @@ def test_shipped_model_answers_boxes_and_clicks_on_held_out_nuclei(shared_data):
     pred = TextPromptPredictor(create_model("xpath_small", checkpoint="default"), progress=False)
     pred.set_image(image, mpp=record.mpp)
     by_box, by_click = pred.predict_objects(boxes=boxes), pred.predict_objects(points=clicks)
-
-    def iou(a, b):
-        return (a & b).sum() / max((a | b).sum(), 1)
 
     filled = np.zeros((len(ids), 512, 512), bool)
     for k, (x0, y0, x1, y1) in enumerate(np.round(boxes).astype(int)):

@@ -14,10 +14,10 @@ What is kept of the decoded probability map (``> threshold``, default :data:`SPA
   box (else the one with the most pixels inside it), whole;
 - **points**: the components that hold a positive point (else the nearest within 8 px of the
   first one); a component holding a negative point is dropped; a nucleus-level object prompted by
-  points alone is split from the touching nuclei that the probability map merges with it — the
-  component is shared among the model's nuclei in it (its instance map, as :meth:`predict` draws it)
-  and the click keeps its nucleus's share — and kept within :data:`NUCLEUS_REACH_UM` of its
-  positive points;
+  points alone is kept within :data:`NUCLEUS_REACH_UM` of its positive points and, answered from
+  the text answer, split from the touching nuclei that the probability map merges with it (the
+  component is shared among the model's nuclei in it, its instance map as :meth:`predict` draws it,
+  and the click keeps its nucleus's share);
 
 always clipped to the box's neighbourhood (:func:`~xpath.segmentation.modeling.box_prior.box_neighbourhood`).
 The threshold is lower than the text answer's 0.5 because the box or the point bounds the object:
