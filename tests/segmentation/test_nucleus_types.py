@@ -111,3 +111,22 @@ def test_synonym_type_prompts_asked_together_get_the_same_nuclei():
     assert seg.instances["lymphocytes"].max() > 0  # there are inflammatory nuclei to share (137 at this writing)
     assert (seg.instances["lymphocytes"] == seg.instances["immune cells"]).all()  # as rivals, "immune cells" got none
     assert not ((seg.instances["lymphocytes"] > 0) & (seg.instances["epithelial nuclei"] > 0)).any()
+
+
+def test_split_into_memory_mapped_bands_equals_type_masks(tmp_path):
+    """A slide's split: bands of memory-mapped arrays (ids, uint8 masks), the shared map one of the outputs."""
+    rng = np.random.default_rng(3)
+    inst = np.zeros((70, 50), np.int32)
+    for k in range(1, 40):
+        y, x = rng.integers(0, 66), rng.integers(0, 46)
+        inst[y: y + 4, x: x + 4] = k
+    types = rng.integers(-1, 2, int(inst.max()) + 1)
+    types[0] = -1
+    expected = type_masks(inst, types, ["a", "b"])
+    shared = np.lib.format.open_memmap(tmp_path / "shared.npy", mode="w+", dtype=np.int32, shape=inst.shape)
+    shared[:] = inst
+    other = np.lib.format.open_memmap(tmp_path / "a.npy", mode="w+", dtype=np.int32, shape=inst.shape)
+    mask = np.lib.format.open_memmap(tmp_path / "mask.npy", mode="w+", dtype=np.uint8, shape=inst.shape)
+    split_into(shared, [other, shared], types, rows=16, masks=[mask, None])  # shared is rewritten last
+    assert (other == expected["a"]).all() and (shared == expected["b"]).all()
+    assert (mask == (expected["a"] > 0)).all()

@@ -73,3 +73,21 @@ def test_paste_objects_fills_free_pixels_and_drops_objects_seen_already():
     assert n == 1 and set(np.unique(out3)) == {0, 1} and (out3[:, 8:10] == 1).all()
     with pytest.raises(ValueError, match="shape"):
         merge_objects(out3, new[:, :5], first_id=1)
+
+
+def test_merge_objects_into_a_strided_memory_mapped_view_equals_the_rule(tmp_path):
+    """The slide case: the target is a window (a strided view) of a memory-mapped map; the rule checked per object."""
+    rng = np.random.default_rng(5)
+    held = _squares((60, 80), side=6, seed=1)[0]
+    new = np.roll(_squares((60, 80), side=6, seed=2)[0], 3, axis=1)
+    full = np.lib.format.open_memmap(tmp_path / "labels.npy", mode="w+", dtype=np.int32, shape=(100, 120))
+    full[20:80, 30:110] = held
+    ids = rng.choice(np.unique(new)[1:], 30, replace=False)
+    pasted, n = merge_objects(full[20:80, 30:110], new, ids, first_id=1000, min_free=0.5)
+    free = held == 0
+    kept = [i for i in np.sort(ids) if (free & (new == i)).sum() >= max(1, 0.5 * (new == i).sum())]
+    assert n == len(kept) > 0
+    for k, i in enumerate(kept):
+        assert ((pasted == 1000 + k) == (free & (new == i))).all()
+    window = np.asarray(full[20:80, 30:110])
+    assert (window == np.where(pasted > 0, pasted, held)).all() and (full[:20] == 0).all()

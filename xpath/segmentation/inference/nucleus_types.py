@@ -147,22 +147,19 @@ def split_into(shared: np.ndarray, outs: Sequence[np.ndarray], types: np.ndarray
     >>> outs[0].tolist(), outs[1].tolist(), masks[0].astype(int).tolist()
     ([[0, 0, 0, 2, 2]], [[1, 1, 0, 0, 0]], [[0, 0, 0, 1, 1]])
     """
+    from ._label_kernels import split_band
+
     groups = np.arange(len(outs)) if groups is None else np.asarray(groups, np.int64)
     masks = [None] * len(outs) if masks is None else list(masks)
-    width = shared.shape[1]
+    types = np.asarray(types, np.int64)
+    no_mask = np.zeros((1, 1), bool)
     for y in range(0, shared.shape[0], rows):
-        band = np.array(shared[y: y + rows]).ravel()
-        where = np.flatnonzero(band)
-        if not where.size:
+        band = np.array(shared[y: y + rows])  # a copy: ``shared`` may be one of ``outs``
+        if not band.any():
             continue
-        ids = band[where]
-        kind = types[ids]
-        r, c = where // width + y, where % width
         for g, out, mask in zip(groups, outs, masks):
-            mine = kind == g
-            out[r, c] = np.where(mine, ids, 0)
-            if mask is not None:
-                mask[r, c] = mine
+            split_band(band, types, int(g), np.asarray(out[y: y + rows]),
+                       no_mask if mask is None else np.asarray(mask[y: y + rows]), mask is not None)
 
 
 def type_table(types: np.ndarray, mean: np.ndarray, names: list[str]) -> pd.DataFrame:

@@ -291,23 +291,20 @@ def merge_objects(target: np.ndarray, labels: np.ndarray, ids: np.ndarray | None
     >>> out.tolist(), n
     ([[1, 1, 0, 2, 2, 2]], 1)
     """
+    from ._label_kernels import count_free, paste_free
+
     if labels.shape != target.shape:
         raise ValueError(f"labels have shape {labels.shape}, the target {target.shape}")
+    target, labels = np.asarray(target), np.asarray(labels)  # a memory-mapped view: a plain view of it
     n = int(labels.max(initial=0)) + 1
     chosen = np.ones(n, bool)
     if ids is not None:
         chosen[:] = False
         chosen[np.asarray(ids, np.int64)] = True
     chosen[0] = False
-    mine = chosen[labels]
-    free = mine & (target == 0)
-    total = np.bincount(labels[mine], minlength=n)
-    n_free = np.bincount(labels[free], minlength=n)
+    total, n_free = count_free(target, labels, chosen, n)
     keep = chosen & (n_free > 0) & (n_free >= min_free * total)
     kept = np.flatnonzero(keep)
     lut = np.zeros(n, np.int32)
     lut[kept] = np.arange(first_id, first_id + len(kept), dtype=np.int32)
-    write = free & keep[labels]
-    pasted = np.where(write, lut[labels], 0).astype(np.int32, copy=False)
-    target[write] = pasted[write]
-    return pasted, len(kept)
+    return paste_free(target, labels, lut), len(kept)
