@@ -54,6 +54,20 @@ def _edge_owner(lab, r, c, d):
     return 0
 
 
+@numba.njit(cache=True, inline="always")
+def _uniform_corner(lab, r, c):
+    """Whether the (up to four) pixels around vertex ``(r, c)`` hold one label (0 off the image): no edge
+    leaves a vertex in the background or inside an object, which is most of them."""
+    h, w = lab.shape
+    a = lab[r - 1, c - 1] if r > 0 and c > 0 else 0
+    b = lab[r - 1, c] if r > 0 and c < w else 0
+    if a != b:
+        return False
+    e = lab[r, c - 1] if r < h and c > 0 else 0
+    f = lab[r, c] if r < h and c < w else 0
+    return a == e and a == f
+
+
 @numba.njit(cache=True)
 def _owner_pixel(r, c, d):
     if d == 0:
@@ -71,6 +85,8 @@ def _count_edges(lab):
     n = 0
     for r in range(h + 1):
         for c in range(w + 1):
+            if _uniform_corner(lab, r, c):
+                continue
             for d in range(4):
                 if _edge_owner(lab, r, c, d) != 0:
                     n += 1
@@ -90,6 +106,8 @@ def _trace(lab, n_edges, dr, dc):
     n_xy = 0
     for r0 in range(h + 1):
         for c0 in range(w + 1):
+            if _uniform_corner(lab, r0, c0):
+                continue
             for d0 in range(4):
                 if visited[r0, c0] & (1 << d0):
                     continue
