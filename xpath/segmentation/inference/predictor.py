@@ -182,7 +182,7 @@ class TextPromptPredictor:
         if mpp is not None and abs(mpp / self.model_mpp - 1.0) > _MPP_TOLERANCE:
             scale = mpp / self.model_mpp
             size = (max(1, round(img.shape[0] * scale)), max(1, round(img.shape[1] * scale)))
-            logger.info("resizing image %s at %.3g µm/px to %s at the model's %.3g µm/px",
+            logger.debug("resizing image %s at %.3g µm/px to %s at the model's %.3g µm/px",
                         img.shape[:2], mpp, size, self.model_mpp)
             work = resize_uint8(img, size)
         if self.stain_normalization == "macenko":
