@@ -8,6 +8,9 @@
     python benchmarks/segmentation_accuracy.py --type-f1 [--checkpoint PATH] [--compare default]
     python benchmarks/segmentation_accuracy.py --leave-one-source-out RECIPE.yaml [RECIPE.yaml ...] [--loso-steps 300]
 
+Every section takes ``--precision float32|auto|bfloat16`` (default float32, as the library; ``auto``: bfloat16 on
+a CPU with AMX, float32 elsewhere); the model card's figures are float32 unless they say otherwise.
+
 The validation images are the ones the training config holds out (``val`` rules of its
 sources: MoNuSeg test, whole CoNSeP source images, NuCLS test, EBHI slides), so the model
 never trained on them. For each image every label present is prompted with its canonical
@@ -134,6 +137,8 @@ def main(argv=None) -> None:
     parser.add_argument("--loso-tile", type=int, default=256, help="tile size of the leave-one-out runs")
     parser.add_argument("--loso-sources", nargs="+", default=None, help="held-out sources (default all three)")
     parser.add_argument("--runs-dir", default="runs/leave_one_out", help="where the leave-one-out runs are written")
+    parser.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default="float32",
+                        help="arithmetic of the model (default float32, the library's; auto: bfloat16 on AMX CPUs)")
     args = parser.parse_args(argv)
     if args.stain_shift:
         return stain_shift_section(args)
@@ -143,7 +148,7 @@ def main(argv=None) -> None:
         return type_f1_section(args)
 
     model = create_model("xpath_small", checkpoint=args.checkpoint)  # "default": the shipped weights
-    predictor = TextPromptPredictor(model)
+    predictor = TextPromptPredictor(model, precision=args.precision)
     t0 = time.perf_counter()
     tables = {"scores": [], "presence": [], "specificity": [], "synonyms": []}
     for source, records, assumed_mpp in validation_images(args.config, args.limit):
@@ -159,7 +164,8 @@ def main(argv=None) -> None:
     table = table.dropna(axis=1, how="all")
     counts = scores[scores.method == "xpath"].groupby(["source", "category"]).size().rename("n_pairs")
     pd.set_option("display.width", 160)
-    print(f"checkpoint: {args.checkpoint}   images evaluated in {time.perf_counter() - t0:.0f} s")
+    print(f"checkpoint: {args.checkpoint}   precision: {args.precision} ({predictor.autocast_dtype or 'float32'})   "
+          f"images evaluated in {time.perf_counter() - t0:.0f} s")
     print("\nMean per-image Dice / AJI / PQ (xpath vs classical baseline, same images):")
     print(table.join(counts).round(3).to_string())
     model_rows = scores[scores.method == "xpath"]
@@ -199,11 +205,12 @@ def stain_shift_section(args) -> None:
     names = {args.checkpoint: args.checkpoint}
     if args.compare:
         names[args.compare] = args.compare
-    predictors = {n: TextPromptPredictor(create_model("xpath_small", checkpoint=c), progress=False)
-                  for n, c in names.items()}
+    predictors = {n: TextPromptPredictor(create_model("xpath_small", checkpoint=c), progress=False,
+                                         precision=args.precision) for n, c in names.items()}
     if args.stain_normalization:
         predictors[f"{args.checkpoint}+macenko"] = TextPromptPredictor(
-            create_model("xpath_small", checkpoint=args.checkpoint), progress=False, stain_normalization="macenko")
+            create_model("xpath_small", checkpoint=args.checkpoint), progress=False, stain_normalization="macenko",
+            precision=args.precision)
     records = next(recs for source, recs, _ in validation_images(args.config, args.limit) if source == "monuseg")
     t0 = time.perf_counter()
     rows = stain_shift_curve(predictors, records)
@@ -227,7 +234,8 @@ def type_f1_section(args) -> None:
     prompts = {c: label.prompt for c, label in classes.items()}
     rows = []
     for name in names:
-        predictor = TextPromptPredictor(create_model("xpath_small", checkpoint=name), progress=False)
+        predictor = TextPromptPredictor(create_model("xpath_small", checkpoint=name), progress=False,
+                                        precision=args.precision)
         gts, pred_maps, types, offset = [], {c: [] for c in prompts}, {}, 0
         for rec in records:  # pooled: the images side by side as one map, ids offset per image
             gt = np.where(rec.instances > 0, rec.instances + offset, 0)
@@ -276,7 +284,7 @@ def presence_on_tiles(model, args) -> None:
     record = model.trained_vocabulary
     raw_model = create_model("xpath_small", checkpoint=args.checkpoint)
     raw_model.trained_vocabulary = type(record)(record.labels)  # the same labels, no calibration
-    predictor = TextPromptPredictor(raw_model)
+    predictor = TextPromptPredictor(raw_model, precision=args.precision)
     rows = pd.concat([pd.DataFrame(validation_tile_rows(predictor, records, source, assumed_mpp))
                       for source, records, assumed_mpp in validation_images(args.config, args.limit)])
     rows["calibrated"] = [record.calibrate(p, family) for p, family in zip(rows.presence, rows.family)]

@@ -8,6 +8,7 @@ Run (CPU; 10–20 minutes on 2 shared cores)::
     .venv/bin/python benchmarks/slide_throughput.py --reference          # + AJI against predict() on the whole image
     git archive REF xpath | tar -x -C /tmp/prev                         # an earlier version of the package, then
     .venv/bin/python benchmarks/slide_throughput.py --no-baseline --previous /tmp/prev --rounds 3
+    .venv/bin/python benchmarks/slide_throughput.py --no-baseline --precision auto --float32 --rounds 3  # vs float32
 
 For each slide (the sample slide CMU-1-Small-Region, 20× at 0.499 µm/px, and a synthetic
 slide of tissue islands on glass), in one process, side by side:
@@ -17,6 +18,9 @@ slide of tissue islands on glass), in one process, side by side:
 - ``baseline``: the path before (the same model as a per-window ``segmenter`` over
   2048-px windows, each tiled by its own predictor; the text encoder loaded). On the
   synthetic slide only with ``--synthetic-baseline``;
+- ``float32`` (with ``--float32``): the new path in float32, where ``new`` runs in ``--precision``
+  (default float32, the library's; ``auto``: bfloat16 autocast on a CPU with AMX,
+  :mod:`xpath.segmentation.inference.precision`);
 - ``previous`` (with ``--previous DIR``): the new path of another version of the package (a
   source tree holding ``xpath/``), imported in this same process: the two versions' modules
   are swapped in ``sys.modules`` between runs, and with ``--rounds N`` the versions alternate
@@ -27,7 +31,7 @@ Printed: wall and CPU seconds, s/mm² of tissue (tissue area from the tissue mas
 encoded against tiles needed (model-grid tiles that touch tissue), the share of wall time
 per stage (load, read, encode, decode, watershed, features, graph, writes; "stitch" is the
 rest: blending, ownership, pasting), the ratio new / baseline; then the encoder-only rate
-and the encoder-bound limit ``tiles needed / rate / area``. Peak RSS is measured for each
+and the encoder-bound limit ``tiles needed / rate / area`` (the rate in float32 and in ``--precision``). Peak RSS is measured for each
 path in a fresh process (``ru_maxrss`` is a per-process high-water mark). ``--allocator``: freed memory
 kept in the process as ``xpath analyze`` runs (``kept``, the default; :mod:`xpath._allocator`) or glibc's
 defaults (``glibc``); the setting is process-wide, so compare the two in two runs. Finally the
@@ -199,8 +203,9 @@ class Versions:
         assert self.roots[name] is None or where == Path(self.roots[name]), (name, where)
 
 
-def run_path(path: str, spec: str, *, mpp, synthetic_size: int, out_dir: Path) -> dict:
-    """One analysis of the slide by ``path`` ("new", "previous" or "baseline"); seconds, stages, tiles."""
+def run_path(path: str, spec: str, *, mpp, synthetic_size: int, out_dir: Path, precision: str = "float32") -> dict:
+    """One analysis of the slide by ``path`` ("new", "float32", "previous" or "baseline"); seconds, stages, tiles.
+    ``precision``: of the new path ("float32" runs it in float32; the other versions have their own)."""
     from xpath.pipeline import analyze_slide
     from xpath.segmentation import api
 
@@ -214,8 +219,9 @@ def run_path(path: str, spec: str, *, mpp, synthetic_size: int, out_dir: Path) -
             clock.seconds["load"] += time.perf_counter() - t
             res = analyze_slide(slide, list(PROMPTS), out_dir=out_dir, segmenter=segmenter, progress=False)
             encoded = segmenter.predictor.tiles_encoded
-        else:  # "new", or "previous" with the other version imported
-            res = analyze_slide(slide, list(PROMPTS), out_dir=out_dir, mpp=mpp, progress=False)
+        else:  # "new" or "float32", or "previous" with the other version imported
+            options = {} if path == "previous" else {"precision": "float32" if path == "float32" else precision}
+            res = analyze_slide(slide, list(PROMPTS), out_dir=out_dir, mpp=mpp, progress=False, **options)
             encoded = res.segmentation.tiles_encoded
         wall, cpu = time.perf_counter() - w0, time.process_time() - c0
     seg = res.segmentation
@@ -237,17 +243,17 @@ def tiles_needed(spec: str, synthetic_size: int, mpp: float) -> int:
     return int((frac > 0).sum())
 
 
-def encoder_rate(repeats: int) -> float:
-    """Tiles/s of the image encoder alone (xpath_small, 512-px tiles, batches of 4)."""
-    import torch
-
+def encoder_rate(repeats: int, precision: str = "float32") -> float:
+    """Tiles/s of the image encoder alone (xpath_small, 512-px tiles, batches of 4) in ``precision``."""
     from xpath.segmentation import load_model
+    from xpath.segmentation.inference.precision import inference_context, resolve_precision
 
     net = load_model("xpath_small", "cpu")
     x = net.preprocess(np.random.default_rng(0).integers(0, 256, (4, 512, 512, 3), dtype=np.uint8))
+    dtype = resolve_precision(precision, "cpu")
 
     def encode():
-        with torch.inference_mode():
+        with inference_context(dtype, "cpu"):
             net.encode_image(x)
 
     return 4 / median_seconds(encode, repeats)
@@ -324,10 +330,11 @@ def shift_floor(image: np.ndarray, mpp: float, shift: int = 8, size: int = 1200)
         f"{p} AJI {aji(a.instances[p][shift:, shift:], b.instances[p]):.3f}" for p in PROMPTS))
 
 
-def peak_rss(path: str, spec: str, mpp, synthetic_size: int, allocator: str, previous: str | None = None) -> float:
+def peak_rss(path: str, spec: str, mpp, synthetic_size: int, allocator: str, previous: str | None = None,
+             precision: str = "float32") -> float:
     """Peak RSS (GB) of one analysis in a fresh process (``previous``: the other version's tree, for that path)."""
     cmd = [sys.executable, __file__, "--child", path, "--slide", spec, "--synthetic-size", str(synthetic_size),
-           "--allocator", allocator]
+           "--allocator", allocator, "--precision", precision]
     if mpp is not None:
         cmd += ["--mpp", str(mpp)]
     if path == "previous":
@@ -351,7 +358,7 @@ def report(spec: str, runs: dict, needed: int, rss: dict) -> None:
             print(f"{'':9s} reader thread (overlapped with the model): read {r['reader_thread'].get('read', 0):.1f} s")
     for name, r in runs.items():  # what a busy machine inflates least: the model's share is its threads waiting
         print(f"{name:9s} outside the model (wall − encode − decode): {_outside(r):.1f} s")
-    for other in ("baseline", "previous"):
+    for other in ("baseline", "previous", "float32"):
         if other in runs:
             b, n = runs[other], runs["new"]
             print(f"new / {other}: wall {n['wall'] / b['wall']:.2f}, cpu {n['cpu'] / b['cpu']:.2f}, "
@@ -399,7 +406,11 @@ def main(argv=None) -> None:
     parser.add_argument("--allocator", choices=["kept", "glibc"], default="kept",
                         help="'kept': freed memory stays in the process, as `xpath analyze` runs (xpath._allocator); "
                              "'glibc': malloc's defaults, as a plain Python process")
-    parser.add_argument("--child", choices=["new", "baseline", "previous"], help=argparse.SUPPRESS)
+    parser.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default="float32",
+                        help="arithmetic of the new path (default float32; auto: bfloat16 on CPUs with AMX)")
+    parser.add_argument("--float32", action="store_true",
+                        help="also run the new path in float32, side by side (and compare their instances)")
+    parser.add_argument("--child", choices=["new", "float32", "baseline", "previous"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.allocator == "kept":
         from xpath._allocator import keep_freed_memory
@@ -408,7 +419,8 @@ def main(argv=None) -> None:
     if args.child:
         Versions(args.previous).use("previous" if args.child == "previous" else "new")
         with tempfile.TemporaryDirectory() as tmp:
-            run_path(args.child, args.slide, mpp=args.mpp, synthetic_size=args.synthetic_size, out_dir=Path(tmp))
+            run_path(args.child, args.slide, mpp=args.mpp, synthetic_size=args.synthetic_size, out_dir=Path(tmp),
+                     precision=args.precision)
         print(json.dumps({"rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}))
         return
     import torch
@@ -418,17 +430,18 @@ def main(argv=None) -> None:
     versions = Versions(args.previous)
     print(f"torch threads {torch.get_num_threads()}, allocator {args.allocator}")
     specs = [args.slide] if args.slide else ["sample"] + (["synthetic"] if args.synthetic_size else [])
-    rate = encoder_rate(args.repeats)
+    rate = {p: encoder_rate(args.repeats, p) for p in dict.fromkeys(["float32", args.precision])}
     for spec in specs:
         with tempfile.TemporaryDirectory() as tmp:
             baseline = not args.no_baseline and (spec != "synthetic" or args.synthetic_baseline)
-            paths = (("baseline",) if baseline else ()) + (("previous",) if args.previous else ()) + ("new",)
+            paths = ((("baseline",) if baseline else ()) + (("previous",) if args.previous else ())
+                     + (("float32",) if args.float32 else ()) + ("new",))
             rounds: dict[str, list[dict]] = defaultdict(list)
             for r in range(-args.warmup, args.rounds):
                 for path in paths:
                     versions.use("previous" if path == "previous" else "new")
                     run = run_path(path, spec, mpp=args.mpp, synthetic_size=args.synthetic_size,
-                                   out_dir=Path(tmp) / f"{path}{r}")
+                                   out_dir=Path(tmp) / f"{path}{r}", precision=args.precision)
                     if r >= 0:
                         rounds[path].append(run)
             versions.use("new")
@@ -440,15 +453,17 @@ def main(argv=None) -> None:
                           + ", ".join(f"{_outside(x):.1f}" for x in rs) + " s")
             needed = tiles_needed(spec, args.synthetic_size, runs["new"]["mpp"])
             rss = {} if args.no_rss else {p: peak_rss(p, spec, args.mpp, args.synthetic_size, args.allocator,
-                                                      args.previous) for p in runs}
+                                                      args.previous, args.precision) for p in runs}
             report(spec, runs, needed, rss)
-            limit = needed / rate / runs["new"]["area_mm2"]
-            print(f"encoder alone: {rate:.2f} tiles/s → encoder-bound limit {limit:.1f} s/mm² "
-                  f"({needed} tiles / {runs['new']['area_mm2']:.3f} mm²)")
-            if "baseline" in runs and runs["new"]["mpp"] == runs["baseline"]["mpp"]:
-                for prompt, (a, d, k, n) in agreement(runs["new"]["masks"], runs["baseline"]["masks"]).items():
-                    print(f"  {prompt:14s} AJI new vs baseline {a:.3f}; {k} of {n} objects identical, "
-                          f"shape features differ by ≤ {d:.2g} on them")
+            for precision, r in rate.items():
+                limit = needed / r / runs["new"]["area_mm2"]
+                print(f"encoder alone, {precision}: {r:.2f} tiles/s → encoder-bound limit {limit:.1f} s/mm² "
+                      f"({needed} tiles / {runs['new']['area_mm2']:.3f} mm²)")
+            for other in ("baseline", "float32"):
+                if other in runs and runs["new"]["mpp"] == runs[other]["mpp"]:
+                    for prompt, (a, d, k, n) in agreement(runs["new"]["masks"], runs[other]["masks"]).items():
+                        print(f"  {prompt:14s} AJI new vs {other} {a:.3f}; {k} of {n} objects identical, "
+                              f"shape features differ by ≤ {d:.2g} on them")
             if args.reference and spec != "synthetic":
                 reference_agreement(spec, args.synthetic_size, runs["new"]["mpp"],
                                     {p: r["masks"] for p, r in runs.items()})

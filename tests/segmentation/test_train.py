@@ -23,7 +23,7 @@ from xpath.segmentation.training.config import (
     split_validation,
 )
 from xpath.segmentation.training.sources import build_datasets
-from xpath.segmentation.training.trainer import Trainer, _lr_lambda
+from xpath.segmentation.training.trainer import Trainer, _lr_lambda, amp_dtype
 from xpath.segmentation.training.validation import validation_dice
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -36,6 +36,19 @@ def test_lr_schedule_warmup_then_cosine():
     assert f(9) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
     assert f(14) == pytest.approx(0.1) and f(100) == pytest.approx(0.1)
 
+
+
+def test_bf16_training_needs_native_bf16_and_auto_stays_float32_on_cpu(monkeypatch):
+    from xpath.segmentation.training import trainer
+
+    cpu = torch.device("cpu")
+    assert amp_dtype("auto", cpu) is None and amp_dtype("off", cpu) is None
+    monkeypatch.setattr(trainer, "native_bfloat16", lambda device: True)  # an AMX CPU
+    assert amp_dtype("bf16", cpu) is torch.bfloat16
+    assert amp_dtype("auto", cpu) is None
+    monkeypatch.setattr(trainer, "native_bfloat16", lambda device: False)
+    with pytest.raises(ValueError, match="AMX-BF16"):
+        amp_dtype("bf16", cpu)
 
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_configs_parse(path):

@@ -247,6 +247,7 @@ def analyze(
     name: str | None = None,
     progress: bool = False,
     on_unsupported: str = "raise",
+    precision: str = "float32",
 ) -> Analysis:
     """Analyse one image end to end: text-prompted segmentation → biomarkers → one feature row.
 
@@ -276,8 +277,8 @@ def analyze(
         Permutations and seed of the neighbourhood-enrichment test.
     stats : sequence of str
         Distribution statistics of per-object features in the feature row.
-    threshold, device, progress
-        Passed to the segmentation.
+    threshold, device, progress, precision
+        Passed to the segmentation (:func:`xpath.segmentation.segment`).
     name : str, optional
         Image name (index of the feature row, GeoJSON ids); default the file name.
     on_unsupported : {"raise", "empty", "nearest"}
@@ -314,7 +315,7 @@ def analyze(
         from ..segmentation import segment
 
         segmentation = segment(array, prompts, model=model, mpp=mpp, threshold=threshold, device=device,
-                               progress=progress, on_unsupported=on_unsupported)
+                               progress=progress, on_unsupported=on_unsupported, precision=precision)
     missing = [p for p in prompts if p not in segmentation.semantic]
     if missing:
         raise ValueError(f"segmentation has no result for prompts {missing}")

@@ -30,6 +30,7 @@ import pandas as pd
 from .._types import Image, check_image, check_mpp
 from ..io import GeoJSONWriter, atomic_path, write_ome_tiff
 from ..segmentation import check_prompts
+from ..segmentation.inference.precision import check_precision
 from ..segmentation.inference.stitching import core_ids, merge_objects
 from ..segmentation.inference.tiling import tile_cores, tile_starts
 from ._slide_model import run_model
@@ -151,13 +152,14 @@ class SlideResult:
         return pd.read_parquet(path) if path is not None and path.exists() else pd.DataFrame()
 
 
-def _model_predictor(model, *, device, batch_size: int, mpp: float | None):
+def _model_predictor(model, *, device, batch_size: int, mpp: float | None, precision: str):
     """The model's predictor for whole slides: loaded once, running at ``mpp`` (default the model's)."""
     from ..segmentation import TextPromptPredictor, load_model
 
     net = load_model(model, device)
     # panels of 16 tiles: a slide narrower than 8192 model px has no panel seam (no tile column encoded twice)
-    return TextPromptPredictor(net, batch_size=batch_size, cache_tiles=0, panel_tiles=16, progress=False, mpp=mpp)
+    return TextPromptPredictor(net, batch_size=batch_size, cache_tiles=0, panel_tiles=16, progress=False, mpp=mpp,
+                               precision=precision)
 
 
 class _Outputs:
@@ -274,6 +276,7 @@ def segment_slide(
     geojson: bool = True,
     progress: bool = True,
     on_unsupported: str = "raise",
+    precision: str = "float32",
 ) -> SlideResult:
     """Segment a whole slide tile by tile over tissue, merging instances across tiles, streaming outputs.
 
@@ -317,8 +320,9 @@ def segment_slide(
         only: the model runs every tile that touches tissue).
     thumbnail_size : int
         Long side of the thumbnail used for tissue detection.
-    threshold, min_area_um2, batch_size, device
-        Passed to the model's predictor.
+    threshold, min_area_um2, batch_size, device, precision
+        Passed to the model's predictor (:class:`~xpath.segmentation.TextPromptPredictor`; ``precision``
+        float32 by default, ``"auto"`` bfloat16 on AMX CPUs and recent GPUs).
     geojson : bool
         Write the QuPath GeoJSON (tissue annotation + one detection per instance).
     progress : bool
@@ -333,6 +337,7 @@ def segment_slide(
     SlideResult
     """
     prompts = check_prompts(prompts)
+    check_precision(precision)
     if not 0.0 <= min_tissue <= 1.0:
         raise ValueError(f"min_tissue must be in [0, 1], got {min_tissue}")
     if segmenter is None:
@@ -346,7 +351,7 @@ def segment_slide(
             raise ValueError(f"the slide {src.path} records no mpp; open it with open_slide(path, mpp=...)")
         predictor = None
         if segmenter is None:
-            predictor = _model_predictor(model, device=device, batch_size=batch_size, mpp=mpp)
+            predictor = _model_predictor(model, device=device, batch_size=batch_size, mpp=mpp, precision=precision)
             predictor.progress = progress
         work_mpp = check_mpp(predictor.model_mpp if predictor is not None else
                              mpp if mpp is not None else getattr(segmenter, "mpp", None) or src.mpp)

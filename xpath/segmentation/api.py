@@ -15,6 +15,7 @@ from typing import Any
 
 from .._device import resolve_device
 from .._types import check_image, check_mpp
+from .inference.precision import check_precision
 from .inference.predictor import TextPromptPredictor, check_threshold
 from .inference.result import Segmentation
 from .prompts import check_prompts
@@ -79,6 +80,7 @@ def segment(
     min_area_um2: float = 10.0,
     presence_threshold: float | None = None,
     on_unsupported: str = "raise",
+    precision: str = "float32",
 ) -> Segmentation:
     """Segment what the prompts name in an image, in one call.
 
@@ -123,6 +125,10 @@ def segment(
         raise :class:`~xpath.segmentation.support.UnsupportedPromptError` before the model is
         loaded or the image encoded, return an empty mask (presence NaN, status
         ``"unsupported"``), or use the nearest supported label with a warning.
+    precision : {"float32", "auto", "bfloat16"}
+        Arithmetic of the model (:mod:`~xpath.segmentation.inference.precision`): float32 by default;
+        ``"auto"`` is bfloat16 where the device computes it natively (AMX CPUs, recent GPUs), float32
+        elsewhere.
 
     Returns
     -------
@@ -155,10 +161,12 @@ def segment(
     check_threshold(threshold)
     if instances not in ("auto", True, False):
         raise ValueError(f"instances must be 'auto', True or False, got {instances!r}")
+    check_precision(precision)
     if check_on_unsupported(on_unsupported) == "raise":
         require_supported(prompts, model)  # refuse before the model is built
     net = load_model(model, device)
-    predictor = TextPromptPredictor(net, batch_size=batch_size, cache_tiles=0, progress=progress)
+    predictor = TextPromptPredictor(net, batch_size=batch_size, cache_tiles=0, progress=progress,
+                                    precision=precision)
     predictor.set_image(img, mpp=mpp)
     return predictor.predict(prompts, boxes=boxes, points=points, threshold=threshold, instances=instances,
                              return_probabilities=return_probabilities, min_area_um2=min_area_um2,

@@ -120,6 +120,42 @@ class ObjectPrediction:
         return out
 
 
+def check_spatial_prompts(boxes: Any, points: Any, n_prompts: int, image_shape: tuple[int, int],
+                       work_shape: tuple[int, int]) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """:meth:`~.predictor.TextPromptPredictor.predict`'s per-prompt boxes ``(P, 4)`` / points ``(P, K, 3)``, checked in
+    input pixels (``image_shape``) → float arrays in work pixels (``work_shape``); NaN rows mean none."""
+    h, w = image_shape
+    hw, ww = work_shape
+    fx, fy = ww / w, hw / h
+    out_boxes = out_points = None
+    if boxes is not None:
+        b = np.asarray(boxes, dtype=np.float64)
+        if b.ndim == 1 and n_prompts == 1:
+            b = b[None]
+        if b.shape != (n_prompts, 4):
+            raise ValueError(f"boxes must have shape (P, 4) = ({n_prompts}, 4) (xyxy, NaN rows for none), "
+                             f"got {b.shape}")
+        given = ~np.isnan(b).all(1)
+        if given.any():
+            check_boxes(b[given], name="boxes", shape=(h, w))
+        out_boxes = b * np.array([fx, fy, fx, fy])
+    if points is not None:
+        p = np.asarray(points, dtype=np.float64)
+        if p.ndim == 2 and n_prompts == 1:
+            p = p[None]
+        if p.ndim != 3 or p.shape[0] != n_prompts or p.shape[2] != 3:
+            raise ValueError(f"points must have shape (P, K, 3) = ({n_prompts}, K, 3) as (x, y, label), "
+                             f"NaN where none; got {p.shape}")
+        given = ~np.isnan(p).any(2)
+        q = p[given]
+        if q.size and (~np.isin(q[:, 2], (0.0, 1.0))).any():
+            raise ValueError("points labels (third value) must be 1 (positive) or 0 (negative)")
+        if q.size and ((q[:, 0] < 0) | (q[:, 0] >= w) | (q[:, 1] < 0) | (q[:, 1] >= h)).any():
+            raise ValueError(f"points must lie inside the image (width {w}, height {h})")
+        out_points = p * np.array([fx, fy, 1.0])
+    return out_boxes, out_points
+
+
 def check_object_prompts(boxes: Any, points: Any, point_labels: Any,
                          shape: tuple[int, int]) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Validate spatial prompts for an image of ``shape`` ``(H, W)``.

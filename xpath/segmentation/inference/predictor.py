@@ -35,11 +35,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..._types import check_boxes, check_image, check_mpp
+from ..._types import check_image, check_mpp
 from ..prompts import check_prompts
 from ..support import PromptPlan, model_vocabulary, plan_prompts
 from .nucleus_types import label_groups, plan_types, split_into, type_table, types_from_sums
-from .objects import SPATIAL_THRESHOLD, ObjectPrediction, check_object_prompts, decode_objects, paste_objects
+from .objects import (
+    SPATIAL_THRESHOLD,
+    ObjectPrediction,
+    check_object_prompts,
+    check_spatial_prompts,
+    decode_objects,
+    paste_objects,
+)
+from .precision import inference_context, model_device, resolve_precision
 from .result import Segmentation, classes_table, count_ids
 from .stain import macenko_normalize
 from .stitching import InstanceStitcher
@@ -87,6 +95,11 @@ class TextPromptPredictor:
         Remix each image's H&E to a reference before segmenting it
         (:func:`~xpath.segmentation.inference.stain.macenko_normalize`). Off by default: whether it helps
         is measured in docs/model_card.md.
+    precision : {"float32", "auto", "bfloat16"}
+        Arithmetic of the model's forward passes (:mod:`~xpath.segmentation.inference.precision`):
+        float32 by default (every figure of the model card); ``"auto"`` is bfloat16 autocast where
+        the device computes it natively (a CUDA GPU with bf16, a CPU with AMX-BF16) and float32
+        elsewhere. The chosen one is ``self.autocast_dtype`` (``None`` for float32).
 
     Examples
     --------
@@ -99,7 +112,7 @@ class TextPromptPredictor:
 
     def __init__(self, model: Any, *, overlap: int | None = None, batch_size: int = 4, cache_tiles: int = 16,
                  max_object_um: float = 32.0, panel_tiles: int | None = 4, progress: bool = False,
-                 mpp: float | None = None, stain_normalization: str | None = None) -> None:
+                 mpp: float | None = None, stain_normalization: str | None = None, precision: str = "float32") -> None:
         for attr in ("config", "preprocess", "encode_image", "decode"):
             if not hasattr(model, attr):
                 raise TypeError(f"model must be a text-prompted segmenter (missing .{attr}), got {type(model).__name__}")
@@ -117,6 +130,8 @@ class TextPromptPredictor:
         if stain_normalization not in (None, "macenko"):
             raise ValueError(f"stain_normalization must be None or 'macenko', got {stain_normalization!r}")
         self.stain_normalization = stain_normalization
+        self.device = model_device(model)
+        self.autocast_dtype = resolve_precision(precision, self.device)
         self.batch_size, self.cache_tiles = int(batch_size), int(cache_tiles)
         self.max_object_um, self.progress = float(max_object_um), bool(progress)
         self.model_mpp = float(model.config.mpp) if mpp is None else check_mpp(mpp, name="mpp")
@@ -204,47 +219,16 @@ class TextPromptPredictor:
                         n_tiles, self.cache_tiles)
         return self
 
-    def _encode(self, tiles: np.ndarray):
-        import torch
+    def _inference(self):
+        """The context of every forward pass: inference mode, in the predictor's precision."""
+        return inference_context(self.autocast_dtype, self.device)
 
+    def _encode(self, tiles: np.ndarray):
         self.tiles_encoded += len(tiles)
-        with torch.inference_mode():
+        with self._inference():
             return self.model.encode_image(self.model.preprocess(tiles))
 
     # ---------------------------------------------------------------- prompts
-    def _spatial(self, boxes: Any, points: Any, n_prompts: int):
-        """Validate boxes (P, 4) / points (P, K, 3) in input pixels → work-pixel float arrays."""
-        h, w = self._image.shape[:2]
-        hw, ww = self._work.shape[:2]
-        fx, fy = ww / w, hw / h
-        out_boxes = out_points = None
-        if boxes is not None:
-            b = np.asarray(boxes, dtype=np.float64)
-            if b.ndim == 1 and n_prompts == 1:
-                b = b[None]
-            if b.shape != (n_prompts, 4):
-                raise ValueError(f"boxes must have shape (P, 4) = ({n_prompts}, 4) (xyxy, NaN rows for none), "
-                                 f"got {b.shape}")
-            given = ~np.isnan(b).all(1)
-            if given.any():
-                check_boxes(b[given], name="boxes", shape=(h, w))
-            out_boxes = b * np.array([fx, fy, fx, fy])
-        if points is not None:
-            p = np.asarray(points, dtype=np.float64)
-            if p.ndim == 2 and n_prompts == 1:
-                p = p[None]
-            if p.ndim != 3 or p.shape[0] != n_prompts or p.shape[2] != 3:
-                raise ValueError(f"points must have shape (P, K, 3) = ({n_prompts}, K, 3) as (x, y, label), "
-                                 f"NaN where none; got {p.shape}")
-            given = ~np.isnan(p).any(2)
-            q = p[given]
-            if q.size and (~np.isin(q[:, 2], (0.0, 1.0))).any():
-                raise ValueError("points labels (third value) must be 1 (positive) or 0 (negative)")
-            if q.size and ((q[:, 0] < 0) | (q[:, 0] >= w) | (q[:, 1] < 0) | (q[:, 1] >= h)).any():
-                raise ValueError(f"points must lie inside the image (width {w}, height {h})")
-            out_points = p * np.array([fx, fy, 1.0])
-        return out_boxes, out_points
-
     def predict(
         self,
         prompts: Sequence[str] | str,
@@ -308,7 +292,7 @@ class TextPromptPredictor:
             raise ValueError(f"presence_threshold must be in [0, 1] or None, got {presence_threshold}")
         prompts = check_prompts(prompts)
         check_threshold(threshold)
-        boxes, points = self._spatial(boxes, points, len(prompts))
+        boxes, points = check_spatial_prompts(boxes, points, len(prompts), self._image.shape[:2], self._work.shape[:2])
         if (boxes is not None or points is not None) and not getattr(self.model.config, "spatial_trained", True):
             warnings.warn("this model's box/point path is untrained: predict() ignores boxes and points and returns the "
                           "text masks (predict_objects() answers them)", stacklevel=2)
@@ -374,7 +358,8 @@ class TextPromptPredictor:
         f = np.array([ww / w, hw / h])
         work_boxes = None if boxes is None else boxes * np.tile(f, 2)
         work_points = None if points is None else np.concatenate([points[..., :2] * f, points[..., 2:]], -1)
-        found, scores = decode_objects(self, work_boxes, work_points, text, structure=structure, threshold=threshold)
+        with self._inference():  # the object decoder runs on features encoded in this precision
+            found, scores = decode_objects(self, work_boxes, work_points, text, structure=structure, threshold=threshold)
         return ObjectPrediction(paste_objects(found, (hw, ww), (h, w)), scores, prompt)
 
     def instance_prompts(self, prompts: Sequence[str] | str, instances: bool | str = "auto", *,
@@ -546,7 +531,7 @@ class TextPromptPredictor:
         slot = {i: n_p + j for j, i in enumerate(inst_idx)}  # prompt index -> distance channel
         maps = np.empty((b, n_p + len(inst_idx), tiles.shape[1], tiles.shape[2]), np.float32)
         presence = np.empty((b, n_p), np.float32)
-        with torch.inference_mode():
+        with self._inference():
             for c0 in range(0, n_p, _PROMPT_CHUNK):
                 chunk = prompts[c0: c0 + _PROMPT_CHUNK]
                 c1 = c0 + len(chunk)

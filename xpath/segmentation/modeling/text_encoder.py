@@ -244,7 +244,10 @@ class HFTextEncoder(nn.Module):
         todo = [t for t in unique if t not in self._cache] if use_cache else unique
         fresh = {}
         if todo:
-            with torch.no_grad() if self.frozen else contextlib.nullcontext():
+            # float32 whatever the caller's autocast: cached embeddings must not depend on which precision first
+            # asked for them (and equal the checkpoint's float32 prompt cache)
+            autocast_off = torch.autocast(device_type=self._device_anchor.device.type, enabled=False)
+            with torch.no_grad() if self.frozen else contextlib.nullcontext(), autocast_off:
                 fresh = dict(zip(todo, self._encode(todo), strict=True))
             if use_cache:
                 self._cache.update(fresh)

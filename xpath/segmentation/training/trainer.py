@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..inference.precision import native_bfloat16
 from .config import TrainConfig, _to_yaml
 from .dataset import collate_batch
 from .distributed import DistInfo, capture_rng, init_distributed, restore_rng
@@ -83,6 +84,19 @@ def _default_loss():
     from .losses import segmentation_loss
 
     return segmentation_loss
+
+
+def amp_dtype(amp: str, device: torch.device):
+    """``train.amp`` on ``device`` → the autocast dtype (``None``: float32).
+
+    ``"auto"`` is bfloat16 on CUDA and float32 elsewhere (every CPU run of the shipped recipes was float32);
+    ``"bf16"`` asks for it and needs native bfloat16 products: a CUDA GPU with bf16, or a CPU with AMX-BF16.
+    """
+    if amp == "bf16" or (amp == "auto" and device.type == "cuda"):
+        if not native_bfloat16(device):
+            raise ValueError(f"train.amp='bf16' needs a CUDA device with bf16 or a CPU with AMX-BF16, got {device}")
+        return torch.bfloat16
+    return None
 
 
 def _lr_lambda(step: int, *, warmup: int, total: int, min_ratio: float) -> float:
@@ -199,11 +213,7 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: _lr_lambda(s, warmup=o.warmup_steps, total=cfg.train.steps,
                                                  min_ratio=o.min_lr_ratio))
-        self.amp_dtype = None
-        if cfg.train.amp == "bf16" or (cfg.train.amp == "auto" and dev.type == "cuda"):
-            if dev.type != "cuda":
-                raise ValueError(f"train.amp='bf16' needs a CUDA device, got {dev}")
-            self.amp_dtype = torch.bfloat16
+        self.amp_dtype = amp_dtype(cfg.train.amp, dev)
 
         self.step = 0
         if resume:
