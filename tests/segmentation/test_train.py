@@ -38,17 +38,21 @@ def test_lr_schedule_warmup_then_cosine():
 
 
 
-def test_bf16_training_needs_native_bf16_and_auto_stays_float32_on_cpu(monkeypatch):
+def test_bf16_training_is_cuda_only_and_auto_stays_float32_on_cpu(monkeypatch):
     from xpath.segmentation.training import trainer
 
     cpu = torch.device("cpu")
     assert amp_dtype("auto", cpu) is None and amp_dtype("off", cpu) is None
-    monkeypatch.setattr(trainer, "native_bfloat16", lambda device: True)  # an AMX CPU
-    assert amp_dtype("bf16", cpu) is torch.bfloat16
-    assert amp_dtype("auto", cpu) is None
-    monkeypatch.setattr(trainer, "native_bfloat16", lambda device: False)
-    with pytest.raises(ValueError, match="AMX-BF16"):
+    monkeypatch.setattr(trainer, "native_bfloat16", lambda device: True)  # even an AMX CPU: measured slower
+    with pytest.raises(ValueError, match="needs a CUDA device"):
         amp_dtype("bf16", cpu)
+    assert amp_dtype("bf16", torch.device("cuda")) is torch.bfloat16
+    assert amp_dtype("auto", torch.device("cuda")) is torch.bfloat16
+    monkeypatch.setattr(trainer, "native_bfloat16", lambda device: False)  # a GPU before Ampere
+    assert amp_dtype("auto", torch.device("cuda")) is None
+    with pytest.raises(ValueError, match="needs a CUDA device with bf16"):
+        amp_dtype("bf16", torch.device("cuda"))
+
 
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_configs_parse(path):

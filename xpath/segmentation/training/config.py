@@ -166,7 +166,7 @@ class RunConfig:
     ckpt_every: int = 0  # 0: only at the end
     log_every: int = 10
     keep_checkpoints: int = 2
-    amp: str = "auto"  # auto = bf16 autocast on CUDA, off elsewhere; "bf16" (CUDA, or a CPU with AMX) | "off"
+    amp: str = "auto"  # auto = bf16 autocast on CUDA, off elsewhere; "bf16" (CUDA) | "off"
     compile: bool = False
     device: str | None = None
     find_unused_parameters: bool = True  # the spatial-prompt encoder gets no gradient in text-only batches
