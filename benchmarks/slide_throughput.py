@@ -425,6 +425,8 @@ def main(argv=None) -> None:
         return
     import torch
 
+    if args.float32 and args.precision == "float32":
+        parser.error("--float32 runs a float32 peer beside the new path: give the new path --precision auto or bfloat16")
     if args.rounds < 1 or args.warmup < 0:
         parser.error(f"--rounds must be >= 1 and --warmup >= 0, got {args.rounds} and {args.warmup}")
     versions = Versions(args.previous)

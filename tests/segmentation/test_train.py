@@ -37,7 +37,6 @@ def test_lr_schedule_warmup_then_cosine():
     assert f(14) == pytest.approx(0.1) and f(100) == pytest.approx(0.1)
 
 
-
 def test_bf16_training_is_cuda_only_and_auto_stays_float32_on_cpu(monkeypatch):
     from xpath.segmentation.training import trainer
 

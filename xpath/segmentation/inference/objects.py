@@ -121,7 +121,7 @@ class ObjectPrediction:
 
 
 def check_spatial_prompts(boxes: Any, points: Any, n_prompts: int, image_shape: tuple[int, int],
-                       work_shape: tuple[int, int]) -> tuple[np.ndarray | None, np.ndarray | None]:
+                          work_shape: tuple[int, int]) -> tuple[np.ndarray | None, np.ndarray | None]:
     """:meth:`~.predictor.TextPromptPredictor.predict`'s per-prompt boxes ``(P, 4)`` / points ``(P, K, 3)``, checked in
     input pixels (``image_shape``) → float arrays in work pixels (``work_shape``); NaN rows mean none."""
     h, w = image_shape
