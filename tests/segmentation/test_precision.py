@@ -78,9 +78,10 @@ def test_bfloat16_finds_the_same_nuclei_as_float32_with_the_shipped_model(shared
     assert a.instances["nuclei"].max() > 50  # a real field of nuclei, not two empty maps agreeing
     assert aji(a.instances["nuclei"], b.instances["nuclei"]) >= 0.98  # measured 0.998
     assert dice(a.semantic["nuclei"], b.semantic["nuclei"]) >= 0.99
-    # a type is a per-nucleus vote, so a flipped vote moves a whole nucleus: measured AJI 0.975 / 0.998 here (0.95-0.99
-    # on other MoNuSeg crops), where float32 against float32 with the tile grid moved by 8 px gives 0.66 / 0.54
+    # a type is a per-nucleus vote, so a flipped vote moves a whole nucleus: measured AJI 0.975 / 0.998 here on a CPU
+    # with AMX (0.95-0.99 on other MoNuSeg crops) and 0.997 / 0.924 on one without (bfloat16 by other kernels), where
+    # float32 against float32 with the tile grid moved by 8 px gives 0.66 / 0.54
     for p in prompts[1:]:
-        assert aji(a.instances[p], b.instances[p]) >= 0.93, p
+        assert aji(a.instances[p], b.instances[p]) >= 0.90, p
     for p in prompts:
         assert abs(a.presence[p] - b.presence[p]) < 0.02, p
