@@ -53,6 +53,14 @@ def test_aggregate_by_patient_with_density_and_extra(tile_table, tile):
     assert agg.loc["p1", "image.spatial.x"] == 3.0
 
 
+def test_density_is_nan_not_infinite_without_analysed_area(tile_table):
+    """A region prompt that found nothing leaves no area: the densities are undefined (NaN, imputed by the
+    diagnostic models), never infinite."""
+    agg = aggregate(tile_table.assign(image="a"), "image", stats=("mean",), area_mm2={"a": 0.0})
+    densities = agg.filter(like="density_per_mm2")
+    assert densities.shape[1] >= 2 and densities.isna().all().all()
+
+
 def test_aggregate_bad_input(tile_table):
     with pytest.raises(ValueError, match="stats"):
         aggregate(tile_table.assign(image="a"), "image", stats=("mode",))

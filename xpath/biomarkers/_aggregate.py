@@ -70,7 +70,7 @@ def aggregate(
         Also compute every statistic per class (columns ``{class}:{feature}.{stat}``).
     area_mm2 : mapping or pandas.Series, optional
         Analysed area per group (indexed like the groups) for densities
-        ``density_per_mm2`` and ``density_per_mm2.{class}``.
+        ``density_per_mm2`` and ``density_per_mm2.{class}`` (NaN where the area is 0).
     extra : pandas.DataFrame, optional
         Per-group features (e.g. rows of :func:`image_spatial_features`) indexed like the
         groups; joined as they are.
@@ -109,6 +109,7 @@ def aggregate(
             out[f"fraction.{c}"] = counts[c] / out["count"]
     if area_mm2 is not None:
         area = pd.Series(area_mm2).reindex(out.index).astype(float)
+        area = area.where(area > 0)  # no analysed area (e.g. a region prompt that found nothing): density undefined
         out["density_per_mm2"] = out["count"] / area
         for c in classes:
             out[f"density_per_mm2.{c}"] = out[f"count.{c}"] / area
