@@ -34,7 +34,8 @@ log = logging.getLogger(__name__)
 DEFAULT_STUDY_PROMPTS = ("lymphocytes", "epithelial nuclei", "spindle-shaped nuclei", "nuclei", "glands")
 STATS = ("mean", "std", "q90")
 CLASSIFIERS = ("logistic", "hgb", "rf")
-FEATURE_VERSION = "study-2"  # bump when the per-image features change: it is part of the cache key
+FEATURE_VERSION = "study-3"  # bump when the per-image features change: it is part of the cache key
+# (study-3: gland masks cleaned as regions, xpath.segmentation.inference.regions)
 _NUCLEUS = (r"nucleus\.(shape\.(area_um2|perimeter_um|eccentricity|solidity|circularity|irregularity"
             r"|major_axis_um|minor_axis_um)|stain\.(hematoxylin\.(mean|std)|eosin\.mean)"
             r"|texture\.glcm_(contrast|entropy|homogeneity)\.mean)")

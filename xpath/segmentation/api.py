@@ -17,6 +17,7 @@ from .._device import resolve_device
 from .._types import check_image, check_mpp
 from .inference.precision import check_precision
 from .inference.predictor import TextPromptPredictor, check_threshold
+from .inference.regions import REGION_HOLE_UM2, REGION_MIN_UM2, check_region_sizes
 from .inference.result import Segmentation
 from .prompts import check_prompts
 from .support import check_on_unsupported, require_supported
@@ -78,6 +79,8 @@ def segment(
     return_probabilities: bool = False,
     allow_grayscale: bool = False,
     min_area_um2: float = 10.0,
+    region_min_um2: float = REGION_MIN_UM2,
+    region_hole_um2: float = REGION_HOLE_UM2,
     presence_threshold: float | None = None,
     on_unsupported: str = "raise",
     precision: str = "float32",
@@ -117,6 +120,10 @@ def segment(
         Accept single-channel images (replicated to RGB).
     min_area_um2 : float
         Instances smaller than this (µm²) are removed.
+    region_min_um2, region_hole_um2 : float
+        Tissue-level masks lose their components smaller than ``region_min_um2`` µm², and glands their
+        enclosed holes smaller than ``region_hole_um2`` µm² (:mod:`~xpath.segmentation.inference.regions`);
+        0 turns either off.
     presence_threshold : float, optional
         Prompts whose presence score is below this get an empty mask and no instances ("not in
         this image"); ``None`` (default) keeps every mask.
@@ -159,6 +166,7 @@ def segment(
         mpp = image.mpp
     mpp = check_mpp(mpp, required=False)
     check_threshold(threshold)
+    check_region_sizes(region_min_um2, region_hole_um2, ("region_min_um2", "region_hole_um2"))
     if instances not in ("auto", True, False):
         raise ValueError(f"instances must be 'auto', True or False, got {instances!r}")
     check_precision(precision)
@@ -170,4 +178,5 @@ def segment(
     predictor.set_image(img, mpp=mpp)
     return predictor.predict(prompts, boxes=boxes, points=points, threshold=threshold, instances=instances,
                              return_probabilities=return_probabilities, min_area_um2=min_area_um2,
+                             region_min_um2=region_min_um2, region_hole_um2=region_hole_um2,
                              presence_threshold=presence_threshold, on_unsupported=on_unsupported)

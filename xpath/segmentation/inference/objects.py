@@ -19,7 +19,9 @@ What is kept of the decoded probability map (``> threshold``, default :data:`SPA
   component is shared among the model's nuclei in it, its instance map as :meth:`predict` draws it,
   and the click keeps its nucleus's share);
 
-always clipped to the box's neighbourhood (:func:`~xpath.segmentation.modeling.box_prior.box_neighbourhood`).
+always clipped to the box's neighbourhood (:func:`~xpath.segmentation.modeling.box_prior.box_neighbourhood`); a
+gland answered from the text answer has its enclosed holes filled as :meth:`predict` fills them
+(:func:`~xpath.segmentation.inference.regions.clean_regions`: a gland with its lumen).
 The threshold is lower than the text answer's 0.5 because the box or the point bounds the object:
 the rim that 0.5 misses is recovered without the merges it would bring elsewhere.
 
@@ -50,6 +52,7 @@ from scipy import ndimage
 from ..._types import check_boxes
 from ..modeling.box_prior import box_neighbourhood
 from ..modeling.segmenter import OBJECT_PROMPT
+from .regions import clean_regions, fills_holes
 from .tiling import extract_tile, tile_starts
 
 __all__ = ["NUCLEUS_MAX_UM", "NUCLEUS_REACH_UM", "SPATIAL_THRESHOLD", "ObjectPrediction", "check_object_prompts",
@@ -512,6 +515,9 @@ def _answer_window(model, feats, boxes: np.ndarray | None, points: np.ndarray | 
         candidates = [select_object(p, box=box, points=None if points is None else points[i], with_text=with_text,
                                     threshold=threshold, reach=_reach(structure, mpp), shares=share)
                       for p, share, (_, structure) in zip(prob, shares, texts)]
+        for candidate, (text, _) in zip(candidates, texts):
+            if fills_holes(text):  # a gland with its lumen, as predict() draws it (.regions)
+                clean_regions(candidate, mpp, min_area_um2=0.0)
         k = _answering_structure(candidates, [structure for _, structure in texts], box, mpp)
         scores[i] = float(prob[k][candidates[k]].mean()) if candidates[k].any() else 0.0
         masks.append(candidates[k])

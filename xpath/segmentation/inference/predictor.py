@@ -48,6 +48,7 @@ from .objects import (
     paste_objects,
 )
 from .precision import inference_context, model_device, resolve_precision
+from .regions import REGION_HOLE_UM2, REGION_MIN_UM2, check_region_sizes, clean_tissue_answers
 from .result import Segmentation, classes_table, count_ids
 from .stain import macenko_normalize
 from .stitching import InstanceStitcher
@@ -240,6 +241,8 @@ class TextPromptPredictor:
         return_probabilities: bool = False,
         marker_threshold: float = 0.4,
         min_area_um2: float = 10.0,
+        region_min_um2: float = REGION_MIN_UM2,
+        region_hole_um2: float = REGION_HOLE_UM2,
         presence_threshold: float | None = None,
         on_unsupported: str = "raise",
     ) -> Segmentation:
@@ -265,6 +268,10 @@ class TextPromptPredictor:
             :func:`~xpath.segmentation.inference.postprocess.instances_from_maps`).
         min_area_um2 : float
             Instances smaller than this (µm²) are removed.
+        region_min_um2, region_hole_um2 : float
+            Tissue-level masks lose their components smaller than ``region_min_um2`` µm²; those of glands
+            also have their enclosed holes (lumens) smaller than ``region_hole_um2`` µm² filled
+            (:mod:`~xpath.segmentation.inference.regions`); 0 turns either off.
         presence_threshold : float, optional
             A prompt whose presence score is below this gets an empty mask and no instances:
             the model's answer is "not in this image" rather than a forced mask (its
@@ -292,6 +299,7 @@ class TextPromptPredictor:
             raise ValueError(f"presence_threshold must be in [0, 1] or None, got {presence_threshold}")
         prompts = check_prompts(prompts)
         check_threshold(threshold)
+        check_region_sizes(region_min_um2, region_hole_um2, ("region_min_um2", "region_hole_um2"))
         boxes, points = check_spatial_prompts(boxes, points, len(prompts), self._image.shape[:2], self._work.shape[:2])
         if (boxes is not None or points is not None) and not getattr(self.model.config, "spatial_trained", True):
             warnings.warn("this model's box/point path is untrained: predict() ignores boxes and points and returns the "
@@ -307,6 +315,7 @@ class TextPromptPredictor:
         presence, types = self._run_tiles(self._work, run_plans, run_inst, semantic, inst_out, probs, boxes=boxes,
                                           points=points, typed=typed, shared=generic, threshold=threshold,
                                           marker_threshold=marker_threshold, min_area_um2=min_area_um2)
+        clean_tissue_answers(plans, semantic, inst_out, self.model_mpp, region_min_um2, region_hole_um2)
         presence = presence[: len(prompts)]
         if presence_threshold is not None:
             for k, p in enumerate(prompts):
@@ -382,7 +391,8 @@ class TextPromptPredictor:
 
     def predict_source(self, source: Any, prompts: Sequence[str] | str, *, out: dict, keep: Any = None,
                        threshold: float = 0.5, instances: bool | str = "auto", marker_threshold: float = 0.4,
-                       min_area_um2: float = 10.0, read_ahead: int = 2,
+                       min_area_um2: float = 10.0, region_min_um2: float = REGION_MIN_UM2,
+                       region_hole_um2: float = REGION_HOLE_UM2, read_ahead: int = 2,
                        on_unsupported: str = "raise") -> dict[str, float]:
         """Segment an image read on demand (a whole slide) at ``model_mpp``, into arrays you give.
 
@@ -401,6 +411,7 @@ class TextPromptPredictor:
         """
         prompts = check_prompts(prompts)
         check_threshold(threshold)
+        check_region_sizes(region_min_um2, region_hole_um2, ("region_min_um2", "region_hole_um2"))
         plans, inst_idx = self._plan(prompts, instances, on_unsupported)
         shape = tuple(source.shape[:2])
         for k, p in enumerate(prompts):
@@ -414,6 +425,7 @@ class TextPromptPredictor:
         presence, _ = self._run_tiles(source, run_plans, run_inst, semantic, inst_out, {}, keep=keep,
                                       read_ahead=read_ahead, typed=typed, shared=generic, threshold=threshold,
                                       marker_threshold=marker_threshold, min_area_um2=min_area_um2)
+        clean_tissue_answers(plans, semantic, inst_out, self.model_mpp, region_min_um2, region_hole_um2)
         return {p: float(presence[k]) for k, p in enumerate(prompts)}
 
     def _plan(self, prompts: list[str], instances: bool | str, on_unsupported: str) -> tuple[list, list[int]]:
