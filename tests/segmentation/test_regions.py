@@ -10,6 +10,7 @@ from xpath.segmentation import TextPromptPredictor
 from xpath.segmentation import segment
 from xpath.segmentation.inference.regions import clean_regions
 
+from .test_objects import AnswerStandIn
 from .test_predictor import LocalStandIn, _Source
 
 
@@ -103,3 +104,19 @@ def test_segment_passes_region_sizes_and_names_bad_ones():
     assert not kept.semantic["red glands"][47:53, 47:53].any() and not kept.semantic["red glands"][101, 101]
     with pytest.raises(ValueError, match="region_min_um2 must be a finite area"):
         segment(img, ["red glands"], model=LocalStandIn(64), mpp=0.5, progress=False, region_min_um2=float("inf"))
+
+
+
+def test_a_box_answered_with_glands_gets_its_lumen():
+    """A gland box answered from the text answer (an untrained box path) is the gland with its lumen, with or
+    without the text; the stand-in's "glands" is its green channel."""
+    model = AnswerStandIn(128)
+    image = np.zeros((150, 170, 3), np.uint8)
+    image[..., 1] = 255 * _gland((150, 170))
+    pred = TextPromptPredictor(model, overlap=16).set_image(image, mpp=0.5)
+    box = [[18, 18, 82, 82]]  # 32 µm across: read as tissue without text
+    for prompt in (None, "glands"):
+        mask = pred.predict_objects(boxes=box, prompt=prompt).masks[0]
+        assert mask[45:55, 45:55].all() and mask[25:75, 25:40].all(), prompt
+        assert not mask[100:104, 100:104].any(), "outside the box"
+    assert not pred.predict(["glands"], region_hole_um2=0).semantic["glands"][47:53, 47:53].any(), "a real lumen"

@@ -14,7 +14,7 @@ tissue-level mask, at the model's resolution:
 
 Both in µm², so the rule means the same at every resolution. The two sizes were chosen on training
 images and confirmed on the validation parts (docs/model_card.md, "Tissue-level masks as regions"):
-gland Dice on the GlaS validation images 0.816 → 0.840, EBHI 0.901 → 0.906.
+gland Dice on the GlaS validation images 0.816 → 0.841, EBHI 0.901 → 0.907.
 
 Masks larger than a window (slides, memory-mapped) are cleaned window by window in place: windows
 overlap by the diameter of the largest hole filled, and a component or hole that touches a window's
