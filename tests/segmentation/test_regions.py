@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from xpath.segmentation import TextPromptPredictor
-from xpath.segmentation import segment
+from xpath.segmentation import TextPromptPredictor, segment
 from xpath.segmentation.inference.regions import clean_regions
 
 from .test_objects import AnswerStandIn
@@ -104,7 +103,6 @@ def test_segment_passes_region_sizes_and_names_bad_ones():
     assert not kept.semantic["red glands"][47:53, 47:53].any() and not kept.semantic["red glands"][101, 101]
     with pytest.raises(ValueError, match="region_min_um2 must be a finite area"):
         segment(img, ["red glands"], model=LocalStandIn(64), mpp=0.5, progress=False, region_min_um2=float("inf"))
-
 
 
 def test_a_box_answered_with_glands_gets_its_lumen():

@@ -510,13 +510,14 @@ def _answer_window(model, feats, boxes: np.ndarray | None, points: np.ndarray | 
             shares.append(share)
     n = len(boxes) if boxes is not None else len(points)
     masks, scores = [], np.zeros(n)
+    lumens = [fills_holes(text) for text, _ in texts]  # per text: are its enclosed holes its own
     for i in range(n):
         box = None if boxes is None else boxes[i]
         candidates = [select_object(p, box=box, points=None if points is None else points[i], with_text=with_text,
                                     threshold=threshold, reach=_reach(structure, mpp), shares=share)
                       for p, share, (_, structure) in zip(prob, shares, texts)]
-        for candidate, (text, _) in zip(candidates, texts):
-            if fills_holes(text):  # a gland with its lumen, as predict() draws it (.regions)
+        for candidate, filled in zip(candidates, lumens):
+            if filled:  # a gland with its lumen, as predict() draws it (.regions)
                 clean_regions(candidate, mpp, min_area_um2=0.0)
         k = _answering_structure(candidates, [structure for _, structure in texts], box, mpp)
         scores[i] = float(prob[k][candidates[k]].mean()) if candidates[k].any() else 0.0
