@@ -185,6 +185,22 @@ def test_glas_is_semantic_glands_at_20x(shared_data):
         assert triple.semantic.mean() == pytest.approx(row["gland_fraction"], abs=2e-3)
 
 
+def test_ebhi_cohort_is_semantic_glands_of_other_patients(shared_data):
+    counts = _counts(shared_data, "ebhi_cohort")
+    recs = load_dataset("ebhi_cohort", root=shared_data)
+    assert len(recs) == 206 == len(counts)  # PROVENANCE.md: 206 images
+    assert {r.mpp for r in recs} == {None}  # EBHI states no pixel size
+    for rec in recs[::25]:
+        row = counts[rec.image_id]
+        assert rec.image.shape == (row["h"], row["w"], 3) and rec.split == row["category"]
+        (triple,) = rec.triples()
+        assert triple.instances is None and triple.prompt == "tissue-level gland in colon pathology"
+        assert triple.semantic.mean() == pytest.approx(row["fg_frac"], abs=2e-3)
+    seg_patients = {r["patient"] if "patient" in r else r["name"].split("__", 1)[-1].split("-", 1)[0]
+                    for r in _counts(shared_data, "ebhi_seg").values()}
+    assert not seg_patients & {row["patient"] for row in counts.values()}  # no patient in both folders
+
+
 def test_monuseg_binary_is_semantic_only(shared_data):
     rec = next(iter_dataset("monuseg_binary", root=shared_data))
     assert rec.instances is None

@@ -20,6 +20,7 @@ from xpath.segmentation.training.config import (
     RunConfig,
     TrainConfig,
     load_config,
+    source_weights,
     split_validation,
 )
 from xpath.segmentation.training.sources import build_datasets
@@ -103,6 +104,13 @@ def test_config_errors_name_the_key(tmp_path):
     p.write_text("model: xpath_tiny\ndata: {sources: [{dataset: ebhi, pseudo_nuclei: yes please}]}\n")
     with pytest.raises(ValueError, match="pseudo_nuclei must be true or false"):
         load_config(p)
+    for bad in ("0", "-1", "heavy", ".nan", "true"):
+        p.write_text(f"model: xpath_tiny\ndata: {{sources: [{{dataset: ebhi, weight: {bad}}}]}}\n")
+        with pytest.raises(ValueError, match=r"sources\[0\]\.weight must be a finite number > 0"):
+            load_config(p)
+    p.write_text("model: xpath_tiny\ndata: {sources: [{synthetic: {count: 2}, weight: 2}]}\n")
+    with pytest.raises(ValueError, match="on a dataset source"):
+        load_config(p)
     with pytest.raises(FileNotFoundError):
         load_config(tmp_path / "missing.yaml")
     cfg = load_config(CONFIGS / "xpath_tiny_cpu.yaml", overrides={"train.steps": 3, "seed": 9})
@@ -158,6 +166,25 @@ def test_pseudo_nuclei_reach_training_images_only(shared_data, tmp_path):
     p.write_text(f"model: xpath_tiny\ndata: {{sources: [{source}]}}\n")
     with pytest.raises(ValueError, match="pseudo_nuclei needs the images' mpp"):
         build_datasets(load_config(p), mpp=0.5, tile_size=128)
+
+
+def test_a_source_weight_scales_how_often_its_tiles_are_drawn(shared_data, tmp_path):
+    from xpath.segmentation.training.sources import sampling_weights
+
+    p = tmp_path / "c.yaml"
+    sources = "[{dataset: ebhi, limit: 3}, {dataset: ebhi_cohort, limit: 3, weight: 0.25}]"
+    p.write_text(f"model: xpath_tiny\ndata: {{sources: {sources}, assume_mpp: {{ebhi: 1.0, ebhi_cohort: 1.0}}}}\n")
+    cfg = load_config(p)
+    train, _ = build_datasets(cfg, mpp=1.0, tile_size=112)
+    source = np.array([train.records[r].source for r in train.tiles[:, 0]])
+    assert set(source) == {"ebhi", "ebhi_cohort"}
+    w = sampling_weights(train, cfg.data)
+    mass = {s: w[source == s].sum() for s in ("ebhi", "ebhi_cohort")}
+    # one label (glands) over both: balanced alone, each tile weighs the same; the cohort's tiles weigh a quarter
+    n = {s: (source == s).sum() for s in mass}
+    assert mass["ebhi_cohort"] / mass["ebhi"] == pytest.approx(0.25 * n["ebhi_cohort"] / n["ebhi"])
+    with pytest.raises(ValueError, match="twice with different weights"):
+        source_weights(({"dataset": "ebhi", "weight": 1.0}, {"dataset": "ebhi", "weight": 2.0}))
 
 
 def test_small_cpu_config_holds_out_the_documented_validation_images(shared_data):

@@ -162,6 +162,10 @@ DATASETS: dict[str, DatasetSpec] = {
         "ebhi_seg", {1: Label("colon", "tissue", "gland")}, None, False, False,
         "Shi et al., Frontiers in Medicine 2023 (EBHI-Seg); licence unverified",
     ),
+    "ebhi_cohort": DatasetSpec(  # the diagnostic cohort's 206 biopsies: same kind of masks, other patients
+        "ebhi_cohort", {1: Label("colon", "tissue", "gland")}, None, False, False,
+        "Shi et al., Frontiers in Medicine 2023 (EBHI-Seg); licence unverified",
+    ),
     "glas": DatasetSpec(
         "glas_train", {1: Label("colon", "tissue", "gland")}, 0.62005, False, False,
         "Sirinukunwattana et al., Medical Image Analysis 2017 and IEEE TMI 2015 (GlaS); research use only, "
@@ -223,7 +227,7 @@ def iter_dataset(
     ----------
     name : str
         One of ``DATASETS``: ``monuseg``, ``monuseg_binary``, ``consep``, ``nucls``,
-        ``ebhi``, ``glas``, ``cryonuseg``.
+        ``ebhi``, ``ebhi_cohort``, ``glas``, ``cryonuseg``.
     split : str, optional
         Keep only images of this split (``"train"``/``"test"`` where the set has them;
         EBHI's split is its grade category).

@@ -24,6 +24,10 @@ A source is ``{dataset: NAME, split: S, limit: N, include: REGEX, exclude: REGEX
   ``F`` of the groups, evenly spaced in sorted order, go to validation — a group never
   straddles the split;
 - ``all``: the whole source; ``none`` (default): none of it.
+
+``weight: W`` (default 1) multiplies the sampling weight of a dataset source's training tiles
+after ``data.balance`` (e.g. ``0.5`` halves how often its tiles are drawn against the other
+sources of the same label).
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ __all__ = [
     "RunConfig",
     "TrainConfig",
     "load_config",
+    "source_weights",
     "split_validation",
 ]
 
@@ -228,7 +233,8 @@ def _make(cls, values: dict, section: str):
     return cls(**values)
 
 
-_SOURCE_KEYS = {"dataset", "synthetic", "split", "limit", "include", "exclude", "val", "region", "pseudo_nuclei"}
+_SOURCE_KEYS = {"dataset", "synthetic", "split", "limit", "include", "exclude", "val", "region", "pseudo_nuclei",
+                "weight"}
 
 
 def _check_source(src: Any, i: int) -> dict:
@@ -246,7 +252,24 @@ def _check_source(src: Any, i: int) -> dict:
     if not isinstance(src.get("pseudo_nuclei", False), bool) or (src.get("pseudo_nuclei") and "dataset" not in src):
         raise ValueError(f"data.sources[{i}].pseudo_nuclei must be true or false, on a dataset source; "
                          f"got {src.get('pseudo_nuclei')!r}")
+    weight = src.get("weight", 1.0)
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not np.isfinite(weight) or weight <= 0 \
+            or ("weight" in src and "dataset" not in src):
+        raise ValueError(f"data.sources[{i}].weight must be a finite number > 0, on a dataset source; got {weight!r}")
     return dict(src)
+
+
+def source_weights(sources) -> dict[str, float]:
+    """The sampling weight of each dataset named by ``data.sources`` (``weight``, default 1)."""
+    out: dict[str, float] = {}
+    for src in sources:
+        name, weight = src.get("dataset"), float(src.get("weight", 1.0))
+        if name is None:
+            continue
+        if out.get(name, weight) != weight:
+            raise ValueError(f"data.sources name dataset {name!r} twice with different weights")
+        out[name] = weight
+    return out
 
 
 def _validate(cfg: TrainConfig) -> None:

@@ -3,18 +3,22 @@
 :func:`load_source` reads one ``data.sources`` entry (a dataset of :mod:`xpath.datasets` or
 synthetic tissue); :func:`build_datasets` applies each source's validation rule
 (:func:`~xpath.segmentation.training.config.split_validation`), adds pseudo-labels where asked,
-and builds the two :class:`~xpath.segmentation.training.dataset.SegmentationDataset`.
+and builds the two :class:`~xpath.segmentation.training.dataset.SegmentationDataset`;
+:func:`sampling_weights` gives each training tile its draw weight.
 """
 
 from __future__ import annotations
 
 import re
 
-from .config import TrainConfig, split_validation
+import numpy as np
+
+from .config import DataConfig, TrainConfig, source_weights, split_validation
 from .dataset import SegmentationDataset
 from .records import build_records, pseudo_nuclei_triples
+from .sampler import balance_weights
 
-__all__ = ["build_datasets", "load_source"]
+__all__ = ["build_datasets", "load_source", "sampling_weights"]
 
 
 def load_source(src: dict, seed: int) -> tuple[list, list[str], list[str]]:
@@ -77,3 +81,11 @@ def build_datasets(config: TrainConfig, *, mpp: float | None, tile_size: int,
     val = SegmentationDataset(val_records, prompts_per_image=n_prompts, max_negatives=d.max_negatives, augment=None,
                               vocabulary=train.vocabulary, **common)
     return train, val
+
+
+def sampling_weights(train: SegmentationDataset, data: DataConfig) -> np.ndarray:
+    """The draw weight of each training tile: ``data.balance``, times its source's ``weight``."""
+    sources = [train.records[r].source for r in train.tiles[:, 0]]
+    balanced = balance_weights(train.tile_labels(), by=data.balance, power=data.balance_power, sources=sources)
+    per_source = source_weights(data.sources)
+    return balanced * np.array([per_source.get(s, 1.0) for s in sources])

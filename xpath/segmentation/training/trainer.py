@@ -45,8 +45,8 @@ from .config import TrainConfig, _to_yaml
 from .dataset import collate_batch
 from .distributed import DistInfo, capture_rng, init_distributed, restore_rng
 from .run_dir import atomic_torch_save, latest_checkpoint, write_checkpoint_dir
-from .sampler import BalancedSampler, balance_weights
-from .sources import build_datasets
+from .sampler import BalancedSampler
+from .sources import build_datasets, sampling_weights
 from .validation import _autocast, validation_dice
 
 __all__ = ["Trainer"]
@@ -204,9 +204,7 @@ class Trainer:
                 raise ValueError(f"sample_weights must have one weight per training tile ({len(self.train_set)}), "
                                  f"got shape {self.weights.shape}")
         else:
-            sources = [self.train_set.records[r].source for r in self.train_set.tiles[:, 0]]
-            self.weights = balance_weights(self.train_set.tile_labels(), by=d.balance, power=d.balance_power,
-                                           sources=sources)
+            self.weights = sampling_weights(self.train_set, d)
 
         o = cfg.optim
         self.optimizer = torch.optim.AdamW(_param_groups(self.model, o.weight_decay), lr=o.lr, betas=tuple(o.betas))
