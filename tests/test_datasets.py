@@ -196,9 +196,11 @@ def test_ebhi_cohort_is_semantic_glands_of_other_patients(shared_data):
         (triple,) = rec.triples()
         assert triple.instances is None and triple.prompt == "tissue-level gland in colon pathology"
         assert triple.semantic.mean() == pytest.approx(row["fg_frac"], abs=2e-3)
-    seg_patients = {r["patient"] if "patient" in r else r["name"].split("__", 1)[-1].split("-", 1)[0]
-                    for r in _counts(shared_data, "ebhi_seg").values()}
-    assert not seg_patients & {row["patient"] for row in counts.values()}  # no patient in both folders
+    from xpath.datasets import ebhi_study_table
+
+    patients = ebhi_study_table(root=shared_data, include_serrated=True).groupby("source")["group"].agg(set)
+    assert patients["ebhi_cohort"] == {row["patient"] for row in counts.values()}
+    assert not patients["ebhi_seg"] & patients["ebhi_cohort"]  # no patient in both folders
 
 
 def test_monuseg_binary_is_semantic_only(shared_data):

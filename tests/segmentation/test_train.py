@@ -111,6 +111,9 @@ def test_config_errors_name_the_key(tmp_path):
     p.write_text("model: xpath_tiny\ndata: {sources: [{synthetic: {count: 2}, weight: 2}]}\n")
     with pytest.raises(ValueError, match="on a dataset source"):
         load_config(p)
+    p.write_text("model: xpath_tiny\ndata: {sources: [{dataset: ebhi, weight: 1}, {dataset: ebhi, weight: 2}]}\n")
+    with pytest.raises(ValueError, match="dataset 'ebhi' twice with different weights"):
+        load_config(p)
     with pytest.raises(FileNotFoundError):
         load_config(tmp_path / "missing.yaml")
     cfg = load_config(CONFIGS / "xpath_tiny_cpu.yaml", overrides={"train.steps": 3, "seed": 9})
@@ -183,8 +186,7 @@ def test_a_source_weight_scales_how_often_its_tiles_are_drawn(shared_data, tmp_p
     # one label (glands) over both: balanced alone, each tile weighs the same; the cohort's tiles weigh a quarter
     n = {s: (source == s).sum() for s in mass}
     assert mass["ebhi_cohort"] / mass["ebhi"] == pytest.approx(0.25 * n["ebhi_cohort"] / n["ebhi"])
-    with pytest.raises(ValueError, match="twice with different weights"):
-        source_weights(({"dataset": "ebhi", "weight": 1.0}, {"dataset": "ebhi", "weight": 2.0}))
+    assert source_weights(cfg.data.sources) == {"ebhi": 1.0, "ebhi_cohort": 0.25}
 
 
 def test_small_cpu_config_holds_out_the_documented_validation_images(shared_data):

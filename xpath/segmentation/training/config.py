@@ -289,6 +289,7 @@ def _validate(cfg: TrainConfig) -> None:
     for ok, message in checks:
         if not ok:
             raise ValueError(message)
+    source_weights(d.sources)  # one weight per dataset, checked before any image is read
 
 
 def load_config(path: str | Path, *, overrides: dict | None = None) -> TrainConfig:
