@@ -6,10 +6,13 @@
 
     python benchmarks/segmentation_accuracy.py --stain-shift [--checkpoint PATH] [--compare default]
     python benchmarks/segmentation_accuracy.py --type-f1 [--checkpoint PATH] [--compare default]
+    python benchmarks/segmentation_accuracy.py --test-time-flips [--stain-shift | --type-f1]
     python benchmarks/segmentation_accuracy.py --leave-one-source-out RECIPE.yaml [RECIPE.yaml ...] [--loso-steps 300]
 
 Every section takes ``--precision float32|auto|bfloat16`` (default float32, as the library; ``auto``: bfloat16 on
 a CPU with AMX, float32 elsewhere); the model card's figures are float32 unless they say otherwise.
+``--test-time-flips`` adds ``--checkpoint`` decoded with test-time flips (the mean of each tile's four mirrored
+views, :mod:`xpath.segmentation.inference.decoding`) beside it, in the same run.
 
 The validation images are the ones the training config holds out (``val`` rules of its
 sources: MoNuSeg test, whole CoNSeP source images, NuCLS test, EBHI slides), so the model
@@ -130,6 +133,9 @@ def main(argv=None) -> None:
                         help="only per-type detection-and-classification F1 on CoNSeP validation (HoVer-Net protocol)")
     parser.add_argument("--stain-normalization", action="store_true",
                         help="with --stain-shift: also --checkpoint with Macenko normalisation at inference")
+    parser.add_argument("--test-time-flips", action="store_true",
+                        help="also --checkpoint with test-time flips (the mean of four mirrored views), side by side "
+                             "(every section but the leave-one-out table)")
     parser.add_argument("--leave-one-source-out", nargs="+", default=None, metavar="RECIPE",
                         help="only the leave-one-source-out table: train each recipe config without each nucleus "
                              "source in turn and score the held-out source")
@@ -151,10 +157,16 @@ def main(argv=None) -> None:
     predictor = TextPromptPredictor(model, precision=args.precision)
     t0 = time.perf_counter()
     tables = {"scores": [], "presence": [], "specificity": [], "synonyms": []}
+    flipped = TextPromptPredictor(model, precision=args.precision, test_time_flips=True) if args.test_time_flips \
+        else None
     for source, records, assumed_mpp in validation_images(args.config, args.limit):
         for name, rows in evaluate(predictor, records, source, args.presence_threshold, args.marker_threshold,
                                    assumed_mpp).items():
             tables[name] += rows
+        if flipped is not None:  # its scores only, beside the plain ones (the other tables stay the plain model's)
+            rows = evaluate(flipped, records, source, args.presence_threshold, args.marker_threshold,
+                            assumed_mpp)["scores"]
+            tables["scores"] += [{**row, "method": "xpath+flips"} for row in rows if row["method"] == "xpath"]
     scores = pd.DataFrame(tables["scores"])
     if args.out:
         scores.to_csv(args.out, index=False)
@@ -170,6 +182,8 @@ def main(argv=None) -> None:
     print(table.join(counts).round(3).to_string())
     model_rows = scores[scores.method == "xpath"]
     print(f"\nxpath, mean Dice over all {len(model_rows)} image–mask pairs: {model_rows.dice.mean():.3f}")
+    if flipped is not None:
+        print(f"xpath+flips, the same pairs: {scores[scores.method == 'xpath+flips'].dice.mean():.3f}")
     nuclei = scores[scores.category == "nucleus"].groupby("method")["dice"].mean()
     print(f"all-nuclei pairs, xpath vs classical: {nuclei.round(3).to_dict()}")
 
@@ -207,6 +221,10 @@ def stain_shift_section(args) -> None:
         names[args.compare] = args.compare
     predictors = {n: TextPromptPredictor(create_model("xpath_small", checkpoint=c), progress=False,
                                          precision=args.precision) for n, c in names.items()}
+    if args.test_time_flips:
+        predictors[f"{args.checkpoint}+flips"] = TextPromptPredictor(
+            create_model("xpath_small", checkpoint=args.checkpoint), progress=False, test_time_flips=True,
+            precision=args.precision)
     if args.stain_normalization:
         predictors[f"{args.checkpoint}+macenko"] = TextPromptPredictor(
             create_model("xpath_small", checkpoint=args.checkpoint), progress=False, stain_normalization="macenko",
@@ -228,14 +246,16 @@ def type_f1_section(args) -> None:
 
     from xpath.segmentation.metrics import typed_detection_f1
 
-    names = [args.checkpoint] + ([args.compare] if args.compare else [])
+    runs = [(args.checkpoint, args.checkpoint, False)] + ([(args.compare, args.compare, False)] if args.compare else [])
+    if args.test_time_flips:
+        runs.append((f"{args.checkpoint}+flips", args.checkpoint, True))
     records = next(recs for source, recs, _ in validation_images(args.config, args.limit) if source == "consep")
     classes = DATASETS["consep"].classes
     prompts = {c: label.prompt for c, label in classes.items()}
     rows = []
-    for name in names:
-        predictor = TextPromptPredictor(create_model("xpath_small", checkpoint=name), progress=False,
-                                        precision=args.precision)
+    for name, checkpoint, flips in runs:
+        predictor = TextPromptPredictor(create_model("xpath_small", checkpoint=checkpoint), progress=False,
+                                        precision=args.precision, test_time_flips=flips)
         gts, pred_maps, types, offset = [], {c: [] for c in prompts}, {}, 0
         for rec in records:  # pooled: the images side by side as one map, ids offset per image
             gt = np.where(rec.instances > 0, rec.instances + offset, 0)

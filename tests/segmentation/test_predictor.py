@@ -185,6 +185,52 @@ def test_features_cached_once_and_reused(rng):
     assert model.n_encoded == default_grid, "segment() encodes each tile once for all prompts"
 
 
+class _RampStandIn(LocalStandIn):
+    """Not mirror-symmetric: every prompt's probability is the tile's column ramp ``(x + 0.5) / w``."""
+
+    def decode(self, feats, prompts, boxes=None, points=None):
+        out = super().decode(feats, prompts)
+        b, p, h, w = out.mask_logits.shape
+        ramp = ((torch.arange(w) + 0.5) / w).expand(b, p, h, w)
+        return SimpleNamespace(mask_logits=torch.logit(ramp), distance_logits=out.distance_logits,
+                               presence_logits=out.presence_logits)
+
+
+def test_test_time_flips_leave_a_mirror_symmetric_model_unchanged_boxes_and_points_included(rng):
+    """The stand-in's maps are local (mirror-equivariant), so the mean of the four mirrored views is the plain
+    answer, wherever the box or the point is; a box or point mirrored wrongly would land elsewhere in 3 views."""
+    img = _smooth_image(rng, (200, 160))
+    plain_model, flip_model = LocalStandIn(64), LocalStandIn(64)
+    plain = TextPromptPredictor(plain_model, overlap=8).set_image(img, mpp=0.25)
+    flipped = TextPromptPredictor(flip_model, overlap=8, test_time_flips=True).set_image(img, mpp=0.25)
+    assert flip_model.n_encoded == 4 * plain_model.n_encoded  # every view cached by set_image
+    n_encoded = flip_model.n_encoded
+    box = [[30, 40, 110, 150], [np.nan] * 4]
+    points = np.array([[[np.nan] * 3], [[100.0, 130.0, 1.0]]])
+    for kwargs in ({}, {"boxes": box}, {"points": points}):
+        a = plain.predict(["red", "blue"], return_probabilities=True, **kwargs)
+        b = flipped.predict(["red", "blue"], return_probabilities=True, **kwargs)
+        for prompt in ("red", "blue"):
+            np.testing.assert_allclose(b.probabilities[prompt], a.probabilities[prompt], atol=2e-3)
+            assert (a.semantic[prompt] != b.semantic[prompt]).mean() < 1e-3
+        assert b.presence == pytest.approx(a.presence)
+    assert flip_model.n_encoded == n_encoded, "predict() reuses the cached mirrored features"
+    with pytest.warns(UserWarning, match="no mpp"):
+        seg = segment(img, ["red"], model=LocalStandIn(64), progress=False, test_time_flips=True)
+    assert seg.semantic["red"].shape == img.shape[:2]
+
+
+def test_test_time_flips_average_the_mirrored_answers(rng):
+    """A left–right ramp averaged with its mirror image is 0.5 everywhere: the views are really averaged."""
+    img = _smooth_image(rng, (64, 64))
+    plain = TextPromptPredictor(_RampStandIn(64)).set_image(img, mpp=0.5)
+    flipped = TextPromptPredictor(_RampStandIn(64), test_time_flips=True).set_image(img, mpp=0.5)
+    ramp = plain.predict(["red"], return_probabilities=True, instances=False).probabilities["red"]
+    mean = flipped.predict(["red"], return_probabilities=True, instances=False).probabilities["red"]
+    assert ramp[:, 0].max() < 0.05 and ramp[:, -1].min() > 0.95
+    np.testing.assert_allclose(mean.astype(np.float32), 0.5, atol=2e-3)
+
+
 class _Source:
     def __init__(self, image):
         self.image, self.shape = image, image.shape

@@ -84,6 +84,7 @@ def segment(
     presence_threshold: float | None = None,
     on_unsupported: str = "raise",
     precision: str = "float32",
+    test_time_flips: bool = False,
 ) -> Segmentation:
     """Segment what the prompts name in an image, in one call.
 
@@ -136,6 +137,9 @@ def segment(
         Arithmetic of the model (:mod:`~xpath.segmentation.inference.precision`): float32 by default;
         ``"auto"`` is bfloat16 where the device computes it natively (AMX CPUs, recent GPUs), float32
         elsewhere.
+    test_time_flips : bool
+        Average each tile's answer over its four mirrored views (:class:`TextPromptPredictor`): 4× the compute,
+        for the accuracy measured in docs/model_card.md.
 
     Returns
     -------
@@ -174,7 +178,7 @@ def segment(
         require_supported(prompts, model)  # refuse before the model is built
     net = load_model(model, device)
     predictor = TextPromptPredictor(net, batch_size=batch_size, cache_tiles=0, progress=progress,
-                                    precision=precision)
+                                    precision=precision, test_time_flips=test_time_flips)
     predictor.set_image(img, mpp=mpp)
     return predictor.predict(prompts, boxes=boxes, points=points, threshold=threshold, instances=instances,
                              return_probabilities=return_probabilities, min_area_um2=min_area_um2,

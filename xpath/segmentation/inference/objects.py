@@ -360,9 +360,11 @@ def choose_window(extent: np.ndarray, shape: tuple[int, int], tile: int,
 
 
 def _cached_features(predictor) -> dict[tuple[int, int], tuple]:
-    """``(y, x)`` → (batch key, index) of the tiles the predictor encoded in ``set_image``."""
+    """``(y, x)`` → (cache key, index) of the tiles the predictor encoded in ``set_image``, unmirrored (the
+    cache is keyed by ``(origins, view)``, :mod:`~xpath.segmentation.inference.decoding`)."""
     cache = predictor._cache or {}
-    return {tuple(o): (key, j) for key in cache for j, o in enumerate(key)}
+    return {tuple(o): ((origins, view), j) for origins, view in cache if not any(view)
+            for j, o in enumerate(origins)}
 
 
 def _window_features(predictor, cached: dict, y: int, x: int, side: int):

@@ -38,6 +38,7 @@ import pandas as pd
 from ..._types import check_image, check_mpp
 from ..prompts import check_prompts
 from ..support import PromptPlan, model_vocabulary, plan_prompts
+from .decoding import VIEWS, decode_tiles, mirror
 from .nucleus_types import label_groups, plan_types, split_into, type_table, types_from_sums
 from .objects import (
     SPATIAL_THRESHOLD,
@@ -59,7 +60,6 @@ __all__ = ["TextPromptPredictor", "check_threshold"]
 logger = logging.getLogger(__name__)
 
 _MPP_TOLERANCE = 0.02  # relative mpp difference below which the image is not resized
-_PROMPT_CHUNK = 16  # prompts decoded per call (bounds the (B, P, t, t) output tensors)
 
 
 class TextPromptPredictor:
@@ -101,6 +101,10 @@ class TextPromptPredictor:
         float32 by default (every figure of the model card); ``"auto"`` is bfloat16 autocast where
         the device computes it natively (a CUDA GPU with bf16, a CPU with AMX-BF16) and float32
         elsewhere. The chosen one is ``self.autocast_dtype`` (``None`` for float32).
+    test_time_flips : bool
+        Decode every tile also mirrored left–right, upside down and both, and average the four answers
+        (:mod:`~xpath.segmentation.inference.decoding`): 4× the compute of text prompts, for the accuracy
+        measured in docs/model_card.md. Off by default; :meth:`predict_objects` is not affected.
 
     Examples
     --------
@@ -113,7 +117,8 @@ class TextPromptPredictor:
 
     def __init__(self, model: Any, *, overlap: int | None = None, batch_size: int = 4, cache_tiles: int = 16,
                  max_object_um: float = 32.0, panel_tiles: int | None = 4, progress: bool = False,
-                 mpp: float | None = None, stain_normalization: str | None = None, precision: str = "float32") -> None:
+                 mpp: float | None = None, stain_normalization: str | None = None, precision: str = "float32",
+                 test_time_flips: bool = False) -> None:
         for attr in ("config", "preprocess", "encode_image", "decode"):
             if not hasattr(model, attr):
                 raise TypeError(f"model must be a text-prompted segmenter (missing .{attr}), got {type(model).__name__}")
@@ -131,6 +136,7 @@ class TextPromptPredictor:
         if stain_normalization not in (None, "macenko"):
             raise ValueError(f"stain_normalization must be None or 'macenko', got {stain_normalization!r}")
         self.stain_normalization = stain_normalization
+        self.views = VIEWS if test_time_flips else VIEWS[:1]  # the mirrored views each tile is decoded in
         self.device = model_device(model)
         self.autocast_dtype = resolve_precision(precision, self.device)
         self.batch_size, self.cache_tiles = int(batch_size), int(cache_tiles)
@@ -214,7 +220,8 @@ class TextPromptPredictor:
                                    panel_width=self.panel_width, halo=self.margin)
             for origins in tqdm(batches, desc="encode", unit="batch", disable=not self.progress):
                 tiles = np.stack([extract_tile(work, y, x, self.tile) for y, x in origins])
-                self._cache[tuple(origins)] = self._encode(tiles)
+                for view in self.views:
+                    self._cache[(tuple(origins), view)] = self._encode(np.ascontiguousarray(mirror(tiles, view, 1)))
         else:
             logger.debug("image has %d tiles (> cache_tiles=%d): features are computed while predicting",
                         n_tiles, self.cache_tiles)
@@ -508,7 +515,7 @@ class TextPromptPredictor:
                 sums = band.data[typed] if i == shared else None
                 st.push(band.y, band.data[i], band.data[channel[i]], x=band.x, core=band.core, sums=sums)
 
-        fn = functools.partial(self._decode_tiles, prompts=texts, inst_idx=stitched, boxes=boxes, points=points,
+        fn = functools.partial(decode_tiles, self, prompts=texts, inst_idx=stitched, boxes=boxes, points=points,
                                cached=image is self._work)  # features cached by set_image are of _work only
         presence = predict_tiled(image, fn, tile=self.tile, overlap=self.overlap, n_maps=n_p + len(stitched),
                                  on_band=on_band, batch_size=self.batch_size, panel_width=self.panel_width,
@@ -525,44 +532,6 @@ class TextPromptPredictor:
                        masks=[semantic.get(p) for p in names])
             table = type_table(types, mean, names)
         return np.zeros(n_p) if presence is None else np.asarray(presence, np.float64), table
-
-    def _decode_tiles(self, tiles: np.ndarray, origins: Sequence[tuple[int, int]], *, prompts: list[str],
-                      inst_idx: list[int], boxes: np.ndarray | None, points: np.ndarray | None, cached: bool = True):
-        """(B, t, t, 3) tiles → ((B, P + P_inst, t, t) probabilities then distances, (B, P) presence).
-
-        Distances are converted only for the instance prompts ``inst_idx``, in that order.
-        """
-        import torch
-
-        key = tuple(origins)
-        feats = self._cache.get(key) if cached and self._cache is not None else None
-        if feats is None:
-            feats = self._encode(tiles)
-        b, n_p = len(origins), len(prompts)
-        offs = np.asarray(origins, np.float64)[:, ::-1]  # (B, 2) as (x, y)
-        slot = {i: n_p + j for j, i in enumerate(inst_idx)}  # prompt index -> distance channel
-        maps = np.empty((b, n_p + len(inst_idx), tiles.shape[1], tiles.shape[2]), np.float32)
-        presence = np.empty((b, n_p), np.float32)
-        with self._inference():
-            for c0 in range(0, n_p, _PROMPT_CHUNK):
-                chunk = prompts[c0: c0 + _PROMPT_CHUNK]
-                c1 = c0 + len(chunk)
-                tb = tp = None
-                if boxes is not None:
-                    bx = boxes[c0:c1][None] - np.tile(offs, 2)[:, None, :]  # (B, P, 4)
-                    tb = torch.as_tensor(bx, dtype=torch.float32)
-                if points is not None:
-                    pt = points[c0:c1][None].repeat(b, 0)  # (B, P, K, 3)
-                    pt[..., :2] -= offs[:, None, None, :]
-                    tp = torch.as_tensor(pt, dtype=torch.float32)
-                out = self.model.decode(feats, chunk, boxes=tb, points=tp, **self._decode_options)
-                maps[:, c0:c1] = torch.sigmoid(out.mask_logits.float()).cpu().numpy()
-                presence[:, c0:c1] = torch.sigmoid(out.presence_logits.float()).cpu().numpy()
-                local = [i - c0 for i in range(c0, c1) if i in slot]  # instance prompts of this chunk
-                if local:
-                    dist = torch.sigmoid(out.distance_logits[:, local].float()).cpu().numpy()
-                    maps[:, [slot[c0 + k] for k in local]] = dist
-        return maps, presence
 
     def _result(self, plans, semantic, inst_out, probs, presence, threshold, *,
                 nucleus_types: pd.DataFrame | None = None) -> Segmentation:
