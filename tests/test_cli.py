@@ -93,6 +93,26 @@ def test_report_renders_a_survival_report(tmp_path, capsys):
 
 
 @pytest.mark.slow
+def test_segment_and_analyze_forward_test_time_flips(tmp_path, monkeypatch):
+    import xpath.pipeline
+    import xpath.segmentation
+
+    seen = {}
+
+    def capture(name):
+        def run(*args, **kwargs):
+            seen[name] = kwargs["test_time_flips"]
+            raise RuntimeError("stop here")
+        return run
+
+    monkeypatch.setattr(xpath.segmentation, "segment", capture("segment"))
+    monkeypatch.setattr(xpath.pipeline, "analyze", capture("analyze"))
+    image = _png(tmp_path / "tile.png", 1, size=64)
+    for command, flag in (("segment", ["--test-time-flips"]), ("analyze", [])):
+        assert main([command, str(image), "-p", "nuclei", "--out", str(tmp_path / command), *flag]) != EXIT_OK
+    assert seen == {"segment": True, "analyze": False}
+
+
 def test_segment_and_analyze_write_their_outputs(tmp_path):
     """Plumbing with the small untrained model: the files appear and read back (not accuracy)."""
     import torch

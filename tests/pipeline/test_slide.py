@@ -254,3 +254,18 @@ def test_model_path_geojson_is_the_label_map(model_run):
         det = table[(table.object_type == "detection") & (table["class"] == p)]
         assert len(det) == res.n_objects[p] > 0
         assert np.array_equal(geojson_to_labels(det, masks[p].shape, object_types=["detection"]), masks[p])
+
+
+def test_model_path_decodes_with_test_time_flips_as_the_predictor_does(small_slide, tmp_path):
+    """``test_time_flips`` reaches the slide's predictor: four encodings per tissue tile, and the objects of
+    TextPromptPredictor.predict with flips on the same image."""
+    from xpath.segmentation import TextPromptPredictor, load_model
+    from xpath.segmentation.metrics import aji
+
+    image = np.ascontiguousarray(small_slide[:512, :860])  # 1 × 2 model tiles, all tissue
+    res = segment_slide(ArraySlide(image, mpp=0.25, path="flips.png"), ["nuclei"], out_dir=tmp_path, progress=False,
+                        test_time_flips=True)
+    assert res.tiles_encoded == 4 * int(res.tiles["processed"].sum()) == 8
+    predictor = TextPromptPredictor(load_model("xpath_small"), cache_tiles=0, panel_tiles=16, test_time_flips=True)
+    ref = predictor.set_image(image, mpp=0.25).predict(["nuclei"])
+    assert aji(ref.instances["nuclei"], res.masks()["nuclei"].astype(np.int32)) == 1.0

@@ -248,6 +248,7 @@ def analyze(
     progress: bool = False,
     on_unsupported: str = "raise",
     precision: str = "float32",
+    test_time_flips: bool = False,
 ) -> Analysis:
     """Analyse one image end to end: text-prompted segmentation → biomarkers → one feature row.
 
@@ -277,7 +278,7 @@ def analyze(
         Permutations and seed of the neighbourhood-enrichment test.
     stats : sequence of str
         Distribution statistics of per-object features in the feature row.
-    threshold, device, progress, precision
+    threshold, device, progress, precision, test_time_flips
         Passed to the segmentation (:func:`xpath.segmentation.segment`).
     name : str, optional
         Image name (index of the feature row, GeoJSON ids); default the file name.
@@ -315,7 +316,8 @@ def analyze(
         from ..segmentation import segment
 
         segmentation = segment(array, prompts, model=model, mpp=mpp, threshold=threshold, device=device,
-                               progress=progress, on_unsupported=on_unsupported, precision=precision)
+                               progress=progress, on_unsupported=on_unsupported, precision=precision,
+                               test_time_flips=test_time_flips)
     missing = [p for p in prompts if p not in segmentation.semantic]
     if missing:
         raise ValueError(f"segmentation has no result for prompts {missing}")

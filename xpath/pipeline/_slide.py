@@ -152,14 +152,15 @@ class SlideResult:
         return pd.read_parquet(path) if path is not None and path.exists() else pd.DataFrame()
 
 
-def _model_predictor(model, *, device, batch_size: int, mpp: float | None, precision: str):
+def _model_predictor(model, *, device, batch_size: int, mpp: float | None, precision: str,
+                     test_time_flips: bool = False):
     """The model's predictor for whole slides: loaded once, running at ``mpp`` (default the model's)."""
     from ..segmentation import TextPromptPredictor, load_model
 
     net = load_model(model, device)
     # panels of 16 tiles: a slide narrower than 8192 model px has no panel seam (no tile column encoded twice)
     return TextPromptPredictor(net, batch_size=batch_size, cache_tiles=0, panel_tiles=16, progress=False, mpp=mpp,
-                               precision=precision)
+                               precision=precision, test_time_flips=test_time_flips)
 
 
 class _Outputs:
@@ -277,6 +278,7 @@ def segment_slide(
     progress: bool = True,
     on_unsupported: str = "raise",
     precision: str = "float32",
+    test_time_flips: bool = False,
 ) -> SlideResult:
     """Segment a whole slide tile by tile over tissue, merging instances across tiles, streaming outputs.
 
@@ -320,9 +322,10 @@ def segment_slide(
         only: the model runs every tile that touches tissue).
     thumbnail_size : int
         Long side of the thumbnail used for tissue detection.
-    threshold, min_area_um2, batch_size, device, precision
+    threshold, min_area_um2, batch_size, device, precision, test_time_flips
         Passed to the model's predictor (:class:`~xpath.segmentation.TextPromptPredictor`; ``precision``
-        float32 by default, ``"auto"`` bfloat16 on AMX CPUs and recent GPUs).
+        float32 by default, ``"auto"`` bfloat16 on AMX CPUs and recent GPUs; ``test_time_flips`` averages each
+        tile over its four mirrored views, 4× the compute).
     geojson : bool
         Write the QuPath GeoJSON (tissue annotation + one detection per instance).
     progress : bool
@@ -351,7 +354,8 @@ def segment_slide(
             raise ValueError(f"the slide {src.path} records no mpp; open it with open_slide(path, mpp=...)")
         predictor = None
         if segmenter is None:
-            predictor = _model_predictor(model, device=device, batch_size=batch_size, mpp=mpp, precision=precision)
+            predictor = _model_predictor(model, device=device, batch_size=batch_size, mpp=mpp, precision=precision,
+                                         test_time_flips=test_time_flips)
             predictor.progress = progress
         work_mpp = check_mpp(predictor.model_mpp if predictor is not None else
                              mpp if mpp is not None else getattr(segmenter, "mpp", None) or src.mpp)

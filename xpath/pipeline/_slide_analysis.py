@@ -72,6 +72,7 @@ def analyze_slide(
     progress: bool = True,
     on_unsupported: str = "raise",
     precision: str = "float32",
+    test_time_flips: bool = False,
 ) -> SlideAnalysis:
     """Analyse a whole slide: :func:`segment_slide` with a streamed cell table, then slide-level biomarkers.
 
@@ -93,7 +94,7 @@ def analyze_slide(
 
     res = segment_slide(slide, prompts, out_dir=out_dir, model=model, segmenter=segmenter, measure=measure,
                         mpp=mpp, tile=tile, overlap=overlap, device=device, progress=progress,
-                        on_unsupported=on_unsupported, precision=precision)
+                        on_unsupported=on_unsupported, precision=precision, test_time_flips=test_time_flips)
     alias = {p: (classes or {}).get(p, p) for p in res.prompts}
     cells = res.cells()
     if len(cells):
