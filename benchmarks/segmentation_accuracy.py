@@ -63,7 +63,7 @@ SPECIFICITY_IMAGES = 10  # per source
 
 
 def evaluate(predictor, records, source: str, presence_threshold=None, marker_threshold: float = 0.4,
-             assumed_mpp: float | None = None) -> dict[str, list[dict]]:
+             assumed_mpp: float | None = None, threshold: float = 0.5) -> dict[str, list[dict]]:
     """Rows of every table for one source, each image encoded once.
 
     ``scores``: per image–label rows for the model and the baseline; ``presence``: one row per
@@ -78,7 +78,8 @@ def evaluate(predictor, records, source: str, presence_threshold=None, marker_th
         absent = sorted(dataset_labels - set(present))
         prompts = list(present) + absent
         predictor.set_image(rec.image, mpp=rec.mpp if rec.mpp is not None else assumed_mpp)
-        result = predictor.predict(prompts, presence_threshold=presence_threshold, marker_threshold=marker_threshold)
+        result = predictor.predict(prompts, presence_threshold=presence_threshold, marker_threshold=marker_threshold,
+                                   threshold=threshold)
         for prompt in prompts:
             out["presence"].append(dict(source=source, prompt=prompt, present=prompt in present,
                                         score=result.presence[prompt]))
@@ -121,6 +122,9 @@ def main(argv=None) -> None:
     parser.add_argument("--out", default=None, help="write the per-image rows to this CSV")
     parser.add_argument("--marker-threshold", type=float, default=0.4,
                         help="watershed markers: distance > this (predict's marker_threshold)")
+    parser.add_argument("--threshold", type=float, default=0.5,
+                        help="mask threshold of every prompt (default 0.5, the library's); the main and --type-f1 "
+                             "sections")
     parser.add_argument("--presence-threshold", type=float, default=None,
                         help="empty the masks of prompts whose presence is below this (default: keep all)")
     parser.add_argument("--skip-calibration", action="store_true", help="skip the tile-level presence section")
@@ -161,11 +165,11 @@ def main(argv=None) -> None:
         else None
     for source, records, assumed_mpp in validation_images(args.config, args.limit):
         for name, rows in evaluate(predictor, records, source, args.presence_threshold, args.marker_threshold,
-                                   assumed_mpp).items():
+                                   assumed_mpp, args.threshold).items():
             tables[name] += rows
         if flipped is not None:  # its scores only, beside the plain ones (the other tables stay the plain model's)
             rows = evaluate(flipped, records, source, args.presence_threshold, args.marker_threshold,
-                            assumed_mpp)["scores"]
+                            assumed_mpp, args.threshold)["scores"]
             tables["scores"] += [{**row, "method": "xpath+flips"} for row in rows if row["method"] == "xpath"]
     scores = pd.DataFrame(tables["scores"])
     if args.out:
@@ -261,7 +265,7 @@ def type_f1_section(args) -> None:
             gt = np.where(rec.instances > 0, rec.instances + offset, 0)
             for i in np.unique(gt)[1:]:  # each nucleus's type: the class of most of its pixels
                 types[int(i)] = classes[int(np.bincount(rec.class_map[gt == i]).argmax())].object
-            seg = predictor.set_image(rec.image, mpp=rec.mpp).predict(list(prompts.values()))
+            seg = predictor.set_image(rec.image, mpp=rec.mpp).predict(list(prompts.values()), threshold=args.threshold)
             for c, p in prompts.items():
                 pred_maps[c].append(np.where(seg.instances[p] > 0, seg.instances[p] + offset, 0))
             gts.append(gt)
