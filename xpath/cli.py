@@ -304,7 +304,7 @@ def _add_slide_mpp(p: argparse.ArgumentParser) -> None:
                         "without upsampling it: 4× fewer tiles, about 0.06 lower Dice, see docs/model_card.md)")
 
 
-def _add_precision(p: argparse.ArgumentParser) -> None:
+def _add_model_options(p: argparse.ArgumentParser) -> None:
     """The model's arithmetic and test-time flips."""
     p.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="float32",
                    help="arithmetic of the model: float32 (default); auto is bfloat16 where the device computes it "
@@ -356,7 +356,7 @@ def _add_image_commands(sub) -> None:
     _add_slide_mpp(p)
     p.add_argument("--mpp", type=float, default=None, help="µm per pixel, if the file does not record it")
     p.add_argument("--threshold", type=float, default=0.5, help="probability threshold of the masks (default 0.5)")
-    _add_precision(p)
+    _add_model_options(p)
     p.set_defaults(func=_segment)
 
     p = sub.add_parser("analyze", help="segment, measure biomarkers and write tables, GeoJSON and an overlay",
@@ -367,7 +367,7 @@ def _add_image_commands(sub) -> None:
     _add_slide_mpp(p)
     p.add_argument("--mpp", type=float, default=None, help="µm per pixel, if the file does not record it")
     p.add_argument("--threshold", type=float, default=0.5, help="probability threshold of the masks (default 0.5)")
-    _add_precision(p)
+    _add_model_options(p)
     p.add_argument("--graph", choices=["delaunay", "knn", "radius"], default="delaunay",
                    help="cell graph for the spatial statistics (default delaunay)")
     p.set_defaults(func=_analyze)

@@ -104,7 +104,8 @@ class TextPromptPredictor:
     test_time_flips : bool
         Decode every tile also mirrored left–right, upside down and both, and average the four answers
         (:mod:`~xpath.segmentation.inference.decoding`): 4× the compute of text prompts, for the accuracy
-        measured in docs/model_card.md. Off by default; :meth:`predict_objects` is not affected.
+        measured in docs/model_card.md; :meth:`set_image` caches the features of all four views (4× the
+        memory). Off by default; :meth:`predict_objects` is not affected.
 
     Examples
     --------
