@@ -40,13 +40,17 @@ GLAND_SOURCES = ("ebhi", "glas")
 TIE = 0.002  # training-image mean Dice within which size pairs are not told apart
 
 
-def training_images(config, source: str, n: int, seed: int) -> list:
-    """A seeded sample of ``n`` records of ``source`` that the config trains on (not held out)."""
+def training_images(config, source: str, n: int, seed: int, keep=None) -> list:
+    """A seeded sample of ``n`` records of ``source`` that the config trains on (not held out) and that
+    ``keep(record)`` accepts (all, by default)."""
     cfg = load_config(config)
-    (src,) = [s for s in cfg.data.sources if s.get("dataset") == source]
+    found = [s for s in cfg.data.sources if s.get("dataset") == source]
+    if len(found) != 1:
+        raise ValueError(f"{source!r} must be one source of {config}, found {len(found)}")
+    (src,) = found
     records = load_dataset(source)
     held_out = split_validation([r.image_id for r in records], [r.split for r in records], src.get("val", "none"))
-    trained = [r for r, v in zip(records, held_out) if not v]
+    trained = [r for r, v in zip(records, held_out) if not v and (keep is None or keep(r))]
     chosen = np.random.default_rng(seed).choice(len(trained), size=min(n, len(trained)), replace=False)
     return [trained[i] for i in sorted(chosen)]
 
