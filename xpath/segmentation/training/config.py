@@ -14,6 +14,10 @@ A config file has five sections; every key is optional except ``model`` and
     optim:  {lr: 8.0e-4, weight_decay: 0.05, warmup_steps: 50, batch_size: 4, accumulate: 1, grad_clip: 1.0}
     train:  {steps: 1000, val_every: 200, ckpt_every: 200, log_every: 10, amp: auto, compile: false}
 
+``distill: {checkpoint: PATH, weight: 1.0, structures: [nuclei]}`` (optional) holds the prompts of
+those structures near a frozen teacher's output while the rest learns
+(:mod:`~xpath.segmentation.training.distill`).
+
 A source is ``{dataset: NAME, split: S, limit: N, include: REGEX, exclude: REGEX, val: RULE}``
 (``NAME`` one of :data:`xpath.datasets.DATASETS`) or ``{synthetic: {count: N, size: PX, mpp: M}, val: RULE}``.
 ``RULE`` decides which images go to validation (never trained on):
@@ -42,6 +46,7 @@ import numpy as np
 __all__ = [
     "AugmentConfig",
     "DataConfig",
+    "DistillConfig",
     "OptimConfig",
     "RunConfig",
     "TrainConfig",
@@ -178,6 +183,15 @@ class RunConfig:
 
 
 @dataclass(frozen=True)
+class DistillConfig:
+    """The ``distill`` section: a frozen teacher whose output the prompts of ``structures`` are held to."""
+
+    checkpoint: str
+    weight: float = 1.0
+    structures: tuple = ("nuclei",)
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """A whole training run (see the module docstring for the YAML layout)."""
 
@@ -189,6 +203,7 @@ class TrainConfig:
     out_dir: str = "runs/segmentation"
     init_checkpoint: str | None = None
     mpp: float | None = None
+    distill: DistillConfig | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -214,10 +229,15 @@ class TrainConfig:
             raise ValueError("config needs a 'model' (a registered name such as 'xpath_tiny')")
         optim = _make(OptimConfig, raw.pop("optim", None) or {}, "optim")
         run = _make(RunConfig, raw.pop("train", None) or {}, "train")
+        distill = raw.pop("distill", None)
+        if distill is not None:
+            if not isinstance(distill, dict) or "checkpoint" not in distill:
+                raise ValueError(f"config distill must be a mapping with a 'checkpoint', got {distill!r}")
+            distill = _make(DistillConfig, distill, "distill")
         if raw:
             raise ValueError(f"unknown config keys {sorted(raw)}; expected model, seed, out_dir, init_checkpoint, "
-                             "mpp, data, optim, train")
-        cfg = cls(data=_make(DataConfig, data, "data"), optim=optim, train=run, **top)
+                             "mpp, data, optim, train, distill")
+        cfg = cls(data=_make(DataConfig, data, "data"), optim=optim, train=run, distill=distill, **top)
         _validate(cfg)
         return cfg
 
@@ -286,6 +306,16 @@ def _validate(cfg: TrainConfig) -> None:
         (d.prompts_per_image >= 1, "data.prompts_per_image must be >= 1"),
         (d.balance in ("label", "source", "none"), "data.balance must be label|source|none"),
     ]
+    if cfg.distill is not None:
+        from ...ontology import STRUCTURES
+
+        w, structures = cfg.distill.weight, cfg.distill.structures
+        checks += [
+            (isinstance(w, (int, float)) and not isinstance(w, bool) and np.isfinite(w) and w > 0,
+             f"distill.weight must be a finite number > 0, got {w!r}"),
+            (len(structures) > 0 and set(structures) <= set(STRUCTURES),
+             f"distill.structures must list some of {list(STRUCTURES)}, got {list(structures)}"),
+        ]
     for ok, message in checks:
         if not ok:
             raise ValueError(message)

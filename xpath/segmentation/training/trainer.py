@@ -12,6 +12,7 @@ What a run does: AdamW (no weight decay on biases and norms) with linear warmup 
 cosine decay, gradient accumulation, gradient clipping, bf16 autocast on CUDA only,
 optional ``torch.compile``, category-balanced sampling with negative prompts
 (:mod:`~xpath.segmentation.training.sampler`, :mod:`~xpath.segmentation.training.dataset`),
+optional distillation from a frozen teacher (``config.distill``, :mod:`~xpath.segmentation.training.distill`),
 validation Dice per category every ``val_every`` steps,
 an atomic checkpoint every ``ckpt_every`` steps (``OUT/checkpoints/step_N/{model.pt,state.pt}``)
 and a log (``OUT/log.jsonl``, ``OUT/train_log.csv``, ``OUT/val_log.csv``).
@@ -182,6 +183,7 @@ class Trainer:
             cfg.model, checkpoint=cfg.init_checkpoint, device=dev, mpp=cfg.mpp)
         self.model = model.to(dev)
         self.model.train()
+        self.teacher = self._build_teacher(dev)
         self.loss_fn = self._loss_fn or _default_loss()
         mcfg = self.model.config
         if self._datasets is not None:
@@ -239,6 +241,17 @@ class Trainer:
             (self.out_dir / "config.yaml").write_text(_to_yaml(cfg.to_dict()))
             log.info("training %s: %d train tiles, %d val tiles, world size %d, device %s", cfg.model,
                      len(self.train_set), len(self.val_set) if self.val_set else 0, self.dist.world_size, dev)
+
+    def _build_teacher(self, dev: torch.device):
+        """The frozen model of ``config.distill`` (``None`` without one), in eval mode."""
+        distill = self.config.distill
+        if distill is None:
+            return None
+        if not Path(distill.checkpoint).is_file():
+            raise FileNotFoundError(f"distill.checkpoint {distill.checkpoint} does not exist")
+        teacher = _build_model(self.config.model, checkpoint=distill.checkpoint, device=dev, mpp=self.config.mpp)
+        teacher.eval().requires_grad_(False)
+        return teacher
 
     def _warm_text_cache(self) -> None:
         """Encode every prompt of the datasets once, in a fixed order.
@@ -384,7 +397,10 @@ class Trainer:
                 with _autocast(self.dist.device, self.amp_dtype):
                     x = self.model.preprocess(batch["image"].numpy())
                     out = self.net(x, batch["prompts"], *self._spatial_inputs(batch))
-                    loss, parts = self.loss_fn(out, self._targets(batch))
+                    targets = self._targets(batch)
+                    loss, parts = self.loss_fn(out, targets)
+                    if self.teacher is not None:
+                        loss, parts = self._add_distillation(loss, parts, out, x, batch, targets)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"non-finite loss {loss.item()} at step {self.step + 1}: {parts}")
                 (loss / o.accumulate).backward()
@@ -397,6 +413,20 @@ class Trainer:
         self.scheduler.step()
         self.step += 1
         return {"loss": total, "grad_norm": float(grad_norm), "lr": self.scheduler.get_last_lr()[0], **parts_sum}
+
+    def _add_distillation(self, loss, parts: dict, out, x, batch: dict, targets: dict):
+        """``loss`` plus ``distill.weight`` × the teacher term (:mod:`~xpath.segmentation.training.distill`)."""
+        from .distill import distillation_loss, held_prompts
+
+        distill = self.config.distill
+        with torch.no_grad():
+            teacher_out = self.teacher(x, batch["prompts"], *self._spatial_inputs(batch))
+        held = held_prompts(batch["labels"], targets["prompt_valid"], targets["spatial"], tuple(distill.structures))
+        term = distillation_loss(out, teacher_out, held)
+        parts = {**parts, "distill": float(term.detach())}
+        loss = loss + distill.weight * term
+        parts["total"] = float(loss.detach())
+        return loss, parts
 
     def validate(self) -> dict | None:
         """Validation Dice per category on rank 0 (other ranks wait); ``None`` without a validation set."""
