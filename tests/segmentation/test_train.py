@@ -102,7 +102,7 @@ def test_config_errors_name_the_key(tmp_path):
     with pytest.raises(ValueError, match="val must be"):
         load_config(p)
     p.write_text("model: xpath_tiny\ndata: {sources: [{dataset: ebhi, pseudo_nuclei: yes please}]}\n")
-    with pytest.raises(ValueError, match="pseudo_nuclei must be true or false"):
+    with pytest.raises(ValueError, match="pseudo_nuclei must be true, false or"):
         load_config(p)
     for bad in ("0", "-1", "heavy", ".nan", "true"):
         p.write_text(f"model: xpath_tiny\ndata: {{sources: [{{dataset: ebhi, weight: {bad}}}]}}\n")

@@ -269,9 +269,11 @@ def _check_source(src: Any, i: int) -> dict:
                                                                         set(rule) == {"group", "fraction"}))):
         raise ValueError(f"data.sources[{i}].val must be 'all', 'none', {{split: S}} or {{group: REGEX, fraction: F}}, "
                          f"got {rule!r}")
-    if not isinstance(src.get("pseudo_nuclei", False), bool) or (src.get("pseudo_nuclei") and "dataset" not in src):
-        raise ValueError(f"data.sources[{i}].pseudo_nuclei must be true or false, on a dataset source; "
-                         f"got {src.get('pseudo_nuclei')!r}")
+    pseudo = src.get("pseudo_nuclei", False)
+    model_made = isinstance(pseudo, dict) and set(pseudo) == {"labels"} and isinstance(pseudo["labels"], str)
+    if not (isinstance(pseudo, bool) or model_made) or (pseudo and "dataset" not in src):
+        raise ValueError(f"data.sources[{i}].pseudo_nuclei must be true, false or {{labels: DIR}} (a folder written "
+                         f"by xpath.segmentation.training.self_training), on a dataset source; got {pseudo!r}")
     weight = src.get("weight", 1.0)
     if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not np.isfinite(weight) or weight <= 0 \
             or ("weight" in src and "dataset" not in src):

@@ -85,8 +85,8 @@ def synthetic_triples(tissue, *, image_id: str = "synthetic", region: str = UNSP
     return out
 
 
-def pseudo_nuclei_triples(record, *, mpp: float) -> list:
-    """The triples of a tissue-annotated image plus an all-nuclei triple from the classical detector.
+def pseudo_nuclei_triples(record, *, mpp: float, nuclei: np.ndarray | None = None) -> list:
+    """The triples of a tissue-annotated image plus an all-nuclei triple, from the classical detector or given.
 
     For sources that annotate a tissue structure but not its nuclei (EBHI-Seg's glands):
     with only the gland label, every image of the source has one positive prompt, and the
@@ -95,13 +95,16 @@ def pseudo_nuclei_triples(record, *, mpp: float) -> list:
     two prompts positive together with different targets. The pseudo-label is
     :func:`~xpath.segmentation.classical.classical_nuclei` (haematoxylin deconvolution +
     Otsu; Dice 0.78–0.80 to the ground truth on the MoNuSeg and NuCLS test sets), semantic
-    only: its watershed split is not used to train the instance head.
+    only: its watershed split is not used to train the instance head. A trained model's mask can
+    be given instead (``nuclei=``; self-training, :mod:`~xpath.segmentation.training.self_training`).
 
     Parameters
     ----------
     record : xpath.datasets.AnnotatedImage
     mpp : float
         µm per pixel of the image (the detector's sizes are physical).
+    nuclei : numpy.ndarray, optional
+        ``(H, W)`` bool nucleus mask of the image to use instead of the detector's.
 
     Returns
     -------
@@ -115,7 +118,11 @@ def pseudo_nuclei_triples(record, *, mpp: float) -> list:
     if any(t.label.structure == "nuclei" for t in triples):
         raise ValueError(f"{record.source} image {record.image_id} already has nucleus labels; "
                          "pseudo_nuclei is for sources that annotate tissue only")
-    nuclei = classical_nuclei(record.image, mpp=mpp) > 0
+    if nuclei is None:
+        nuclei = classical_nuclei(record.image, mpp=mpp) > 0
+    elif nuclei.shape != record.image.shape[:2] or nuclei.dtype != bool:
+        raise ValueError(f"nuclei must be a bool mask of the image's shape {record.image.shape[:2]}, "
+                         f"got {nuclei.dtype} {nuclei.shape}")
     if not nuclei.any():
         return triples
     region = triples[0].label.region if triples else UNSPECIFIED

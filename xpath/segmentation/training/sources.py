@@ -17,6 +17,7 @@ from .config import DataConfig, TrainConfig, source_weights, split_validation
 from .dataset import SegmentationDataset
 from .records import build_records, pseudo_nuclei_triples
 from .sampler import balance_weights
+from .self_training import read_model_nuclei
 
 __all__ = ["build_datasets", "load_source", "sampling_weights"]
 
@@ -51,13 +52,17 @@ def build_datasets(config: TrainConfig, *, mpp: float | None, tile_size: int,
         items, ids, splits = load_source(src, config.seed)
         is_val = split_validation(ids, splits, src.get("val", "none"))
         train_part = [it for it, v in zip(items, is_val) if not v]
-        if src.get("pseudo_nuclei"):  # training images only: validation keeps the true labels
+        pseudo = src.get("pseudo_nuclei")
+        if pseudo:  # training images only: validation keeps the true labels
             mpp_src = d.assume_mpp.get(src.get("dataset"))
             if mpp_src is None and any(it.mpp is None for it in train_part):
                 raise ValueError(f"source {src.get('dataset')!r}: pseudo_nuclei needs the images' mpp; "
                                  "set data.assume_mpp for it")
+            model_made = isinstance(pseudo, dict)  # {labels: DIR}: a trained model's, else the classical detector's
             train_part = [t for it in train_part
-                          for t in pseudo_nuclei_triples(it, mpp=it.mpp if it.mpp is not None else mpp_src)]
+                          for t in pseudo_nuclei_triples(it, mpp=it.mpp if it.mpp is not None else mpp_src,
+                                                         nuclei=read_model_nuclei(pseudo["labels"], it)
+                                                         if model_made else None)]
             for t in train_part:
                 if t.label.structure == "nuclei":
                     partial.setdefault(t.source, set()).add(t.label)
