@@ -7,10 +7,13 @@ One idea per module, in the order a run uses them:
   split of each source; reading a config does not import torch;
 - :mod:`~.sources` — a config's sources loaded and split into training and validation datasets;
 - :mod:`~.records` — triples grouped per image at the model's pixel size (``SegmentationRecord``);
+- :mod:`~.self_training` — a trained model's nuclei written as the pseudo-labels of tissue-only images
+  (``pseudo_nuclei: {labels: DIR}``), before a run;
 - :mod:`~.augment` — array kernels: resampling, flips, stain jitter, blur, distance targets;
 - :mod:`~.dataset` — tiles with prompts, negatives and targets (``SegmentationDataset``, ``collate_batch``);
 - :mod:`~.sampler` — category-balanced, deterministic, DDP-aware sampling (``BalancedSampler``);
 - :mod:`~.losses` — the loss (mask BCE + Dice on matched candidates, selection, presence, distance);
+- :mod:`~.distill` — the term that holds a frozen teacher's outputs (the config's ``distill:``);
 - :mod:`~.validation` — Dice per category on the validation tiles;
 - :mod:`~.distributed` — torchrun's process group and the per-rank random states;
 - :mod:`~.run_dir` — atomic checkpoint directories under ``OUT/checkpoints``;
