@@ -9,8 +9,9 @@ import torch
 from xpath.datasets import AnnotatedImage
 from xpath.ontology import Label
 from xpath.segmentation.training.config import load_config
+from xpath.segmentation.training.pseudo_labels import label_path, read_model_nuclei, write_model_nuclei
 from xpath.segmentation.training.records import pseudo_nuclei_triples
-from xpath.segmentation.training.self_training import label_images, label_path, main, read_model_nuclei
+from xpath.segmentation.training.self_training import label_images, main
 from xpath.segmentation.training.sources import build_datasets
 
 GLAND, NUCLEI = Label("colon", "tissue", "gland"), Label("colon", "nuclei", "nucleus")
@@ -95,9 +96,7 @@ def test_the_command_labels_training_images_only_and_training_reads_them(shared_
     mark[::7, ::5] = True
     with np.load(label_path(labels, "ebhi", first.image_id)) as data:
         assert tuple(data["shape"]) == first.image.shape[:2]
-    from xpath.segmentation.training.self_training import _write_mask
-
-    _write_mask(label_path(labels, "ebhi", first.image_id), mark)
+    write_model_nuclei(label_path(labels, "ebhi", first.image_id), mark)
     train, _ = build_datasets(load_config(config), mpp=1.0, tile_size=128)
     record = next(r for r in train.records if r.image_id == first.image_id)
     assert record.labels == (GLAND, NUCLEI) and np.array_equal(record.masks[1], mark)

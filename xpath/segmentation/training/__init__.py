@@ -8,7 +8,7 @@ One idea per module, in the order a run uses them:
 - :mod:`~.sources` — a config's sources loaded and split into training and validation datasets;
 - :mod:`~.records` — triples grouped per image at the model's pixel size (``SegmentationRecord``);
 - :mod:`~.self_training` — a trained model's nuclei written as the pseudo-labels of tissue-only images
-  (``pseudo_nuclei: {labels: DIR}``), before a run;
+  (``pseudo_nuclei: {labels: DIR}``), before a run; :mod:`~.pseudo_labels` — their files;
 - :mod:`~.augment` — array kernels: resampling, flips, stain jitter, blur, distance targets;
 - :mod:`~.dataset` — tiles with prompts, negatives and targets (``SegmentationDataset``, ``collate_batch``);
 - :mod:`~.sampler` — category-balanced, deterministic, DDP-aware sampling (``BalancedSampler``);

@@ -14,7 +14,7 @@ true labels and are never looked at) with the canonical all-nuclei prompt of the
 (``"nuclei-level nucleus in colon pathology"``), decoded by
 :class:`~xpath.segmentation.inference.predictor.TextPromptPredictor` at the image's µm/px (or the
 config's ``assume_mpp``) — the inference path the model card measures. Each mask is written
-atomically to ``DIR/<source>/<image_id>.npz`` (bit-packed); images already labelled are skipped,
+atomically to ``DIR/<source>/<image_id>.npz`` (bit-packed, :mod:`~.pseudo_labels`); images already labelled are skipped,
 so an interrupted run resumes. ``DIR/labeller.json`` names the checkpoint and its SHA-256, and a
 folder labelled by another checkpoint is refused rather than mixed. The labels are semantic only
 (the instance head keeps learning from annotated instances) and partial: a tile where the model
@@ -32,21 +32,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ...io._tables import atomic_path
+from ...io import atomic_path
 from ...ontology import UNSPECIFIED, Label
+from .pseudo_labels import label_path, write_model_nuclei
 
-__all__ = ["label_config", "label_images", "label_path", "main", "read_model_nuclei"]
+__all__ = ["label_config", "label_images", "main", "nuclei_prompt"]
 
 logger = logging.getLogger(__name__)
-
-_COMMAND = "python -m xpath.segmentation.training.self_training --config CONFIG.yaml --checkpoint MODEL.pt"
-
-
-def label_path(folder: str | Path, source: str, image_id: str) -> Path:
-    """Where the pseudo-label of one image lives: ``folder/source/image_id.npz``."""
-    if not image_id or "/" in image_id or image_id.startswith("."):
-        raise ValueError(f"image_id must be a plain file name, got {image_id!r}")
-    return Path(folder) / source / f"{image_id}.npz"
 
 
 def nuclei_prompt(record) -> str:
@@ -54,34 +46,6 @@ def nuclei_prompt(record) -> str:
     triples = record.triples()
     region = triples[0].label.region if triples else UNSPECIFIED
     return Label(region, "nuclei", "nucleus").prompt
-
-
-def _write_mask(path: Path, mask: np.ndarray) -> None:
-    with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as f:
-        np.savez_compressed(f, shape=np.asarray(mask.shape, np.int64), bits=np.packbits(mask, axis=None))
-
-
-def read_model_nuclei(folder: str | Path, record) -> np.ndarray:
-    """The model-made nucleus mask of one training image, ``(H, W)`` bool in the image's pixels.
-
-    Raises
-    ------
-    FileNotFoundError
-        The image was not labelled (names the file and the command that writes it).
-    ValueError
-        The file does not hold a mask of the image's shape.
-    """
-    path = label_path(folder, record.source, record.image_id)
-    if not path.is_file():
-        raise FileNotFoundError(f"no pseudo-label for {record.source} image {record.image_id!r}: {path} is missing; "
-                                f"write the folder's labels first with: {_COMMAND}")
-    with np.load(path) as data:
-        shape = tuple(int(v) for v in data["shape"])
-        mask = np.unpackbits(data["bits"], count=int(np.prod(shape))).reshape(shape).astype(bool)
-    if shape != record.image.shape[:2]:
-        raise ValueError(f"{path} holds a {shape} mask, but {record.source} image {record.image_id!r} is "
-                         f"{record.image.shape[:2]}; relabel the folder")
-    return mask
 
 
 def _claim_folder(folder: Path, checkpoint: str | Path) -> None:
@@ -132,7 +96,7 @@ def label_images(predictor, records: Iterable, *, folder: str | Path, mpp: float
         prompt = nuclei_prompt(rec)
         predictor.set_image(rec.image, mpp=rec.mpp if rec.mpp is not None else mpp)
         mask = predictor.predict([prompt], threshold=threshold, instances=False).semantic[prompt]
-        _write_mask(label_path(folder, rec.source, rec.image_id), np.asarray(mask, bool))
+        write_model_nuclei(label_path(folder, rec.source, rec.image_id), np.asarray(mask, bool))
     return len(todo)
 
 

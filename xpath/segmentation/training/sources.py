@@ -15,9 +15,9 @@ import numpy as np
 
 from .config import DataConfig, TrainConfig, source_weights, split_validation
 from .dataset import SegmentationDataset
+from .pseudo_labels import read_model_nuclei
 from .records import build_records, pseudo_nuclei_triples
 from .sampler import balance_weights
-from .self_training import read_model_nuclei
 
 __all__ = ["build_datasets", "load_source", "sampling_weights"]
 
