@@ -70,7 +70,7 @@ def test_labels_are_written_once_and_read_back_exactly(tmp_path):
         label_path(tmp_path, "ebhi", "../x")
 
 
-def test_the_command_labels_training_images_only_and_training_reads_them(shared_data, tmp_path):
+def test_the_command_labels_training_images_only_and_training_reads_them(shared_data, tmp_path, capsys):
     from xpath.segmentation import create_model, save_checkpoint
 
     torch.manual_seed(0)
@@ -85,6 +85,7 @@ def test_the_command_labels_training_images_only_and_training_reads_them(shared_
 
     assert main(["--config", str(config), "--checkpoint", str(checkpoint), "--no-progress"]) == 0
     written = sorted(p.stem for p in (labels / "ebhi").glob("*.npz"))
+    assert capsys.readouterr().out.strip() == f'{{"ebhi": {len(written)}}}'
     train, val = build_datasets(load_config(config), mpp=1.0, tile_size=128)
     assert written == sorted(r.image_id for r in train.records)  # every training image, no validation image
     assert not {r.image_id for r in val.records} & set(written)
@@ -102,8 +103,11 @@ def test_the_command_labels_training_images_only_and_training_reads_them(shared_
     assert record.labels == (GLAND, NUCLEI) and np.array_equal(record.masks[1], mark)
     assert train.partial_labels == {"ebhi": frozenset({NUCLEI})}  # model labels are not exhaustive either
 
-    # a second run resumes (nothing to do); another model may not write into the same folder
+    # a second run resumes (nothing to do; the planted mask is kept); another model may not write there
     assert main(["--config", str(config), "--checkpoint", str(checkpoint), "--no-progress"]) == 0
+    assert capsys.readouterr().out.strip() == '{"ebhi": 0}'
+    assert np.array_equal(read_model_nuclei(labels, next(r for r in train.records
+                                                         if r.image_id == first.image_id)), mark)
     torch.manual_seed(1)
     other = save_checkpoint(create_model("xpath_tiny", device="cpu"), tmp_path / "other.pt")
     with pytest.raises(ValueError, match="another model"):

@@ -16,9 +16,9 @@ true labels and are never looked at) with the canonical all-nuclei prompt of the
 config's ``assume_mpp``) — the inference path the model card measures. Each mask is written
 atomically to ``DIR/<source>/<image_id>.npz`` (bit-packed, :mod:`~.pseudo_labels`); images already
 labelled are skipped, so an interrupted run resumes. ``DIR/labeller.json`` names the checkpoint and
-its SHA-256, and a folder labelled by another checkpoint is refused rather than mixed. The labels are semantic only
-(the instance head keeps learning from annotated instances) and partial: a tile where the model
-found no nucleus never teaches "no nuclei".
+its SHA-256, and a folder labelled by another checkpoint is refused rather than mixed. The labels
+are semantic only (the instance head keeps learning from annotated instances) and partial: a tile
+where the model found no nucleus never teaches "no nuclei".
 """
 
 from __future__ import annotations
